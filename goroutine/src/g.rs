@@ -1,0 +1,181 @@
+//! The goroutine: its descriptor `G`, its identity, and the context switch into and out of it.
+//!
+//! A goroutine is a corosensei coroutine running on a gort [`Stack`]. The scheduler (on an M's own
+//! thread stack, Go's `g0`) *resumes* a G; the G runs until it *suspends* back with a [`Suspend`]
+//! reason, or returns. Every switch therefore goes G -> g0 -> next G, as in Go's `mcall`/`gogo`;
+//! decisions about the suspended G (queue it, park it) are taken on g0, after its registers are saved,
+//! so no other M can ever resume a G whose context is still live.
+//!
+//! # Ownership of a G
+//! `G` lives in an `Arc`. One strong reference, the *scheduling reference*, moves with the goroutine:
+//! it sits in a run queue while the G is runnable, is held by the M while the G runs, and while the G
+//! is parked it is kept by the park itself and handed back to a run queue by whichever waker wins the
+//! `PARKED -> RUNNING` transition of [`G::park_state`]. Wakers hold extra references only so that the
+//! memory stays valid; holding a waker never makes a G runnable twice.
+//!
+//! # Park protocol (the single wake path)
+//! `park_state` is `RUNNING` (no token), `NOTIFIED` (a wake arrived while the G was running) or
+//! `PARKED` (suspended, waiting). The G parks by suspending with [`Suspend::Park`]; g0 then tries
+//! `RUNNING -> PARKED`. If a wake came first (`NOTIFIED`), g0 consumes it and resumes the G at once.
+//! A waker moves `RUNNING -> NOTIFIED` (the G will not sleep) or `PARKED -> RUNNING` and readies the G.
+//! Like `std::thread::park`, a park may return spuriously (a stale token), so every wait loops on its
+//! condition.
+//!
+//! # Thread-locals
+//! A G may resume on another M than the one it suspended on. Code in this crate reads per-thread
+//! runtime state only through `#[inline(never)]` accessors, after every switch, never caching a
+//! thread-local address across one.
+
+use std::cell::{Cell, UnsafeCell};
+use std::fmt;
+use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
+use crate::sched::Sched;
+use crate::stack::{OverflowChecker, Stack};
+
+/// The identity of a goroutine (or of an async task spawned with `spawn_async`), unique within its
+/// runtime. Printed as a plain number, as Go prints goroutine ids.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GoroutineId(pub(crate) NonZeroU64);
+
+impl GoroutineId {
+    /// The id as a number (the first goroutine of a runtime is 1).
+    pub fn as_u64(self) -> u64 {
+        self.0.get()
+    }
+}
+
+impl fmt::Debug for GoroutineId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "GoroutineId({})", self.0)
+    }
+}
+
+impl fmt::Display for GoroutineId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// Why a goroutine handed control back to its M.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Suspend {
+    /// `yield_now`: requeue at the tail of the local run queue.
+    Yield,
+    /// Wait for a wake (see the park protocol in the module docs).
+    Park,
+}
+
+pub(crate) type Coroutine = corosensei::Coroutine<(), Suspend, (), Stack>;
+pub(crate) type Yielder = corosensei::Yielder<(), Suspend>;
+
+pub(crate) const RUNNING: u8 = 0;
+pub(crate) const NOTIFIED: u8 = 1;
+pub(crate) const PARKED: u8 = 2;
+
+/// A goroutine descriptor (Go's `g`).
+pub(crate) struct G {
+    pub(crate) id: GoroutineId,
+    /// The runtime this G belongs to; wakes requeue it there.
+    pub(crate) sched: &'static Sched,
+    /// See the park protocol in the module docs.
+    pub(crate) park_state: AtomicU8,
+    /// The coroutine. Touched only by the M that holds the scheduling reference.
+    pub(crate) coroutine: UnsafeCell<Option<Coroutine>>,
+    /// Set by the goroutine's body when it first runs; valid until the coroutine returns. Only read on
+    /// the goroutine's own stack.
+    pub(crate) yielder: Cell<*const Yielder>,
+    /// Checks the G's stack for overflow after each switch out (a no-op branch on guarded stacks).
+    stack_check: OverflowChecker,
+}
+
+// SAFETY: `coroutine` and `yielder` are only touched by the one M that currently holds the G's
+// scheduling reference (see the module docs), and the hand-over between Ms goes through a run queue,
+// whose atomics order the accesses. The values living on the coroutine's stack come from a
+// `Send + 'static` closure; thread-bound state held across a park is the user-facing caveat
+// documented on the crate front page.
+unsafe impl Send for G {}
+// SAFETY: as above; the only fields other threads touch through `&G` are `park_state` (atomic), `id`
+// and `sched` (immutable).
+unsafe impl Sync for G {}
+
+impl G {
+    pub(crate) fn new(id: GoroutineId, sched: &'static Sched, stack: &Stack) -> G {
+        G {
+            id,
+            sched,
+            stack_check: stack.overflow_checker(),
+            park_state: AtomicU8::new(RUNNING),
+            coroutine: UnsafeCell::new(None),
+            yielder: Cell::new(std::ptr::null()),
+        }
+    }
+
+    /// Aborts with `goroutine N stack overflow` if the G overran a canary-protected stack. Called by
+    /// the M after every switch out.
+    #[inline]
+    pub(crate) fn check_stack(&self) {
+        self.stack_check.check(self.id.as_u64());
+    }
+
+    /// Wakes the G if it is parked (readying it on its runtime), or leaves a token if it is running.
+    /// `this` is a strong reference the caller gives up or lends (see `wake_by_ref`).
+    pub(crate) fn wake(this: &Arc<G>) {
+        let mut state = this.park_state.load(Ordering::Acquire);
+        loop {
+            let next = match state {
+                PARKED => RUNNING,
+                RUNNING => NOTIFIED,
+                _ => return,
+            };
+            match this.park_state.compare_exchange_weak(
+                state,
+                next,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) if state == PARKED => {
+                    // We won the wake: the parked G's scheduling reference, leaked at park time, now
+                    // goes back onto a run queue.
+                    let raw = Arc::as_ptr(this);
+                    this.sched.ready(crate::sched::RunItem::from_g_raw(raw));
+                    return;
+                }
+                Ok(_) => return,
+                Err(s) => state = s,
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// The G this thread is running right now (null on g0 and on plain threads).
+    static CURRENT_G: Cell<*const G> = const { Cell::new(std::ptr::null()) };
+}
+
+/// The goroutine running on this thread, if any. Never inlined: see "Thread-locals" above.
+#[inline(never)]
+pub(crate) fn current_g() -> *const G {
+    CURRENT_G.with(|c| c.get())
+}
+
+#[inline(never)]
+pub(crate) fn set_current_g(g: *const G) {
+    CURRENT_G.with(|c| c.set(g));
+}
+
+/// Suspends the running goroutine with `why`. Must be called on a goroutine stack (`g` is the
+/// current G).
+#[inline(never)]
+pub(crate) fn suspend(g: *const G, why: Suspend) {
+    // SAFETY: `g` is the current G, so the M holds its scheduling reference and the G is alive; its
+    // yielder was set by the body before any user code ran and stays valid until the body returns,
+    // which cannot happen while we are inside it.
+    unsafe {
+        let y = (*g).yielder.get();
+        debug_assert!(!y.is_null());
+        (*y).suspend(why);
+    }
+}

@@ -1,0 +1,51 @@
+//! gort's runtime core: stackful goroutines on Go's G/M/P scheduler.
+//!
+//! This crate owns everything that decides *where and when code runs*: goroutine stacks and the
+//! context switch (`stack`, `g`), the scheduler with its per-P run queues, spinning Ms and global queue
+//! (`sched`, `runq`, `futex`), the parking core every blocking operation waits through (`park`),
+//! goroutine creation and join (`spawn`, `join`), panic reporting (`panic`), the user-facing runtime
+//! API (`runtime`) and goroutine-aware synchronization (`sync`). Users normally reach it through the
+//! `gort` facade crate.
+//!
+//! # Invariants kept across the crate
+//! * A goroutine is resumed by at most one M at a time: the G's *scheduling reference* moves from run
+//!   queue to M to park and back, and only its holder touches the coroutine (`g.rs`).
+//! * Every wait goes through [`park::park`] with a [`std::task::Waker`] from [`park::current_waker`];
+//!   there is no other wake path (`park.rs`).
+//! * `unsafe` lives in `stack` (memory mapping, guard pages, the overflow signal handler), `g`/`sched`
+//!   (the scheduling reference, P-local state), `runq` (none today), `park` (waker vtables) and `join`
+//!   (the result hand-over); each block states its invariant in a `SAFETY:` comment.
+//!
+//! # Thread-locals and goroutines
+//! A goroutine may be resumed on a different OS thread after any blocking call (a park, a yield, a
+//! join). Two consequences for user code:
+//! * A `thread_local!` value read in a goroutine belongs to whichever thread runs it *now*; do not keep a
+//!   reference into one across a blocking call (`LOCAL.with(|v| { ch.recv(); v.use() })` may touch
+//!   another thread's value, or a dead thread's). Read it again after the call.
+//! * Thread-affine resources (a lock that must be released on the thread that took it, an OpenGL
+//!   context, a `!Send` handle from a C library that checks its thread) must not be held across a
+//!   blocking call.
+//!
+//! The runtime itself follows the same rule: it reads its per-thread state only through
+//! `#[inline(never)]` accessors after each switch, so the compiler cannot reuse a thread-local address
+//! computed on the previous thread.
+
+#![warn(missing_docs)]
+
+mod futex;
+mod g;
+mod join;
+mod panic;
+pub mod park;
+mod runq;
+pub mod runtime;
+mod sched;
+mod spawn;
+mod stack;
+pub mod sync;
+
+pub use g::GoroutineId;
+pub use join::{JoinError, JoinHandle};
+pub use park::block_on;
+pub use runtime::{spawn, spawn_async};
+pub use spawn::yield_now;

@@ -1,0 +1,839 @@
+//! The scheduler: Go's G/M/P model (runtime/proc.go), in Rust.
+//!
+//! * **G** — a goroutine ([`crate::g::G`]) or an async task (an `async_task::Runnable`); both travel
+//!   through the run queues as a [`RunItem`].
+//! * **M** — an OS thread. It runs the scheduler loop on its own thread stack (Go's `g0`) and resumes
+//!   goroutines from there. Ms are started on demand and never exit; an M with nothing to do sleeps on
+//!   a futex [`Note`] in the idle list (`stopm`), so an idle runtime burns no CPU.
+//! * **P** — a processor: the right to run Go code. There are `max_procs` of them. Each owns a 256-slot
+//!   local run queue plus a `runnext` slot ([`LocalQueue`]), a cache of warm stacks, and counters.
+//!   An M must hold a P to run goroutines.
+//!
+//! # Finding work (`find_runnable`)
+//! 1. Every 61st schedule tick, one item from the global queue (fairness: a busy P still drains it).
+//! 2. The local queue, `runnext` first. A G taken from `runnext` inherits the time slice: a pair of
+//!    goroutines that communicate and wait run back to back on one P.
+//! 3. A batch from the global queue.
+//! 4. Stealing: up to 4 passes over the other Ps from a random start, taking half of a victim's queue
+//!    (its `runnext` too on the last pass). Only a *spinning* M steals, and at most half of the busy Ps
+//!    may have spinning Ms, so idle CPUs do not all hammer the queues.
+//! 5. Nothing: the M puts its P on the idle list and, if it was spinning, looks at every run queue once
+//!    more after leaving the spinning state; then it sleeps (`stopm`).
+//!
+//! # Waking Ms (`wakep`)
+//! Readying or spawning a G puts it in the current P's `runnext` (or, off the runtime's threads, on
+//! the global queue) and calls `wakep`: if a P is idle and no M is spinning, start one spinning M on
+//! it. A spinning M that finds work stops spinning and, if it was the last spinner, wakes another
+//! (`reset_spinning`). This chain keeps just enough Ms looking for work.
+//!
+//! # Invariants
+//! * `locked` (Go's `sched.lock`) guards the global queue, the idle P list and the idle M list; the
+//!   counters `npidle` and `global_len` only change under it, so a thread that pushes onto the global
+//!   queue and then reads `npidle` cannot miss an M that is going idle.
+//! * A P's `local` state is touched only by the M that holds the P (`status == P_RUNNING`).
+//! * Work pushed to a *local* queue is never lost even if `wakep` misses an idle M: the P that pushed
+//!   it runs it. Only parallelism may be delayed, which the spinning protocol keeps rare.
+
+use std::cell::{Cell, UnsafeCell};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use corosensei::CoroutineResult;
+
+use crate::futex::Note;
+use crate::g::{self, GoroutineId, Suspend, G};
+use crate::runq::{LocalQueue, LOCAL_QUEUE_CAPACITY};
+use crate::stack::{self, Stack, StackAllocator};
+
+/// The most Ps a runtime can have.
+pub const MAX_PROCS: usize = 256;
+/// Go's fairness constant: the global queue is polled every 61 schedule ticks.
+const GLOBAL_QUEUE_TICK: u32 = 61;
+/// Stealing passes over the other Ps before giving up (Go's `stealTries`).
+const STEAL_TRIES: usize = 4;
+/// Warm stacks a P keeps; past this, half go back to the runtime's allocator.
+const P_STACK_CACHE: usize = 128;
+/// Goroutine ids a P takes from the runtime's counter at a time (Go's `_GoidCacheBatch`).
+const GOID_BATCH: u64 = 16;
+
+const NO_P: usize = usize::MAX;
+const P_IDLE: u8 = 0;
+const P_RUNNING: u8 = 1;
+/// Past `max_procs` after a `set_max_procs` shrink; may come back when it grows again.
+const P_DEAD: u8 = 2;
+
+/// Something runnable, as stored in run queues: a tagged pointer.
+///
+/// Bit 0 clear: an `Arc<G>` scheduling reference (`Arc::into_raw`). Bit 0 set: an
+/// `async_task::Runnable<u64>` (`Runnable::into_raw`). Both point at allocations aligned to at
+/// least 8, so the tag bit is free. A `RunItem` owns what it points at until it is taken apart with
+/// [`RunItem::into_work`] or dropped by the queue's owner.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct RunItem(usize);
+
+pub(crate) enum Work {
+    G(Arc<G>),
+    Task(async_task::Runnable<u64>),
+}
+
+impl RunItem {
+    pub(crate) fn from_g(g: Arc<G>) -> RunItem {
+        RunItem(Arc::into_raw(g) as usize)
+    }
+
+    /// From the scheduling reference a parked G leaked (see `g.rs`).
+    pub(crate) fn from_g_raw(g: *const G) -> RunItem {
+        RunItem(g as usize)
+    }
+
+    pub(crate) fn from_task(r: async_task::Runnable<u64>) -> RunItem {
+        RunItem(r.into_raw().as_ptr() as usize | 1)
+    }
+
+    /// Takes ownership back from the token.
+    ///
+    /// # Safety
+    /// `self` must have come from one of the constructors and not been converted before.
+    pub(crate) unsafe fn into_work(self) -> Work {
+        if self.0 & 1 == 0 {
+            // SAFETY: bit 0 clear means the token is an `Arc<G>` strong reference (caller's contract).
+            Work::G(unsafe { Arc::from_raw(self.0 as *const G) })
+        } else {
+            let ptr =
+                std::ptr::NonNull::new((self.0 & !1) as *mut ()).expect("gort: null run item");
+            // SAFETY: bit 0 set means the token came from `Runnable::into_raw` (caller's contract).
+            Work::Task(unsafe { async_task::Runnable::from_raw(ptr) })
+        }
+    }
+}
+
+/// A processor (Go's `p`).
+pub(crate) struct P {
+    pub(crate) runq: LocalQueue,
+    status: AtomicU8,
+    /// Goroutines and tasks created / finished on this P; written only by the owner.
+    created: AtomicU64,
+    exited: AtomicU64,
+    local: UnsafeCell<PLocal>,
+}
+
+/// State only the M holding the P touches.
+struct PLocal {
+    schedtick: u32,
+    stacks: Vec<Stack>,
+    goid_next: u64,
+    goid_end: u64,
+}
+
+// SAFETY: `local` is only accessed by the M that owns the P (status P_RUNNING and recorded in that
+// M's `MLocal::p`); ownership moves between Ms under `Sched::locked` or through an M's note, both of
+// which synchronize. Everything else is atomic or immutable.
+unsafe impl Sync for P {}
+
+impl P {
+    fn new() -> P {
+        P {
+            runq: LocalQueue::new(),
+            status: AtomicU8::new(P_IDLE),
+            created: AtomicU64::new(0),
+            exited: AtomicU64::new(0),
+            local: UnsafeCell::new(PLocal {
+                schedtick: 0,
+                stacks: Vec::new(),
+                goid_next: 0,
+                goid_end: 0,
+            }),
+        }
+    }
+
+    /// # Safety
+    /// The caller is the M that holds this P, and does not keep two of these borrows alive at once.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn local(&self) -> &mut PLocal {
+        // SAFETY: see the function contract.
+        unsafe { &mut *self.local.get() }
+    }
+
+    fn bump(counter: &AtomicU64) {
+        // Single writer (the owner): a plain load/store pair avoids a locked instruction.
+        counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+}
+
+/// An M's shared half: what other threads use to hand it a P and wake it.
+pub(crate) struct M {
+    note: Note,
+    /// P index + 1 handed over by `startm` (0: none).
+    next_p: AtomicUsize,
+    next_spinning: std::sync::atomic::AtomicBool,
+}
+
+/// An M's private half, living on its thread's stack for the life of the thread.
+pub(crate) struct MLocal {
+    pub(crate) sched: &'static Sched,
+    m: Arc<M>,
+    p: Cell<usize>,
+    spinning: Cell<bool>,
+    rng: Cell<u32>,
+}
+
+thread_local! {
+    static CURRENT_M: Cell<*const MLocal> = const { Cell::new(std::ptr::null()) };
+    /// The id of the goroutine or task running on this thread (0: none); read by the panic hook.
+    static CURRENT_ID: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The M this thread is, if it is one. Never inlined (thread-locals and migration, see `g.rs`).
+#[inline(never)]
+pub(crate) fn current_m() -> Option<&'static MLocal> {
+    let p = CURRENT_M.with(|c| c.get());
+    // SAFETY: the pointer is set by `mstart` to an MLocal that lives on the M thread's stack until
+    // the thread exits, and is only read on that same thread.
+    unsafe { p.as_ref() }
+}
+
+/// The id of the goroutine or async task running on this thread, if any.
+#[inline(never)]
+pub(crate) fn current_id() -> Option<GoroutineId> {
+    std::num::NonZeroU64::new(CURRENT_ID.with(|c| c.get())).map(GoroutineId)
+}
+
+#[inline(never)]
+fn set_current_id(id: u64) {
+    CURRENT_ID.with(|c| c.set(id));
+    stack::set_running_goroutine(id);
+}
+
+struct Locked {
+    global: VecDeque<RunItem>,
+    pidle: Vec<usize>,
+    midle: Vec<Arc<M>>,
+}
+
+/// One runtime: its Ps, its idle lists and its global queue (Go's `schedt`). Runtimes are leaked:
+/// they live until the process exits, so a `&'static Sched` is handed around freely.
+pub struct Sched {
+    allp: Box<[OnceLock<Box<P>>]>,
+    gomaxprocs: AtomicUsize,
+    npidle: AtomicUsize,
+    nmspinning: AtomicUsize,
+    global_len: AtomicUsize,
+    locked: Mutex<Locked>,
+    pub(crate) stacks: StackAllocator,
+    goid_gen: AtomicU64,
+    threads: AtomicUsize,
+    idle_threads: AtomicUsize,
+    /// Goroutines created off the runtime's threads (no P to count them on).
+    offp_created: AtomicU64,
+    name: String,
+}
+
+impl Sched {
+    /// Creates a runtime with `procs` Ps and stacks of `stack_size` bytes. No M starts until there is
+    /// work.
+    pub(crate) fn new(procs: usize, stack_size: usize, name: String) -> &'static Sched {
+        assert!(
+            (1..=MAX_PROCS).contains(&procs),
+            "gort: a runtime needs between 1 and {MAX_PROCS} procs, got {procs}"
+        );
+        stack::install_overflow_handler();
+        crate::panic::install_hook();
+        let allp: Box<[OnceLock<Box<P>>]> = (0..MAX_PROCS).map(|_| OnceLock::new()).collect();
+        let sched = Box::leak(Box::new(Sched {
+            allp,
+            gomaxprocs: AtomicUsize::new(procs),
+            npidle: AtomicUsize::new(0),
+            nmspinning: AtomicUsize::new(0),
+            global_len: AtomicUsize::new(0),
+            locked: Mutex::new(Locked {
+                global: VecDeque::new(),
+                pidle: Vec::new(),
+                midle: Vec::new(),
+            }),
+            stacks: StackAllocator::new(stack_size),
+            goid_gen: AtomicU64::new(1),
+            threads: AtomicUsize::new(0),
+            idle_threads: AtomicUsize::new(0),
+            offp_created: AtomicU64::new(0),
+            name,
+        }));
+        let mut l = sched.lock();
+        for id in (0..procs).rev() {
+            sched.p_or_create(id);
+            sched.pidleput(&mut l, id);
+        }
+        drop(l);
+        sched
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Locked> {
+        // The lock is never held across user code, so poisoning can only come from a runtime bug.
+        self.locked.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn p(&self, id: usize) -> &P {
+        self.allp[id].get().expect("gort: P used before creation")
+    }
+
+    fn p_or_create(&self, id: usize) -> &P {
+        self.allp[id].get_or_init(|| Box::new(P::new()))
+    }
+
+    pub(crate) fn max_procs(&self) -> usize {
+        self.gomaxprocs.load(Ordering::Relaxed)
+    }
+
+    /// The calling thread's M and P, if it is an M of this runtime holding a P.
+    fn current_p(&'static self) -> Option<(&'static MLocal, &'static P)> {
+        let ml = current_m()?;
+        if !std::ptr::eq(ml.sched, self) || ml.p.get() == NO_P {
+            return None;
+        }
+        Some((ml, self.p(ml.p.get())))
+    }
+
+    // ---- creating goroutines -------------------------------------------------------------------
+
+    /// A fresh goroutine id, taken from the current P's batch when there is one.
+    pub(crate) fn next_goid(&'static self) -> GoroutineId {
+        let id = match self.current_p() {
+            Some((_, p)) => {
+                // SAFETY: we are the M holding `p`.
+                let l = unsafe { p.local() };
+                if l.goid_next == l.goid_end {
+                    l.goid_next = self.goid_gen.fetch_add(GOID_BATCH, Ordering::Relaxed);
+                    l.goid_end = l.goid_next + GOID_BATCH;
+                }
+                l.goid_next += 1;
+                l.goid_next - 1
+            }
+            None => self.goid_gen.fetch_add(1, Ordering::Relaxed),
+        };
+        GoroutineId(std::num::NonZeroU64::new(id).expect("gort: goroutine id overflow"))
+    }
+
+    /// A stack for a new goroutine: warm from the current P's cache when possible.
+    pub(crate) fn get_stack(&'static self) -> Stack {
+        if let Some((_, p)) = self.current_p() {
+            // SAFETY: we are the M holding `p`.
+            if let Some(s) = unsafe { p.local() }.stacks.pop() {
+                return s;
+            }
+        }
+        self.stacks.alloc()
+    }
+
+    /// Counts a goroutine or task as created.
+    pub(crate) fn note_created(&'static self) {
+        match self.current_p() {
+            Some((_, p)) => P::bump(&p.created),
+            None => {
+                self.offp_created.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Counts a goroutine or task as finished. Called on an M holding a P of this runtime.
+    pub(crate) fn note_exited(&'static self) {
+        if let Some((_, p)) = self.current_p() {
+            P::bump(&p.exited);
+        }
+    }
+
+    // ---- making things runnable ----------------------------------------------------------------
+
+    /// Go's `ready`: makes `item` runnable. On an M of this runtime it goes to the current P's
+    /// `runnext`; from anywhere else, to the global queue. Then an idle P gets an M if none is
+    /// looking for work.
+    pub(crate) fn ready(&'static self, item: RunItem) {
+        self.ready_with(item, true)
+    }
+
+    fn ready_with(&'static self, item: RunItem, next: bool) {
+        match self.current_p() {
+            Some((_, p)) => self.runqput(p, item, next),
+            None => self.global_push(item),
+        }
+        self.wakep();
+    }
+
+    /// Schedules an async task's `Runnable` (async-task's schedule function). A task that woke itself
+    /// while running (it yielded) goes to the back of the queue, like `yield_now`.
+    pub(crate) fn schedule_task(
+        &'static self,
+        r: async_task::Runnable<u64>,
+        info: async_task::ScheduleInfo,
+    ) {
+        self.ready_with(RunItem::from_task(r), !info.woken_while_running);
+    }
+
+    fn runqput(&self, p: &P, item: RunItem, next: bool) {
+        p.runq.push(item.0, next, &mut |batch: &mut dyn Iterator<
+            Item = usize,
+        >| {
+            let mut l = self.lock();
+            let before = l.global.len();
+            l.global.extend(batch.map(RunItem));
+            self.global_len.store(l.global.len(), Ordering::Relaxed);
+            debug_assert!(l.global.len() > before);
+        });
+    }
+
+    fn global_push(&self, item: RunItem) {
+        let mut l = self.lock();
+        l.global.push_back(item);
+        self.global_len.store(l.global.len(), Ordering::Relaxed);
+    }
+
+    /// Go's `globrunqget`: takes a fair share of the global queue, runs the first item, and puts the
+    /// rest on `p`'s local queue. `max == 1` takes a single item.
+    fn global_get(&self, mut l: MutexGuard<'_, Locked>, p: &P, max: usize) -> Option<RunItem> {
+        let len = l.global.len();
+        if len == 0 {
+            return None;
+        }
+        let procs = self.max_procs().max(1);
+        let n = len
+            .min(len / procs + 1)
+            .min(max)
+            .min(LOCAL_QUEUE_CAPACITY / 2);
+        let first = l.global.pop_front();
+        let mut batch = [RunItem(0); LOCAL_QUEUE_CAPACITY / 2];
+        let mut taken = 0;
+        for slot in batch.iter_mut().take(n - 1) {
+            match l.global.pop_front() {
+                Some(it) => {
+                    *slot = it;
+                    taken += 1;
+                }
+                None => break,
+            }
+        }
+        self.global_len.store(l.global.len(), Ordering::Relaxed);
+        drop(l);
+        for it in &batch[..taken] {
+            self.runqput(p, *it, false);
+        }
+        first
+    }
+
+    // ---- Ms and Ps -------------------------------------------------------------------------------
+
+    fn pidleput(&self, l: &mut Locked, id: usize) {
+        self.p(id).status.store(P_IDLE, Ordering::Relaxed);
+        l.pidle.push(id);
+        self.npidle.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn pidleget(&self, l: &mut Locked) -> Option<usize> {
+        let id = l.pidle.pop()?;
+        self.npidle.fetch_sub(1, Ordering::SeqCst);
+        self.p(id).status.store(P_RUNNING, Ordering::Relaxed);
+        Some(id)
+    }
+
+    /// Go's `wakep`: if a P is idle and no M is spinning, start a spinning M on it.
+    pub(crate) fn wakep(&'static self) {
+        if self.npidle.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        if self.nmspinning.load(Ordering::SeqCst) != 0
+            || self
+                .nmspinning
+                .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+        {
+            return;
+        }
+        self.startm(true);
+    }
+
+    /// Go's `startm`: gives an idle P to an idle M (or a new one). With `spinning`, the caller has
+    /// already counted the M in `nmspinning`.
+    fn startm(&'static self, spinning: bool) {
+        let mut l = self.lock();
+        let Some(pid) = self.pidleget(&mut l) else {
+            drop(l);
+            if spinning {
+                self.nmspinning.fetch_sub(1, Ordering::SeqCst);
+            }
+            return;
+        };
+        let m = l.midle.pop();
+        drop(l);
+        match m {
+            Some(m) => {
+                self.idle_threads.fetch_sub(1, Ordering::Relaxed);
+                m.next_p.store(pid + 1, Ordering::Relaxed);
+                m.next_spinning.store(spinning, Ordering::Relaxed);
+                m.note.wake();
+            }
+            None => self.newm(pid, spinning),
+        }
+    }
+
+    fn newm(&'static self, pid: usize, spinning: bool) {
+        let n = self.threads.fetch_add(1, Ordering::Relaxed);
+        let m = Arc::new(M {
+            note: Note::new(),
+            next_p: AtomicUsize::new(0),
+            next_spinning: std::sync::atomic::AtomicBool::new(false),
+        });
+        let sched: &'static Sched = self;
+        let spawned = std::thread::Builder::new()
+            .name(format!("{}-m{n}", self.name))
+            .spawn(move || sched.mstart(m, pid, spinning));
+        if let Err(e) = spawned {
+            panic!("gort: cannot start an OS thread for the scheduler: {e}");
+        }
+    }
+
+    /// The body of every M thread.
+    fn mstart(&'static self, m: Arc<M>, pid: usize, spinning: bool) {
+        stack::install_thread_signal_stack();
+        let seed = (pid as u32).wrapping_mul(0x9E37_79B9)
+            ^ (self.threads.load(Ordering::Relaxed) as u32)
+            | 1;
+        let ml = MLocal {
+            sched: self,
+            m,
+            p: Cell::new(pid),
+            spinning: Cell::new(spinning),
+            rng: Cell::new(seed),
+        };
+        CURRENT_M.with(|c| c.set(&ml));
+        loop {
+            let (item, inherit) = self.find_runnable(&ml);
+            if ml.spinning.get() {
+                self.reset_spinning(&ml);
+            }
+            self.run(&ml, item, inherit);
+        }
+    }
+
+    /// A spinning M found work: it stops spinning and, if it was the last spinner, wakes another M
+    /// so that any further work is picked up too.
+    fn reset_spinning(&'static self, ml: &MLocal) {
+        ml.spinning.set(false);
+        if self.nmspinning.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.wakep();
+        }
+    }
+
+    /// Go's `stopm`: sleeps in the idle list until `startm` hands this M a P.
+    fn stopm(&self, ml: &MLocal) {
+        debug_assert_eq!(ml.p.get(), NO_P);
+        self.lock().midle.push(ml.m.clone());
+        self.idle_threads.fetch_add(1, Ordering::Relaxed);
+        loop {
+            ml.m.note.sleep();
+            let next = ml.m.next_p.swap(0, Ordering::Acquire);
+            if next != 0 {
+                ml.p.set(next - 1);
+                ml.spinning.set(ml.m.next_spinning.load(Ordering::Relaxed));
+                return;
+            }
+        }
+    }
+
+    fn next_rand(ml: &MLocal) -> u32 {
+        let mut x = ml.rng.get();
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        ml.rng.set(x);
+        x
+    }
+
+    /// Go's `findRunnable` (see the module docs). Returns the item and whether it inherits the time
+    /// slice. Blocks while there is nothing to run.
+    fn find_runnable(&'static self, ml: &MLocal) -> (RunItem, bool) {
+        'top: loop {
+            let pid = ml.p.get();
+            if pid == NO_P {
+                let got = self.pidleget(&mut self.lock());
+                match got {
+                    Some(id) => ml.p.set(id),
+                    None => self.stopm(ml),
+                }
+                continue 'top;
+            }
+            let procs = self.max_procs();
+            if pid >= procs {
+                self.retire_p(ml);
+                continue 'top;
+            }
+            let p = self.p(pid);
+            // SAFETY: this M holds `p`.
+            let tick = unsafe { p.local() }.schedtick;
+            if tick % GLOBAL_QUEUE_TICK == 0 && self.global_len.load(Ordering::Relaxed) > 0 {
+                if let Some(it) = self.global_get(self.lock(), p, 1) {
+                    return (it, false);
+                }
+            }
+            if let Some((it, inherit)) = p.runq.pop() {
+                return (RunItem(it), inherit);
+            }
+            if self.global_len.load(Ordering::Relaxed) > 0 {
+                if let Some(it) = self.global_get(self.lock(), p, usize::MAX) {
+                    return (it, false);
+                }
+            }
+
+            // Steal, if spinning is allowed: at most half of the busy Ps may have spinning Ms.
+            let busy = procs.saturating_sub(self.npidle.load(Ordering::SeqCst));
+            if ml.spinning.get() || 2 * self.nmspinning.load(Ordering::SeqCst) < busy {
+                if !ml.spinning.get() {
+                    ml.spinning.set(true);
+                    self.nmspinning.fetch_add(1, Ordering::SeqCst);
+                }
+                for pass in 0..STEAL_TRIES {
+                    let start = Self::next_rand(ml) as usize % procs;
+                    for i in 0..procs {
+                        let victim = (start + i) % procs;
+                        if victim == pid {
+                            continue;
+                        }
+                        let Some(v) = self.allp[victim].get() else {
+                            continue;
+                        };
+                        if let Some(it) = v.runq.steal_into(&p.runq, pass == STEAL_TRIES - 1) {
+                            return (RunItem(it), false);
+                        }
+                    }
+                }
+            }
+
+            // Nothing anywhere: give the P back, unless the global queue filled meanwhile.
+            let mut l = self.lock();
+            if !l.global.is_empty() {
+                if let Some(it) = self.global_get(l, p, usize::MAX) {
+                    return (it, false);
+                }
+                continue 'top;
+            }
+            self.pidleput(&mut l, pid);
+            ml.p.set(NO_P);
+            drop(l);
+
+            // Leaving the spinning state: work submitted while we spun may have seen nmspinning > 0
+            // and not woken anyone, so look at every queue once more after the decrement.
+            if ml.spinning.replace(false) {
+                self.nmspinning.fetch_sub(1, Ordering::SeqCst);
+                for i in 0..procs {
+                    let Some(v) = self.allp[i].get() else {
+                        continue;
+                    };
+                    if !v.runq.is_empty() {
+                        let got = self.pidleget(&mut self.lock());
+                        if let Some(id) = got {
+                            ml.p.set(id);
+                            ml.spinning.set(true);
+                            self.nmspinning.fetch_add(1, Ordering::SeqCst);
+                            continue 'top;
+                        }
+                        break;
+                    }
+                }
+            }
+            self.stopm(ml);
+        }
+    }
+
+    /// The M's P is past `max_procs` after a shrink: move its work to the global queue and retire it.
+    fn retire_p(&'static self, ml: &MLocal) {
+        let pid = ml.p.get();
+        let p = self.p(pid);
+        let mut items = Vec::new();
+        p.runq.drain(&mut |it| items.push(RunItem(it)));
+        let mut l = self.lock();
+        if pid < self.max_procs() {
+            // max_procs grew back meanwhile: keep the P, put its work back in the global queue.
+            p.status.store(P_RUNNING, Ordering::Relaxed);
+        } else {
+            p.status.store(P_DEAD, Ordering::Relaxed);
+            ml.p.set(NO_P);
+        }
+        l.global.extend(items);
+        self.global_len.store(l.global.len(), Ordering::Relaxed);
+        drop(l);
+        if ml.p.get() == NO_P && ml.spinning.replace(false) {
+            self.nmspinning.fetch_sub(1, Ordering::SeqCst);
+        }
+        self.wakep();
+    }
+
+    /// Go's `GOMAXPROCS(n)`: changes the number of Ps and returns the previous value. A shrink takes
+    /// effect as each surplus P's M next enters the scheduler (goroutines are not preempted yet).
+    pub(crate) fn set_max_procs(&'static self, n: usize) -> usize {
+        assert!(
+            n <= MAX_PROCS,
+            "gort: set_max_procs({n}): at most {MAX_PROCS} procs are supported"
+        );
+        if n == 0 {
+            return self.max_procs();
+        }
+        let mut l = self.lock();
+        let old = self.gomaxprocs.swap(n, Ordering::SeqCst);
+        if n > old {
+            for id in old..n {
+                let p = self.p_or_create(id);
+                // A P retired by a shrink (or never used) joins the idle list; one whose M has not
+                // noticed the shrink yet simply stays with that M.
+                if p.status.load(Ordering::Relaxed) != P_RUNNING && !l.pidle.contains(&id) {
+                    self.pidleput(&mut l, id);
+                }
+            }
+        } else {
+            let before = l.pidle.len();
+            l.pidle.retain(|&id| {
+                if id >= n {
+                    self.p(id).status.store(P_DEAD, Ordering::Relaxed);
+                    false
+                } else {
+                    true
+                }
+            });
+            self.npidle
+                .fetch_sub(before - l.pidle.len(), Ordering::SeqCst);
+        }
+        drop(l);
+        self.wakep();
+        old
+    }
+
+    // ---- running ---------------------------------------------------------------------------------
+
+    fn run(&'static self, ml: &MLocal, item: RunItem, inherit: bool) {
+        let p = self.p(ml.p.get());
+        if !inherit {
+            // SAFETY: this M holds `p`.
+            let l = unsafe { p.local() };
+            l.schedtick = l.schedtick.wrapping_add(1);
+        }
+        // SAFETY: the item came out of a run queue, which owns what it points at.
+        match unsafe { item.into_work() } {
+            Work::G(g) => self.execute(ml, g),
+            Work::Task(r) => {
+                set_current_id(*r.metadata());
+                r.run();
+                set_current_id(0);
+            }
+        }
+    }
+
+    /// Go's `execute`: switches to `g` and handles why it came back.
+    fn execute(&'static self, ml: &MLocal, g: Arc<G>) {
+        let gp = Arc::as_ptr(&g);
+        loop {
+            g::set_current_g(gp);
+            set_current_id(g.id.as_u64());
+            // SAFETY: this M holds the G's scheduling reference, so it alone touches the coroutine.
+            let coroutine =
+                unsafe { (*g.coroutine.get()).as_mut() }.expect("gort: G without coroutine");
+            let result = coroutine.resume(());
+            g::set_current_g(std::ptr::null());
+            set_current_id(0);
+            match result {
+                CoroutineResult::Yield(why) => {
+                    g.check_stack();
+                    match why {
+                        Suspend::Yield => {
+                            // Back of the local queue; but if the global queue has work, behind
+                            // that instead (as Go's Gosched), so yielding lets it in.
+                            if self.global_len.load(Ordering::Relaxed) > 0 {
+                                self.global_push(RunItem::from_g(g));
+                            } else {
+                                self.runqput(self.p(ml.p.get()), RunItem::from_g(g), false);
+                            }
+                            return;
+                        }
+                        Suspend::Park => {
+                            match g.park_state.compare_exchange(
+                                g::RUNNING,
+                                g::PARKED,
+                                Ordering::AcqRel,
+                                Ordering::Acquire,
+                            ) {
+                                Ok(_) => {
+                                    // The park keeps the scheduling reference; the waker that wins
+                                    // PARKED -> RUNNING turns it back into a run queue entry.
+                                    std::mem::forget(g);
+                                    return;
+                                }
+                                Err(_) => {
+                                    // A wake arrived before we could park: consume it, run again.
+                                    g.park_state.store(g::RUNNING, Ordering::Relaxed);
+                                    continue;
+                                }
+                            }
+                        }
+                    }
+                }
+                CoroutineResult::Return(()) => {
+                    g.check_stack();
+                    // SAFETY: as above; the coroutine has finished, so its stack can be reused.
+                    let finished =
+                        unsafe { (*g.coroutine.get()).take() }.expect("gort: G without coroutine");
+                    self.put_stack(ml, finished.into_stack());
+                    self.note_exited();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn put_stack(&self, ml: &MLocal, s: Stack) {
+        let p = self.p(ml.p.get());
+        // SAFETY: this M holds `p`.
+        let l = unsafe { p.local() };
+        l.stacks.push(s);
+        if l.stacks.len() > P_STACK_CACHE {
+            for s in l.stacks.drain(..P_STACK_CACHE / 2) {
+                self.stacks.free(s);
+            }
+        }
+    }
+
+    // ---- observing -------------------------------------------------------------------------------
+
+    /// Live goroutines and tasks: created minus finished, summed over the Ps.
+    pub(crate) fn num_goroutine(&self) -> usize {
+        let (created, exited) = self.counts();
+        created.saturating_sub(exited) as usize
+    }
+
+    fn counts(&self) -> (u64, u64) {
+        let mut created = self.offp_created.load(Ordering::Relaxed);
+        let mut exited = 0;
+        for p in self.allp.iter().filter_map(|p| p.get()) {
+            created += p.created.load(Ordering::Relaxed);
+            exited += p.exited.load(Ordering::Relaxed);
+        }
+        (created, exited)
+    }
+
+    pub(crate) fn stats(&self) -> crate::runtime::Stats {
+        let procs = self.max_procs();
+        let (created, exited) = self.counts();
+        let (stacks_allocated, stacks_free) = self.stacks.counts();
+        let global_queue = self.global_len.load(Ordering::Relaxed);
+        crate::runtime::Stats {
+            procs,
+            idle_procs: self.npidle.load(Ordering::Relaxed),
+            threads: self.threads.load(Ordering::Relaxed),
+            idle_threads: self.idle_threads.load(Ordering::Relaxed),
+            spinning_threads: self.nmspinning.load(Ordering::Relaxed),
+            goroutines: created.saturating_sub(exited) as usize,
+            goroutines_spawned: created,
+            global_queue,
+            local_queues: (0..procs)
+                .map(|i| self.allp[i].get().map_or(0, |p| p.runq.len()))
+                .collect(),
+            stacks_allocated,
+            stacks_free,
+            stack_size: self.stacks.stack_size(),
+        }
+    }
+}

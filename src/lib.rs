@@ -1,0 +1,56 @@
+//! # gort: Go's runtime model, as a Rust crate
+//!
+//! gort runs **stackful goroutines** on a Go-style **G/M/P scheduler**. A goroutine is an ordinary
+//! closure that may block — join another goroutine, wait on a [`sync::WaitGroup`], call
+//! [`block_on`] on a future — without `async`: only the goroutine waits, and its thread runs other
+//! goroutines meanwhile. Millions of them fit in memory (each stack is committed page by page).
+//!
+//! ```
+//! #[gort::main]
+//! fn main() {
+//!     let h = gort::go!(move || 6 * 7); // a stackful goroutine
+//!     assert_eq!(h.join().unwrap(), 42);
+//! }
+//! ```
+//!
+//! ## Spawning
+//! * [`go!`] in three forms: `go!(move || expr)`, `go!({ stmts })`, and `go!(f(a, b))` /
+//!   `go!(obj.method(a))`, where — as in Go — the function value, the receiver and the arguments are
+//!   evaluated in the *calling* goroutine before `go!` returns, and only the call runs in the new one.
+//! * [`spawn`] (the function behind `go!`), [`spawn_async`] for futures on the same processors.
+//! * [`JoinHandle`]: `join()` parks the caller until the goroutine ends and returns its value or its
+//!   panic ([`JoinError`]); it is also a `Future`. Dropping it detaches the goroutine.
+//! * A panic in a goroutine is caught, reported once as `goroutine N panicked at ...`, and handed to
+//!   `join`; it never takes the runtime down.
+//!
+//! ## The runtime
+//! `#[gort::main]` runs `main` as the main goroutine; when it returns, the process exits without
+//! waiting for other goroutines, as in Go. `#[gort::test]` does the same for a test. Without them, the
+//! first use of gort from any thread starts the global runtime. [`runtime`] has Go's knobs and
+//! gauges: [`runtime::num_goroutine`], [`runtime::max_procs`], [`runtime::set_max_procs`] (env
+//! `GORT_MAXPROCS`), [`runtime::current_id`], [`runtime::stats`], and [`runtime::Builder`] for an
+//! explicit runtime. Goroutine stacks are 256 KiB of address space by default (env `GORT_STACK_SIZE`);
+//! a stack overflow prints `goroutine N stack overflow` and aborts, never corrupting memory.
+//!
+//! ## Thread-locals
+//! A goroutine may resume on another OS thread after any blocking call. Do not keep a reference into a
+//! `thread_local!` across a blocking call, and do not hold thread-affine resources (locks that must be
+//! released on the thread that took them, `!Send` handles from C libraries) across one. Read the
+//! thread-local again after the call instead.
+
+#![warn(missing_docs)]
+
+// Lets the macros' `::gort::...` paths resolve inside this crate's own docs and tests.
+extern crate self as gort;
+
+pub use gort_goroutine::{
+    block_on, spawn, spawn_async, yield_now, GoroutineId, JoinError, JoinHandle,
+};
+pub use gort_goroutine::{runtime, sync};
+pub use gort_macros::{go, main, test};
+
+/// Items the macros expand to. Not part of the public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use gort_goroutine::runtime::{run_main, run_test};
+}
