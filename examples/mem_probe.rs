@@ -13,6 +13,10 @@
 //! `parked_goroutines=N rss_per_goroutine_bytes=(after - before) / N`, then
 //! `gort::runtime::stats()`. Then it releases them and waits for them to exit.
 //!
+//! It also prints the growth of `VmPTE` per goroutine: the kernel's page tables for the stacks.
+//! They are not part of `VmRSS`, but they are memory the goroutines cost: with stacks a few hundred
+//! KiB apart in address space, every few parked goroutines need a page-table page of their own.
+//!
 //! Why a fresh process per size: gort never hands stack memory back to the OS on the exit path (it
 //! keeps warm stacks for reuse), and the allocator keeps freed heap too. Measuring 1M in the same
 //! process after a 100k batch would reuse the 100k batch's committed pages without counting them
@@ -32,20 +36,22 @@ use gort::sync::WaitGroup;
 
 const SIZES: [usize; 2] = [100_000, 1_000_000];
 
-/// Resident set size of this process, from `/proc/self/status` (`VmRSS`, in kB).
-fn rss_bytes() -> usize {
+/// A `/proc/self/status` field given in kB (`VmRSS`, `VmPTE`, ...), in bytes.
+fn status_bytes(field: &str) -> usize {
     let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
     let line = status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .expect("VmRSS in /proc/self/status");
-    let kb: usize = line
-        .trim_start_matches("VmRSS:")
+        .find(|l| {
+            l.strip_prefix(field)
+                .is_some_and(|rest| rest.starts_with(':'))
+        })
+        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"));
+    let kb: usize = line[field.len() + 1..]
         .trim()
         .trim_end_matches("kB")
         .trim()
         .parse()
-        .expect("VmRSS value");
+        .unwrap_or_else(|_| panic!("bad {field} line: {line:?}"));
     kb * 1024
 }
 
@@ -55,7 +61,8 @@ fn probe(n: usize) {
     // Start the runtime's threads before the baseline.
     rt.run(|| ());
 
-    let before = rss_bytes();
+    let before = status_bytes("VmRSS");
+    let pte_before = status_bytes("VmPTE");
     let parked = WaitGroup::new();
     let release = WaitGroup::new();
     let exited = WaitGroup::new();
@@ -79,12 +86,15 @@ fn probe(n: usize) {
         });
     }
     let spawn_time = start.elapsed();
-    let after = rss_bytes();
+    let after = status_bytes("VmRSS");
+    let pte_after = status_bytes("VmPTE");
 
     let per = after.saturating_sub(before) as f64 / n as f64;
+    let pte_per = pte_after.saturating_sub(pte_before) as f64 / n as f64;
     println!("parked_goroutines={n} rss_per_goroutine_bytes={per:.0}");
     println!(
-        "  rss_before={} KiB rss_parked={} KiB spawn_and_park={:.1} ms num_goroutine={}",
+        "  rss_before={} KiB rss_parked={} KiB page_tables_per_goroutine_bytes={pte_per:.0} \
+         spawn_and_park={:.1} ms num_goroutine={}",
         before / 1024,
         after / 1024,
         spawn_time.as_secs_f64() * 1e3,

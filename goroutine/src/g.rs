@@ -75,6 +75,9 @@ pub(crate) const RUNNING: u8 = 0;
 pub(crate) const NOTIFIED: u8 = 1;
 pub(crate) const PARKED: u8 = 2;
 
+/// What a goroutine runs: its closure, wrapped so that it catches panics and delivers its result.
+pub(crate) type Entry = Box<dyn FnOnce() + Send + 'static>;
+
 /// A goroutine descriptor (Go's `g`).
 pub(crate) struct G {
     pub(crate) id: GoroutineId,
@@ -82,42 +85,85 @@ pub(crate) struct G {
     pub(crate) sched: &'static Sched,
     /// See the park protocol in the module docs.
     pub(crate) park_state: AtomicU8,
-    /// The coroutine. Touched only by the M that holds the scheduling reference.
-    pub(crate) coroutine: UnsafeCell<Option<Coroutine>>,
+    /// The closure, until the G first runs. A G that waits in a run queue has no stack yet: it gets
+    /// one (warm, from the running P's cache) when it starts, so a burst of spawns costs a small heap
+    /// object each rather than a cold stack page each.
+    entry: UnsafeCell<Option<Entry>>,
+    /// The coroutine, once started. Touched only by the M that holds the scheduling reference.
+    coroutine: UnsafeCell<Option<Coroutine>>,
     /// Set by the goroutine's body when it first runs; valid until the coroutine returns. Only read on
     /// the goroutine's own stack.
     pub(crate) yielder: Cell<*const Yielder>,
     /// Checks the G's stack for overflow after each switch out (a no-op branch on guarded stacks).
-    stack_check: OverflowChecker,
+    stack_check: Cell<Option<OverflowChecker>>,
 }
 
-// SAFETY: `coroutine` and `yielder` are only touched by the one M that currently holds the G's
-// scheduling reference (see the module docs), and the hand-over between Ms goes through a run queue,
-// whose atomics order the accesses. The values living on the coroutine's stack come from a
-// `Send + 'static` closure; thread-bound state held across a park is the user-facing caveat
-// documented on the crate front page.
+// SAFETY: `entry`, `coroutine`, `yielder` and `stack_check` are only touched by the one M that
+// currently holds the G's scheduling reference (see the module docs), and the hand-over between Ms
+// goes through a run queue, whose atomics order the accesses. The values living on the coroutine's
+// stack come from a `Send + 'static` closure; thread-bound state held across a park is the
+// user-facing caveat documented on the crate front page.
 unsafe impl Send for G {}
 // SAFETY: as above; the only fields other threads touch through `&G` are `park_state` (atomic), `id`
 // and `sched` (immutable).
 unsafe impl Sync for G {}
 
 impl G {
-    pub(crate) fn new(id: GoroutineId, sched: &'static Sched, stack: &Stack) -> G {
+    pub(crate) fn new(id: GoroutineId, sched: &'static Sched, entry: Entry) -> G {
         G {
             id,
             sched,
-            stack_check: stack.overflow_checker(),
             park_state: AtomicU8::new(RUNNING),
+            entry: UnsafeCell::new(Some(entry)),
             coroutine: UnsafeCell::new(None),
             yielder: Cell::new(std::ptr::null()),
+            stack_check: Cell::new(None),
         }
+    }
+
+    /// The G's coroutine, created on `stack()` at the first call.
+    ///
+    /// # Safety
+    /// The caller holds the G's scheduling reference and keeps no other borrow of the coroutine.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn coroutine(&self, stack: impl FnOnce() -> Stack) -> &mut Coroutine {
+        // SAFETY: the caller holds the scheduling reference (function contract).
+        let slot = unsafe { &mut *self.coroutine.get() };
+        if slot.is_none() {
+            // SAFETY: as above.
+            let entry = unsafe { (*self.entry.get()).take() }.expect("gort: G started twice");
+            let stack = stack();
+            self.stack_check.set(Some(stack.overflow_checker()));
+            let g_addr = self as *const G as usize;
+            *slot = Some(Coroutine::with_stack(
+                stack,
+                move |yielder: &Yielder, ()| {
+                    // SAFETY: the G outlives its coroutine (the running M holds its scheduling
+                    // reference), and the yielder lives in this root frame until the closure returns.
+                    unsafe { (*(g_addr as *const G)).yielder.set(yielder) };
+                    entry();
+                },
+            ));
+        }
+        slot.as_mut().expect("gort: G without coroutine")
+    }
+
+    /// Takes the finished coroutine out, to recycle its stack.
+    ///
+    /// # Safety
+    /// As for [`G::coroutine`].
+    pub(crate) unsafe fn take_coroutine(&self) -> Option<Coroutine> {
+        // SAFETY: the caller holds the scheduling reference (function contract).
+        unsafe { (*self.coroutine.get()).take() }
     }
 
     /// Aborts with `goroutine N stack overflow` if the G overran a canary-protected stack. Called by
     /// the M after every switch out.
     #[inline]
     pub(crate) fn check_stack(&self) {
-        self.stack_check.check(self.id.as_u64());
+        if let Some(check) = self.stack_check.get() {
+            check.check(self.id.as_u64());
+        }
     }
 
     /// Wakes the G if it is parked (readying it on its runtime), or leaves a token if it is running.

@@ -313,17 +313,6 @@ impl Sched {
         GoroutineId(std::num::NonZeroU64::new(id).expect("gort: goroutine id overflow"))
     }
 
-    /// A stack for a new goroutine: warm from the current P's cache when possible.
-    pub(crate) fn get_stack(&'static self) -> Stack {
-        if let Some((_, p)) = self.current_p() {
-            // SAFETY: we are the M holding `p`.
-            if let Some(s) = unsafe { p.local() }.stacks.pop() {
-                return s;
-            }
-        }
-        self.stacks.alloc()
-    }
-
     /// Counts a goroutine or task as created.
     pub(crate) fn note_created(&'static self) {
         match self.current_p() {
@@ -730,8 +719,7 @@ impl Sched {
             g::set_current_g(gp);
             set_current_id(g.id.as_u64());
             // SAFETY: this M holds the G's scheduling reference, so it alone touches the coroutine.
-            let coroutine =
-                unsafe { (*g.coroutine.get()).as_mut() }.expect("gort: G without coroutine");
+            let coroutine = unsafe { g.coroutine(|| self.take_stack(ml)) };
             let result = coroutine.resume(());
             g::set_current_g(std::ptr::null());
             set_current_id(0);
@@ -774,14 +762,25 @@ impl Sched {
                 CoroutineResult::Return(()) => {
                     g.check_stack();
                     // SAFETY: as above; the coroutine has finished, so its stack can be reused.
-                    let finished =
-                        unsafe { (*g.coroutine.get()).take() }.expect("gort: G without coroutine");
-                    self.put_stack(ml, finished.into_stack());
+                    if let Some(finished) = unsafe { g.take_coroutine() } {
+                        self.put_stack(ml, finished.into_stack());
+                    }
                     self.note_exited();
                     return;
                 }
             }
         }
+    }
+
+    /// A stack for a G that starts running: the most recently freed one of this P's cache (warm in
+    /// cache and TLB), else one from the runtime's allocator.
+    fn take_stack(&self, ml: &MLocal) -> Stack {
+        let p = self.p(ml.p.get());
+        // SAFETY: this M holds `p`.
+        unsafe { p.local() }
+            .stacks
+            .pop()
+            .unwrap_or_else(|| self.stacks.alloc())
     }
 
     fn put_stack(&self, ml: &MLocal, s: Stack) {

@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::g::{self, Coroutine, Suspend, Yielder, G};
+use crate::g::{self, Entry, Suspend, G};
 use crate::join::{JoinError, JoinHandle, JoinState};
 use crate::sched::{RunItem, Sched};
 
@@ -26,22 +26,14 @@ where
 {
     let id = sched.next_goid();
     let join = Arc::new(JoinState::new());
-    let stack = sched.get_stack();
-    let g = Arc::new(G::new(id, sched, &stack));
-    let g_addr = Arc::as_ptr(&g) as usize;
     let join_in_g = join.clone();
-    let coroutine = Coroutine::with_stack(stack, move |yielder: &Yielder, ()| {
-        // SAFETY: the G outlives its coroutine (the running M holds its scheduling reference), and
-        // the yielder lives in this root frame until the closure returns.
-        unsafe { (*(g_addr as *const G)).yielder.set(yielder) };
+    let entry: Entry = Box::new(move || {
         let result =
             catch_unwind(AssertUnwindSafe(f)).map_err(|payload| JoinError::panicked(id, payload));
         join_in_g.complete(result);
     });
-    // SAFETY: the G is not shared yet; nobody else can see its coroutine slot.
-    unsafe { *g.coroutine.get() = Some(coroutine) };
     sched.note_created();
-    sched.ready(RunItem::from_g(g));
+    sched.ready(RunItem::from_g(Arc::new(G::new(id, sched, entry))));
     JoinHandle::new(id, join)
 }
 
