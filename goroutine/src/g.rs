@@ -75,8 +75,13 @@ pub(crate) const RUNNING: u8 = 0;
 pub(crate) const NOTIFIED: u8 = 1;
 pub(crate) const PARKED: u8 = 2;
 
-/// What a goroutine runs: its closure, wrapped so that it catches panics and delivers its result.
-pub(crate) type Entry = Box<dyn FnOnce() + Send + 'static>;
+/// What a goroutine runs, type-erased: its closure, which catches panics and delivers the result to
+/// the goroutine's `JoinHandle`. The same allocation holds the closure and the join state (see
+/// `spawn.rs`), so a spawn costs two heap objects: this and the `G`.
+pub(crate) trait Entry: Send + Sync {
+    /// Runs the closure. Called exactly once, on the goroutine's stack.
+    fn run(&self);
+}
 
 /// A goroutine descriptor (Go's `g`).
 pub(crate) struct G {
@@ -88,7 +93,7 @@ pub(crate) struct G {
     /// The closure, until the G first runs. A G that waits in a run queue has no stack yet: it gets
     /// one (warm, from the running P's cache) when it starts, so a burst of spawns costs a small heap
     /// object each rather than a cold stack page each.
-    entry: UnsafeCell<Option<Entry>>,
+    entry: UnsafeCell<Option<Arc<dyn Entry>>>,
     /// The coroutine, once started. Touched only by the M that holds the scheduling reference.
     coroutine: UnsafeCell<Option<Coroutine>>,
     /// Set by the goroutine's body when it first runs; valid until the coroutine returns. Only read on
@@ -109,7 +114,7 @@ unsafe impl Send for G {}
 unsafe impl Sync for G {}
 
 impl G {
-    pub(crate) fn new(id: GoroutineId, sched: &'static Sched, entry: Entry) -> G {
+    pub(crate) fn new(id: GoroutineId, sched: &'static Sched, entry: Arc<dyn Entry>) -> G {
         G {
             id,
             sched,
@@ -141,7 +146,7 @@ impl G {
                     // SAFETY: the G outlives its coroutine (the running M holds its scheduling
                     // reference), and the yielder lives in this root frame until the closure returns.
                     unsafe { (*(g_addr as *const G)).yielder.set(yielder) };
-                    entry();
+                    entry.run();
                 },
             ));
         }

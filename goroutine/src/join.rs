@@ -113,11 +113,23 @@ impl<T> JoinState<T> {
 /// Dropping the handle detaches the goroutine: it keeps running and its result is dropped.
 pub struct JoinHandle<T> {
     id: GoroutineId,
-    state: Arc<JoinState<T>>,
+    state: Arc<dyn HasJoinState<T>>,
+}
+
+/// An allocation that contains a goroutine's [`JoinState`] (a goroutine's entry, or the state alone
+/// for an async task), so the handle can share it without knowing the closure's type.
+pub(crate) trait HasJoinState<T>: Send + Sync {
+    fn join_state(&self) -> &JoinState<T>;
+}
+
+impl<T: Send> HasJoinState<T> for JoinState<T> {
+    fn join_state(&self) -> &JoinState<T> {
+        self
+    }
 }
 
 impl<T> JoinHandle<T> {
-    pub(crate) fn new(id: GoroutineId, state: Arc<JoinState<T>>) -> JoinHandle<T> {
+    pub(crate) fn new(id: GoroutineId, state: Arc<dyn HasJoinState<T>>) -> JoinHandle<T> {
         JoinHandle { id, state }
     }
 
@@ -128,7 +140,7 @@ impl<T> JoinHandle<T> {
 
     /// Whether the goroutine has finished (its result is ready).
     pub fn is_finished(&self) -> bool {
-        self.state.state.load(Ordering::Acquire) & COMPLETE != 0
+        self.state.join_state().state.load(Ordering::Acquire) & COMPLETE != 0
     }
 
     /// Waits for the goroutine to finish and returns its value, or the panic it died with. Parks the
@@ -141,7 +153,7 @@ impl<T> JoinHandle<T> {
 impl<T> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.state.poll_join(cx)
+        self.state.join_state().poll_join(cx)
     }
 }
 

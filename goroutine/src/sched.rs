@@ -295,9 +295,12 @@ impl Sched {
 
     // ---- creating goroutines -------------------------------------------------------------------
 
-    /// A fresh goroutine id, taken from the current P's batch when there is one.
-    pub(crate) fn next_goid(&'static self) -> GoroutineId {
-        let id = match self.current_p() {
+    /// Go's `newproc`: gives `make` a fresh goroutine id, counts the goroutine (or task) it builds,
+    /// and makes it runnable in the current P's `runnext` (from a plain thread: the global queue).
+    /// Ids come from the P's batch, so spawning touches no shared cache line.
+    pub(crate) fn newproc(&'static self, make: impl FnOnce(GoroutineId) -> RunItem) -> GoroutineId {
+        let here = self.current_p();
+        let raw = match here {
             Some((_, p)) => {
                 // SAFETY: we are the M holding `p`.
                 let l = unsafe { p.local() };
@@ -310,17 +313,20 @@ impl Sched {
             }
             None => self.goid_gen.fetch_add(1, Ordering::Relaxed),
         };
-        GoroutineId(std::num::NonZeroU64::new(id).expect("gort: goroutine id overflow"))
-    }
-
-    /// Counts a goroutine or task as created.
-    pub(crate) fn note_created(&'static self) {
-        match self.current_p() {
-            Some((_, p)) => P::bump(&p.created),
+        let id = GoroutineId(std::num::NonZeroU64::new(raw).expect("gort: goroutine id overflow"));
+        let item = make(id);
+        match here {
+            Some((_, p)) => {
+                P::bump(&p.created);
+                self.runqput(p, item, true);
+            }
             None => {
                 self.offp_created.fetch_add(1, Ordering::Relaxed);
+                self.global_push(item);
             }
         }
+        self.wakep();
+        id
     }
 
     /// Counts a goroutine or task as finished. Called on an M holding a P of this runtime.
@@ -728,13 +734,10 @@ impl Sched {
                     g.check_stack();
                     match why {
                         Suspend::Yield => {
-                            // Back of the local queue; but if the global queue has work, behind
-                            // that instead (as Go's Gosched), so yielding lets it in.
-                            if self.global_len.load(Ordering::Relaxed) > 0 {
-                                self.global_push(RunItem::from_g(g));
-                            } else {
-                                self.runqput(self.p(ml.p.get()), RunItem::from_g(g), false);
-                            }
+                            // Back of the local queue. The global queue still gets its turn every
+                            // 61 ticks; sending every yield through its lock (as Go's Gosched
+                            // does) would serialize yield-heavy programs on that lock.
+                            self.runqput(self.p(ml.p.get()), RunItem::from_g(g), false);
                             return;
                         }
                         Suspend::Park => {

@@ -8,14 +8,15 @@
 //! The goroutine's root catches any panic, so a panicking goroutine never unwinds into the
 //! scheduler; the payload goes to the `JoinHandle` and the panic hook reports it once.
 
+use std::cell::UnsafeCell;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::g::{self, Entry, Suspend, G};
-use crate::join::{JoinError, JoinHandle, JoinState};
+use crate::g::{self, Entry, GoroutineId, Suspend, G};
+use crate::join::{HasJoinState, JoinError, JoinHandle, JoinState};
 use crate::sched::{RunItem, Sched};
 
 /// Starts `f` as a goroutine on `sched`.
@@ -24,17 +25,51 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let id = sched.next_goid();
-    let join = Arc::new(JoinState::new());
-    let join_in_g = join.clone();
-    let entry: Entry = Box::new(move || {
-        let result =
-            catch_unwind(AssertUnwindSafe(f)).map_err(|payload| JoinError::panicked(id, payload));
-        join_in_g.complete(result);
+    let mut start = None;
+    let id = sched.newproc(|id| {
+        let s = Arc::new(Start {
+            id,
+            f: UnsafeCell::new(Some(f)),
+            join: JoinState::new(),
+        });
+        let g = Arc::new(G::new(id, sched, s.clone()));
+        start = Some(s);
+        RunItem::from_g(g)
     });
-    sched.note_created();
-    sched.ready(RunItem::from_g(Arc::new(G::new(id, sched, entry))));
-    JoinHandle::new(id, join)
+    JoinHandle::new(id, start.expect("newproc calls make"))
+}
+
+/// A goroutine's closure and its join state, in one allocation shared by the G (as its `Entry`,
+/// until it has run) and the `JoinHandle` (as `HasJoinState`).
+struct Start<F, T> {
+    id: GoroutineId,
+    f: UnsafeCell<Option<F>>,
+    join: JoinState<T>,
+}
+
+// SAFETY: `f` is taken exactly once, by the goroutine itself in `Entry::run` (the G calls its entry
+// once, on the M holding its scheduling reference); the handle never touches it. `F: Send` lets it
+// move to that M; `JoinState` is `Sync` for `T: Send`.
+unsafe impl<F: Send, T: Send> Sync for Start<F, T> {}
+
+impl<F, T> Entry for Start<F, T>
+where
+    F: FnOnce() -> T + Send,
+    T: Send,
+{
+    fn run(&self) {
+        // SAFETY: see the `Sync` impl: this is the single call, made by the goroutine.
+        let f = unsafe { (*self.f.get()).take() }.expect("gort: goroutine started twice");
+        let result = catch_unwind(AssertUnwindSafe(f))
+            .map_err(|payload| JoinError::panicked(self.id, payload));
+        self.join.complete(result);
+    }
+}
+
+impl<F: Send, T: Send> HasJoinState<T> for Start<F, T> {
+    fn join_state(&self) -> &JoinState<T> {
+        &self.join
+    }
 }
 
 /// Starts `fut` as an async task on `sched`'s Ps.
@@ -43,23 +78,23 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let id = sched.next_goid();
     let join = Arc::new(JoinState::new());
     let join_in_task = join.clone();
-    let body = async move {
-        let result = CatchUnwind(fut)
-            .await
-            .map_err(|payload| JoinError::panicked(id, payload));
-        join_in_task.complete(result);
-        sched.note_exited();
-    };
-    let (runnable, task) = async_task::Builder::new().metadata(id.as_u64()).spawn(
-        move |_| body,
-        async_task::WithInfo(move |r, info| sched.schedule_task(r, info)),
-    );
-    task.detach();
-    sched.note_created();
-    runnable.schedule();
+    let id = sched.newproc(move |id| {
+        let body = async move {
+            let result = CatchUnwind(fut)
+                .await
+                .map_err(|payload| JoinError::panicked(id, payload));
+            join_in_task.complete(result);
+            sched.note_exited();
+        };
+        let (runnable, task) = async_task::Builder::new().metadata(id.as_u64()).spawn(
+            move |_| body,
+            async_task::WithInfo(move |r, info| sched.schedule_task(r, info)),
+        );
+        task.detach();
+        RunItem::from_task(runnable)
+    });
     JoinHandle::new(id, join)
 }
 
