@@ -126,6 +126,16 @@ impl G {
         }
     }
 
+    /// Readies a finished G, which nothing else refers to, for a new goroutine.
+    pub(crate) fn reinit(&mut self, id: GoroutineId, entry: Arc<dyn Entry>) {
+        debug_assert!(self.coroutine.get_mut().is_none());
+        self.id = id;
+        *self.park_state.get_mut() = RUNNING;
+        *self.entry.get_mut() = Some(entry);
+        *self.yielder.get_mut() = std::ptr::null();
+        self.stack_check.set(None);
+    }
+
     /// The G's coroutine, created on `stack()` at the first call.
     ///
     /// # Safety

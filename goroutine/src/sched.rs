@@ -56,6 +56,8 @@ const STEAL_TRIES: usize = 4;
 const P_STACK_CACHE: usize = 128;
 /// Goroutine ids a P takes from the runtime's counter at a time (Go's `_GoidCacheBatch`).
 const GOID_BATCH: u64 = 16;
+/// Finished Gs a P keeps for reuse.
+const P_GFREE_CACHE: usize = 256;
 
 const NO_P: usize = usize::MAX;
 const P_IDLE: u8 = 0;
@@ -108,6 +110,26 @@ impl RunItem {
     }
 }
 
+/// Hands `newproc`'s builder a G for the new goroutine: a recycled one from the P's free list when
+/// there is one (Go's `gfget`), else a new allocation.
+pub(crate) struct NewG<'a> {
+    sched: &'static Sched,
+    id: GoroutineId,
+    gfree: Option<&'a mut Vec<Arc<G>>>,
+}
+
+impl NewG<'_> {
+    pub(crate) fn with_entry(self, entry: Arc<dyn crate::g::Entry>) -> Arc<G> {
+        if let Some(mut g) = self.gfree.and_then(|f| f.pop()) {
+            if let Some(fresh) = Arc::get_mut(&mut g) {
+                fresh.reinit(self.id, entry);
+                return g;
+            }
+        }
+        Arc::new(G::new(self.id, self.sched, entry))
+    }
+}
+
 /// A processor (Go's `p`).
 pub(crate) struct P {
     pub(crate) runq: LocalQueue,
@@ -122,6 +144,8 @@ pub(crate) struct P {
 struct PLocal {
     schedtick: u32,
     stacks: Vec<Stack>,
+    /// Finished Gs kept for reuse (Go's `gFree`), so spawning rarely calls the allocator.
+    gfree: Vec<Arc<G>>,
     goid_next: u64,
     goid_end: u64,
 }
@@ -141,6 +165,7 @@ impl P {
             local: UnsafeCell::new(PLocal {
                 schedtick: 0,
                 stacks: Vec::new(),
+                gfree: Vec::new(),
                 goid_next: 0,
                 goid_end: 0,
             }),
@@ -298,7 +323,10 @@ impl Sched {
     /// Go's `newproc`: gives `make` a fresh goroutine id, counts the goroutine (or task) it builds,
     /// and makes it runnable in the current P's `runnext` (from a plain thread: the global queue).
     /// Ids come from the P's batch, so spawning touches no shared cache line.
-    pub(crate) fn newproc(&'static self, make: impl FnOnce(GoroutineId) -> RunItem) -> GoroutineId {
+    pub(crate) fn newproc(
+        &'static self,
+        make: impl FnOnce(GoroutineId, NewG<'_>) -> RunItem,
+    ) -> GoroutineId {
         let here = self.current_p();
         let raw = match here {
             Some((_, p)) => {
@@ -314,7 +342,16 @@ impl Sched {
             None => self.goid_gen.fetch_add(1, Ordering::Relaxed),
         };
         let id = GoroutineId(std::num::NonZeroU64::new(raw).expect("gort: goroutine id overflow"));
-        let item = make(id);
+        // SAFETY: we are the M holding the P; `make` only allocates and touches no other P state.
+        let gfree = here.map(|(_, p)| unsafe { &mut p.local().gfree });
+        let item = make(
+            id,
+            NewG {
+                sched: self,
+                id,
+                gfree,
+            },
+        );
         match here {
             Some((_, p)) => {
                 P::bump(&p.created);
@@ -327,6 +364,18 @@ impl Sched {
         }
         self.wakep();
         id
+    }
+
+    /// Keeps a finished G for reuse if nothing else refers to it any more.
+    fn gfput(&self, ml: &MLocal, mut g: Arc<G>) {
+        if Arc::get_mut(&mut g).is_none() {
+            return; // a waker still holds it; it is freed when that goes
+        }
+        // SAFETY: this M holds its P.
+        let l = unsafe { self.p(ml.p.get()).local() };
+        if l.gfree.len() < P_GFREE_CACHE {
+            l.gfree.push(g);
+        }
     }
 
     /// Counts a goroutine or task as finished. Called on an M holding a P of this runtime.
@@ -769,6 +818,7 @@ impl Sched {
                         self.put_stack(ml, finished.into_stack());
                     }
                     self.note_exited();
+                    self.gfput(ml, g);
                     return;
                 }
             }

@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::g::{self, Entry, GoroutineId, Suspend, G};
+use crate::g::{self, Entry, GoroutineId, Suspend};
 use crate::join::{HasJoinState, JoinError, JoinHandle, JoinState};
 use crate::sched::{RunItem, Sched};
 
@@ -26,13 +26,13 @@ where
     T: Send + 'static,
 {
     let mut start = None;
-    let id = sched.newproc(|id| {
+    let id = sched.newproc(|id, new_g| {
         let s = Arc::new(Start {
             id,
             f: UnsafeCell::new(Some(f)),
             join: JoinState::new(),
         });
-        let g = Arc::new(G::new(id, sched, s.clone()));
+        let g = new_g.with_entry(s.clone());
         start = Some(s);
         RunItem::from_g(g)
     });
@@ -80,7 +80,7 @@ where
 {
     let join = Arc::new(JoinState::new());
     let join_in_task = join.clone();
-    let id = sched.newproc(move |id| {
+    let id = sched.newproc(move |id, _| {
         let body = async move {
             let result = CatchUnwind(fut)
                 .await
