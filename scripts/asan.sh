@@ -11,7 +11,7 @@
 # SIGSEGV path and reports the fault itself, so those tests skip themselves when the
 # `sanitizer` feature is on; GORT_SKIP_OVERFLOW_TESTS=1 below says the same explicitly.
 #
-# Extra arguments are passed to the test binary, e.g. `scripts/asan.sh stack::tests`.
+# Extra arguments are passed to the test binaries, e.g. `scripts/asan.sh stack::tests`.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -30,4 +30,8 @@ export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:allow_user_segv_handler=1${
 export GORT_SKIP_OVERFLOW_TESTS=1
 export RUSTFLAGS="-Zsanitizer=address${RUSTFLAGS:+ $RUSTFLAGS}"
 
-exec cargo +nightly test --target x86_64-unknown-linux-gnu -p gort-goroutine --features sanitizer --lib -- "$@"
+# The crate's own unit tests: stacks, run queue, futex notes, wakers.
+cargo +nightly test --target x86_64-unknown-linux-gnu -p gort-goroutine --features sanitizer --lib -- "$@"
+# Goroutines end to end through the facade: context switches, parking, stealing, G and stack reuse.
+# (The million-goroutine test is left out: ASan's shadow memory makes it too slow to be useful.)
+cargo +nightly test --target x86_64-unknown-linux-gnu -p gort --features sanitizer --test goroutines -- "$@"

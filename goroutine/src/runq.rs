@@ -167,16 +167,20 @@
 //!
 //! # Testing
 //!
-//! Under `cfg(loom)` the atomics come from loom, the 3 µs back-off becomes
-//! `loom::thread::yield_now`, and the capacity shrinks to 4 so that the loom
-//! models (module `loom_tests`, run by `scripts/loom.sh`) can reach the
-//! overflow and wrap-around paths in a handful of operations.
+//! When the crate's unit tests are built with `--cfg loom` (`cfg(all(loom,
+//! test))`, see `scripts/loom.sh`), the atomics come from loom, the 3 µs
+//! back-off becomes `loom::thread::yield_now`, and the capacity shrinks to 4
+//! so that the loom models (module `loom_tests`) reach the overflow and
+//! wrap-around paths in a handful of operations. loom is only a
+//! dev-dependency, so a non-test build under `--cfg loom` (the library half
+//! of `cargo clippy --all-targets`, say) keeps std's atomics and the real
+//! capacity.
 
 use std::fmt;
 
-/// The atomics and the back-off used by the queue: loom's under `cfg(loom)`,
-/// std's otherwise.
-#[cfg(loom)]
+/// The atomics and the back-off used by the queue: loom's in loom test
+/// builds.
+#[cfg(all(loom, test))]
 mod sync {
     pub(super) use loom::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
@@ -187,9 +191,9 @@ mod sync {
     }
 }
 
-/// The atomics and the back-off used by the queue: loom's under `cfg(loom)`,
-/// std's otherwise.
-#[cfg(not(loom))]
+/// The atomics and the back-off used by the queue: std's outside loom test
+/// builds.
+#[cfg(not(all(loom, test)))]
 mod sync {
     pub(super) use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
@@ -202,14 +206,14 @@ mod sync {
 
 use sync::{AtomicU32, AtomicUsize, Ordering};
 
-/// Capacity of the ring, as in Go (256). Under `cfg(loom)` it is 4, to keep
+/// Capacity of the ring, as in Go (256). In loom test builds it is 4, to keep
 /// the loom models small.
-#[cfg(not(loom))]
+#[cfg(not(all(loom, test)))]
 pub(crate) const LOCAL_QUEUE_CAPACITY: usize = 256;
 
-/// Capacity of the ring, as in Go (256). Under `cfg(loom)` it is 4, to keep
+/// Capacity of the ring, as in Go (256). In loom test builds it is 4, to keep
 /// the loom models small.
-#[cfg(loom)]
+#[cfg(all(loom, test))]
 pub(crate) const LOCAL_QUEUE_CAPACITY: usize = 4;
 
 /// Half the capacity: the most a single steal takes, and how many ring tokens
@@ -571,7 +575,7 @@ impl fmt::Debug for LocalQueue {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, AtomicU64};
-    use std::sync::{Arc, Mutex};
+    use std::sync::{Arc, Barrier, Mutex};
 
     /// Overflow callback for pushes that must not overflow.
     fn no_overflow(batch: &mut dyn Iterator<Item = usize>) {
@@ -860,8 +864,12 @@ mod tests {
         /// Stand-in for the global queue.
         global: Mutex<Vec<usize>>,
         overflows: AtomicUsize,
+        /// Successful `steal_into` calls, and the items they took.
+        steals: AtomicUsize,
         stolen: AtomicUsize,
         producer_done: AtomicBool,
+        /// Starts all threads together, so the thieves overlap the producer.
+        start: Barrier,
     }
 
     impl Stress {
@@ -882,14 +890,17 @@ mod tests {
             seen: (0..=ITEMS / 64).map(|_| AtomicU64::new(0)).collect(),
             global: Mutex::new(Vec::new()),
             overflows: AtomicUsize::new(0),
+            steals: AtomicUsize::new(0),
             stolen: AtomicUsize::new(0),
             producer_done: AtomicBool::new(false),
+            start: Barrier::new(1 + THIEVES),
         });
 
         let producer = {
             let sh = Arc::clone(&shared);
             std::thread::spawn(move || {
                 let q = &sh.queues[0];
+                sh.start.wait();
                 let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
                 let mut overflow = |batch: &mut dyn Iterator<Item = usize>| {
                     let batch: Vec<usize> = batch.collect();
@@ -907,6 +918,10 @@ mod tests {
                             sh.deliver(got);
                         }
                     }
+                    // With 2 cores and 3 threads, let the thieves in now and then.
+                    if item % 256 == 0 {
+                        std::thread::yield_now();
+                    }
                 }
                 while let Some((got, _)) = q.pop() {
                     sh.deliver(got);
@@ -920,6 +935,7 @@ mod tests {
                 let sh = Arc::clone(&shared);
                 std::thread::spawn(move || {
                     let own = &sh.queues[me];
+                    sh.start.wait();
                     let mut rng = Rng(0x2545_F491_4F6C_DD1D ^ me as u64);
                     loop {
                         if let Some((got, _)) = own.pop() {
@@ -931,6 +947,7 @@ mod tests {
                         // Mostly rob the producer, sometimes the other thief.
                         let victim = if r % 4 == 0 { 1 + me % THIEVES } else { 0 };
                         if let Some(got) = sh.queues[victim].steal_into(own, (r >> 8) % 64 == 0) {
+                            sh.steals.fetch_add(1, Ordering::Relaxed);
                             sh.stolen.fetch_add(1 + own.len(), Ordering::Relaxed);
                             sh.deliver(got);
                         } else if done {
@@ -967,9 +984,11 @@ mod tests {
             assert_ne!(word & (1 << (item % 64)), 0, "item {item} lost");
         }
         eprintln!(
-            "stress: {ITEMS} items, {} overflow batches ({} items to the global queue), about {} items stolen",
+            "stress: {ITEMS} items, {} overflow batches ({} items to the global queue), \
+             {} steals (about {} items)",
             shared.overflows.load(Ordering::Relaxed),
             global.len(),
+            shared.steals.load(Ordering::Relaxed),
             shared.stolen.load(Ordering::Relaxed),
         );
     }
@@ -1095,7 +1114,9 @@ mod loom_tests {
 
     #[test]
     fn loom_owner_push_pop_vs_two_thieves() {
-        check(None, || {
+        // Exhaustive search takes far too long with three threads; a bound of
+        // 4 preemptions takes seconds (5: ~30 s, 6: ~2 min).
+        check(Some(4), || {
             let q = Arc::new(LocalQueue::new());
             let pay = Arc::new(Payloads::new(3));
             let first = spawn_thief(&q, &pay, false);

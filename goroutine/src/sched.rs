@@ -56,8 +56,12 @@ const STEAL_TRIES: usize = 4;
 const P_STACK_CACHE: usize = 128;
 /// Goroutine ids a P takes from the runtime's counter at a time (Go's `_GoidCacheBatch`).
 const GOID_BATCH: u64 = 16;
-/// Finished Gs a P keeps for reuse.
-const P_GFREE_CACHE: usize = 256;
+/// Finished Gs a P keeps for reuse; past this, a batch moves to the runtime's shared list, from
+/// which a P that spawns more than it finishes refills (Go's `gfput`/`gfget`).
+const P_GFREE_CACHE: usize = 64;
+const GFREE_BATCH: usize = 32;
+/// Finished Gs the runtime keeps in its shared list at most.
+const GLOBAL_GFREE_CAP: usize = 1 << 16;
 
 const NO_P: usize = usize::MAX;
 const P_IDLE: u8 = 0;
@@ -120,7 +124,15 @@ pub(crate) struct NewG<'a> {
 
 impl NewG<'_> {
     pub(crate) fn with_entry(self, entry: Arc<dyn crate::g::Entry>) -> Arc<G> {
-        if let Some(mut g) = self.gfree.and_then(|f| f.pop()) {
+        let recycled = self.gfree.and_then(|local| {
+            if local.is_empty() {
+                let mut shared = self.sched.gfree.lock().unwrap_or_else(|e| e.into_inner());
+                let at = shared.len().saturating_sub(GFREE_BATCH);
+                local.extend(shared.drain(at..));
+            }
+            local.pop()
+        });
+        if let Some(mut g) = recycled {
             if let Some(fresh) = Arc::get_mut(&mut g) {
                 fresh.reinit(self.id, entry);
                 return g;
@@ -249,6 +261,8 @@ pub struct Sched {
     goid_gen: AtomicU64,
     threads: AtomicUsize,
     idle_threads: AtomicUsize,
+    /// Finished Gs shared between Ps (see `gfput`).
+    gfree: Mutex<Vec<Arc<G>>>,
     /// Goroutines created off the runtime's threads (no P to count them on).
     offp_created: AtomicU64,
     name: String,
@@ -280,6 +294,7 @@ impl Sched {
             goid_gen: AtomicU64::new(1),
             threads: AtomicUsize::new(0),
             idle_threads: AtomicUsize::new(0),
+            gfree: Mutex::new(Vec::new()),
             offp_created: AtomicU64::new(0),
             name,
         }));
@@ -373,8 +388,14 @@ impl Sched {
         }
         // SAFETY: this M holds its P.
         let l = unsafe { self.p(ml.p.get()).local() };
-        if l.gfree.len() < P_GFREE_CACHE {
-            l.gfree.push(g);
+        l.gfree.push(g);
+        if l.gfree.len() > P_GFREE_CACHE {
+            let mut shared = self.gfree.lock().unwrap_or_else(|e| e.into_inner());
+            let keep = GLOBAL_GFREE_CAP
+                .saturating_sub(shared.len())
+                .min(GFREE_BATCH);
+            let at = l.gfree.len() - GFREE_BATCH;
+            shared.extend(l.gfree.drain(at..).take(keep));
         }
     }
 
@@ -691,6 +712,16 @@ impl Sched {
         let p = self.p(pid);
         let mut items = Vec::new();
         p.runq.drain(&mut |it| items.push(RunItem(it)));
+        // The P may stay retired for good: hand its caches to the runtime.
+        // SAFETY: this M still holds `p`.
+        let l = unsafe { p.local() };
+        for s in l.stacks.drain(..) {
+            self.stacks.free(s);
+        }
+        self.gfree
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .append(&mut l.gfree);
         let mut l = self.lock();
         if pid < self.max_procs() {
             // max_procs grew back meanwhile: keep the P, put its work back in the global queue.
