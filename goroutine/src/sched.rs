@@ -663,7 +663,11 @@ impl Sched {
                         let Some(v) = self.allp[victim].get() else {
                             continue;
                         };
-                        if let Some(it) = v.runq.steal_into(&p.runq, pass == STEAL_TRIES - 1) {
+                        // Last pass: take a running victim's runnext too (after giving it a
+                        // moment to run it itself, inside steal_into).
+                        let take_next = pass == STEAL_TRIES - 1
+                            && v.status.load(Ordering::Relaxed) == P_RUNNING;
+                        if let Some(it) = v.runq.steal_into(&p.runq, take_next) {
                             return (RunItem(it), false);
                         }
                     }
