@@ -32,6 +32,45 @@
 //! explicit runtime. Goroutine stacks are 256 KiB of address space by default (env `GORT_STACK_SIZE`);
 //! a stack overflow prints `goroutine N stack overflow` and aborts, never corrupting memory.
 //!
+//! ## The main goroutine
+//! `#[gort::main]` works on `fn main()` and `async fn main()`, with or without a return type; when main
+//! returns, the process exits, even if other goroutines are still blocked:
+//!
+//! ```
+//! #[gort::main]
+//! async fn main() {
+//!     let forever = gort::sync::WaitGroup::new();
+//!     forever.add(1);
+//!     gort::go!(move || forever.wait()); // never finishes; main does not wait for it
+//!     let h = gort::spawn_async(async { 1 + 1 });
+//!     assert_eq!(h.await.unwrap(), 2);
+//! }
+//! ```
+//!
+//! A panic in the main goroutine is reported like any goroutine's and the process exits with status
+//! 101, as a panicking Rust `main` does:
+//!
+//! ```should_panic
+//! #[gort::main]
+//! fn main() {
+//!     panic!("main goroutine gives up");
+//! }
+//! ```
+//!
+//! `go!(f(a, b))` evaluates `f`, `a` and `b` before it returns, in the caller:
+//!
+//! ```
+//! # #[gort::main]
+//! # fn main() {
+//! fn area(w: u32, h: u32) -> u32 { w * h }
+//! let mut w = 6;
+//! let h = gort::go!(area(w, 7)); // `w` is read now...
+//! w = 100; // ...so this does not affect the goroutine
+//! assert_eq!(h.join().unwrap(), 42);
+//! # let _ = w;
+//! # }
+//! ```
+//!
 //! ## Thread-locals
 //! A goroutine may resume on another OS thread after any blocking call. Do not keep a reference into a
 //! `thread_local!` across a blocking call, and do not hold thread-affine resources (locks that must be
