@@ -32,6 +32,8 @@ use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
+use crate::erased::Erased;
+use crate::join::{JoinSlot, JoinSource};
 use crate::sched::Sched;
 use crate::stack::{OverflowChecker, Stack};
 
@@ -75,15 +77,14 @@ pub(crate) const RUNNING: u8 = 0;
 pub(crate) const NOTIFIED: u8 = 1;
 pub(crate) const PARKED: u8 = 2;
 
-/// What a goroutine runs, type-erased: its closure, which catches panics and delivers the result to
-/// the goroutine's `JoinHandle`. The same allocation holds the closure and the join state (see
-/// `spawn.rs`), so a spawn costs two heap objects: this and the `G`.
-pub(crate) trait Entry: Send + Sync {
-    /// Runs the closure. Called exactly once, on the goroutine's stack.
-    fn run(&self);
-}
+/// Inline room for a goroutine's closure, in machine words; larger closures are boxed.
+const ENTRY_WORDS: usize = 8;
 
 /// A goroutine descriptor (Go's `g`).
+///
+/// A G carries everything a goroutine needs besides its stack: the closure until it starts, the
+/// coroutine once it runs, and the [`JoinSlot`] its `JoinHandle` reads. Spawning a goroutine whose
+/// closure fits in [`ENTRY_WORDS`] words therefore allocates nothing when the P has a free G to reuse.
 pub(crate) struct G {
     pub(crate) id: GoroutineId,
     /// The runtime this G belongs to; wakes requeue it there.
@@ -91,9 +92,11 @@ pub(crate) struct G {
     /// See the park protocol in the module docs.
     pub(crate) park_state: AtomicU8,
     /// The closure, until the G first runs. A G that waits in a run queue has no stack yet: it gets
-    /// one (warm, from the running P's cache) when it starts, so a burst of spawns costs a small heap
-    /// object each rather than a cold stack page each.
-    entry: UnsafeCell<Option<Arc<dyn Entry>>>,
+    /// one (warm, from the running P's cache) when it starts, so a burst of spawns costs a G each
+    /// rather than a cold stack page each.
+    entry: UnsafeCell<Erased<ENTRY_WORDS>>,
+    /// Runs the closure in `entry` (monomorphized for its type); `None` once taken.
+    entry_fn: Cell<Option<unsafe fn(&G)>>,
     /// The coroutine, once started. Touched only by the M that holds the scheduling reference.
     coroutine: UnsafeCell<Option<Coroutine>>,
     /// Set by the goroutine's body when it first runs; valid until the coroutine returns. Only read on
@@ -101,39 +104,73 @@ pub(crate) struct G {
     pub(crate) yielder: Cell<*const Yielder>,
     /// Checks the G's stack for overflow after each switch out (a no-op branch on guarded stacks).
     stack_check: Cell<Option<OverflowChecker>>,
+    /// The goroutine's outcome, for its `JoinHandle`.
+    pub(crate) join: JoinSlot,
 }
 
-// SAFETY: `entry`, `coroutine`, `yielder` and `stack_check` are only touched by the one M that
-// currently holds the G's scheduling reference (see the module docs), and the hand-over between Ms
-// goes through a run queue, whose atomics order the accesses. The values living on the coroutine's
-// stack come from a `Send + 'static` closure; thread-bound state held across a park is the
-// user-facing caveat documented on the crate front page.
+// SAFETY: `entry`, `entry_fn`, `coroutine`, `yielder` and `stack_check` are only touched by the one
+// M that currently holds the G's scheduling reference (see the module docs), and the hand-over
+// between Ms goes through a run queue, whose atomics order the accesses. The closure and the values
+// living on the coroutine's stack come from a `Send + 'static` closure; thread-bound state held
+// across a park is the user-facing caveat documented on the crate front page.
 unsafe impl Send for G {}
-// SAFETY: as above; the only fields other threads touch through `&G` are `park_state` (atomic), `id`
-// and `sched` (immutable).
+// SAFETY: as above; the fields other threads touch through `&G` are `park_state` (atomic), `join`
+// (its own protocol), and `id` and `sched` (not written while shared).
 unsafe impl Sync for G {}
 
+/// Runs a goroutine's closure of type `F` and completes its join slot with the `T` it returns.
+///
+/// # Safety
+/// `g.entry` holds an `F` put by [`G::set_entry::<F, T>`], and the caller holds the G's scheduling
+/// reference (it runs on the G's own stack).
+unsafe fn run_entry<F, T>(g: &G)
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    // SAFETY: see the function contract.
+    let f = unsafe { (*g.entry.get()).take::<F>() };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    // SAFETY: the goroutine completes its own slot, once, with the `T` its handle was made for.
+    unsafe { g.join.complete(outcome) };
+}
+
 impl G {
-    pub(crate) fn new(id: GoroutineId, sched: &'static Sched, entry: Arc<dyn Entry>) -> G {
+    /// A G for goroutine `id`, without a closure yet.
+    pub(crate) fn new(id: GoroutineId, sched: &'static Sched) -> G {
         G {
             id,
             sched,
             park_state: AtomicU8::new(RUNNING),
-            entry: UnsafeCell::new(Some(entry)),
+            entry: UnsafeCell::new(Erased::new()),
+            entry_fn: Cell::new(None),
             coroutine: UnsafeCell::new(None),
             yielder: Cell::new(std::ptr::null()),
             stack_check: Cell::new(None),
+            join: JoinSlot::new(),
         }
     }
 
+    /// Gives the (unshared) G the closure it will run, whose result its `JoinHandle<T>` will read.
+    pub(crate) fn set_entry<F, T>(&mut self, f: F)
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.entry.get_mut().put(f);
+        self.entry_fn.set(Some(run_entry::<F, T>));
+    }
+
     /// Readies a finished G, which nothing else refers to, for a new goroutine.
-    pub(crate) fn reinit(&mut self, id: GoroutineId, entry: Arc<dyn Entry>) {
+    pub(crate) fn reinit(&mut self, id: GoroutineId) {
         debug_assert!(self.coroutine.get_mut().is_none());
         self.id = id;
         *self.park_state.get_mut() = RUNNING;
-        *self.entry.get_mut() = Some(entry);
+        self.entry.get_mut().clear();
+        self.entry_fn.set(None);
         *self.yielder.get_mut() = std::ptr::null();
         self.stack_check.set(None);
+        self.join.reset();
     }
 
     /// The G's coroutine, created on `stack()` at the first call.
@@ -145,8 +182,7 @@ impl G {
         // SAFETY: the caller holds the scheduling reference (function contract).
         let slot = unsafe { &mut *self.coroutine.get() };
         if slot.is_none() {
-            // SAFETY: as above.
-            let entry = unsafe { (*self.entry.get()).take() }.expect("gort: G started twice");
+            let entry_fn = self.entry_fn.take().expect("gort: G started twice");
             let stack = stack();
             self.stack_check.set(Some(stack.overflow_checker()));
             let g_addr = self as *const G as usize;
@@ -155,8 +191,12 @@ impl G {
                 move |yielder: &Yielder, ()| {
                     // SAFETY: the G outlives its coroutine (the running M holds its scheduling
                     // reference), and the yielder lives in this root frame until the closure returns.
-                    unsafe { (*(g_addr as *const G)).yielder.set(yielder) };
-                    entry.run();
+                    // The entry was set together with `entry_fn` (spawn), and this is its one run.
+                    unsafe {
+                        let g = &*(g_addr as *const G);
+                        g.yielder.set(yielder);
+                        entry_fn(g);
+                    }
                 },
             ));
         }
@@ -208,6 +248,17 @@ impl G {
                 Err(s) => state = s,
             }
         }
+    }
+}
+
+impl JoinSource for G {
+    fn join_slot(&self) -> &JoinSlot {
+        &self.join
+    }
+
+    /// The handle let go: if the goroutine has finished too, the G goes back to a free list.
+    fn release(self: Arc<Self>) {
+        self.sched.gfput(self);
     }
 }
 

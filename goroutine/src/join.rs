@@ -1,58 +1,82 @@
 //! `JoinHandle` and `JoinError`: waiting for a goroutine's (or async task's) result.
 //!
-//! The goroutine and its handle share a [`JoinState`]: a state word, the result slot and one waker
-//! slot. The protocol (the same one tokio's join handles use) lets either side go first without a lock:
+//! The goroutine and its handle share a [`JoinSlot`], which lives inside the G itself (or, for an
+//! async task, in a small shared allocation): a state word, the result and one waker. The protocol
+//! lets either side go first without a lock:
 //!
-//! * the goroutine writes the result, then sets `COMPLETE`; if `WAKER_SET` was already set, it takes
+//! * the goroutine writes its outcome, then sets `COMPLETE`; if `WAKER_SET` was already set, it takes
 //!   the waker and wakes it;
-//! * the handle, when the result is not there yet, writes its waker into the slot *while
-//!   `WAKER_SET` is clear* and then sets `WAKER_SET` with a CAS that fails if `COMPLETE` appeared.
+//! * the handle, when the result is not there yet, writes its waker into the slot *while `WAKER_SET`
+//!   is clear* and then sets `WAKER_SET` with a CAS that fails if `COMPLETE` appeared. To change its
+//!   waker it first clears `WAKER_SET` with a CAS (which fails once `COMPLETE` is set).
 //!
-//! So the waker slot is written only by the handle while `WAKER_SET` is clear, and read only by the
-//! goroutine after it saw `WAKER_SET`; the result slot is written only before `COMPLETE` and read
-//! only after it. Dropping the handle detaches: the result is dropped with the shared state.
+//! So the waker is written only by the handle while `WAKER_SET` is clear and read only by the
+//! goroutine after it saw `WAKER_SET`; the outcome is written only before `COMPLETE` and read only
+//! after it. Dropping the handle detaches: an unread result is dropped when the G is reused or freed.
 
 use std::any::Any;
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
+use crate::erased::Erased;
 use crate::g::GoroutineId;
 
 const COMPLETE: usize = 0b01;
 const WAKER_SET: usize = 0b10;
 
-/// Shared between a goroutine and its [`JoinHandle`].
-pub(crate) struct JoinState<T> {
+/// A goroutine's outcome and the waker of whoever waits for it (see the module docs).
+pub(crate) struct JoinSlot {
     state: AtomicUsize,
-    result: UnsafeCell<Option<Result<T, JoinError>>>,
+    /// The `T` the goroutine returned (two words inline, larger values boxed).
+    value: UnsafeCell<Erased<2>>,
+    /// Or the payload it panicked with.
+    panic: UnsafeCell<Option<Box<dyn Any + Send + 'static>>>,
     waker: UnsafeCell<Option<Waker>>,
 }
 
-// SAFETY: the slots are handed between threads by the state word's protocol (module docs): each is
-// accessed by one side at a time, with Release/Acquire on `state` ordering the hand-over. `T: Send`
-// because the value crosses from the goroutine to the joiner.
-unsafe impl<T: Send> Sync for JoinState<T> {}
+// SAFETY: the cells are handed between threads by the state word's protocol (module docs): each is
+// accessed by one side at a time, with Release/Acquire on `state` ordering the hand-over; the values
+// in them are `Send`.
+unsafe impl Sync for JoinSlot {}
 // SAFETY: as above.
-unsafe impl<T: Send> Send for JoinState<T> {}
+unsafe impl Send for JoinSlot {}
 
-impl<T> JoinState<T> {
-    pub(crate) fn new() -> JoinState<T> {
-        JoinState {
+impl JoinSlot {
+    pub(crate) const fn new() -> JoinSlot {
+        JoinSlot {
             state: AtomicUsize::new(0),
-            result: UnsafeCell::new(None),
+            value: UnsafeCell::new(Erased::new()),
+            panic: UnsafeCell::new(None),
             waker: UnsafeCell::new(None),
         }
     }
 
-    /// Called once by the goroutine with its result.
-    pub(crate) fn complete(&self, result: Result<T, JoinError>) {
-        // SAFETY: before COMPLETE only the goroutine touches the result slot.
-        unsafe { *self.result.get() = Some(result) };
+    /// Empties the slot for a new goroutine (dropping an unread result).
+    pub(crate) fn reset(&mut self) {
+        *self.state.get_mut() = 0;
+        self.value.get_mut().clear();
+        *self.panic.get_mut() = None;
+        *self.waker.get_mut() = None;
+    }
+
+    /// Called once by the goroutine with its outcome.
+    ///
+    /// # Safety
+    /// Called once per goroutine, by the goroutine, and `T` is the type its `JoinHandle` reads.
+    pub(crate) unsafe fn complete<T: Send + 'static>(&self, outcome: std::thread::Result<T>) {
+        // SAFETY: before COMPLETE only the goroutine touches the outcome cells.
+        unsafe {
+            match outcome {
+                Ok(v) => (*self.value.get()).put(v),
+                Err(payload) => *self.panic.get() = Some(payload),
+            }
+        }
         let prev = self.state.fetch_or(COMPLETE, Ordering::AcqRel);
         if prev & WAKER_SET != 0 {
             // SAFETY: WAKER_SET was set and can no longer be cleared (COMPLETE is set), so the handle
@@ -63,16 +87,39 @@ impl<T> JoinState<T> {
         }
     }
 
-    fn take_result(&self) -> Result<T, JoinError> {
-        // SAFETY: called after observing COMPLETE (Acquire), after which only the handle touches it.
-        unsafe { (*self.result.get()).take() }
-            .expect("gort: JoinHandle polled after it returned its result")
+    fn is_complete(&self) -> bool {
+        self.state.load(Ordering::Acquire) & COMPLETE != 0
     }
 
-    fn poll_join(&self, cx: &mut Context<'_>) -> Poll<Result<T, JoinError>> {
+    /// # Safety
+    /// Called after observing COMPLETE, by the single handle, with the goroutine's `T`.
+    unsafe fn take_outcome<T>(&self, id: GoroutineId) -> Result<T, JoinError> {
+        // SAFETY: COMPLETE was observed with Acquire, so the goroutine is done with the cells and
+        // only the handle touches them now.
+        unsafe {
+            if let Some(payload) = (*self.panic.get()).take() {
+                return Err(JoinError::panicked(id, payload));
+            }
+            let value = &mut *self.value.get();
+            assert!(
+                value.is_full(),
+                "gort: JoinHandle polled after it returned its result"
+            );
+            Ok(value.take::<T>())
+        }
+    }
+
+    /// # Safety
+    /// Called by the single handle, with the goroutine's `T`.
+    unsafe fn poll_join<T>(
+        &self,
+        id: GoroutineId,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<T, JoinError>> {
         let mut s = self.state.load(Ordering::Acquire);
         if s & COMPLETE != 0 {
-            return Poll::Ready(self.take_result());
+            // SAFETY: COMPLETE observed; the caller's contract covers the rest.
+            return Poll::Ready(unsafe { self.take_outcome(id) });
         }
         if s & WAKER_SET != 0 {
             // Take the slot back before looking at it: while WAKER_SET is set the goroutine may be
@@ -84,7 +131,8 @@ impl<T> JoinState<T> {
                 Ordering::Acquire,
             ) {
                 Ok(_) => s &= !WAKER_SET,
-                Err(_) => return Poll::Ready(self.take_result()),
+                // SAFETY: the CAS can only fail because COMPLETE was set.
+                Err(_) => return Poll::Ready(unsafe { self.take_outcome(id) }),
             }
         }
         // SAFETY: WAKER_SET is clear, so the goroutine will not touch the slot.
@@ -98,12 +146,25 @@ impl<T> JoinState<T> {
         {
             Ok(_) => Poll::Pending,
             Err(_) => {
-                // COMPLETE arrived: the slot is still ours.
-                // SAFETY: WAKER_SET was never set for this waker.
-                drop(unsafe { (*self.waker.get()).take() });
-                Poll::Ready(self.take_result())
+                // COMPLETE arrived; WAKER_SET was never set for this waker, so the slot is ours.
+                drop(slot.take());
+                // SAFETY: COMPLETE observed.
+                Poll::Ready(unsafe { self.take_outcome(id) })
             }
         }
+    }
+}
+
+/// Something that holds a goroutine's [`JoinSlot`]: the G itself, or an async task's slot.
+pub(crate) trait JoinSource: Send + Sync {
+    fn join_slot(&self) -> &JoinSlot;
+    /// The handle is done with this source (a G uses it to go back to its P's free list).
+    fn release(self: Arc<Self>) {}
+}
+
+impl JoinSource for JoinSlot {
+    fn join_slot(&self) -> &JoinSlot {
+        self
     }
 }
 
@@ -113,24 +174,26 @@ impl<T> JoinState<T> {
 /// Dropping the handle detaches the goroutine: it keeps running and its result is dropped.
 pub struct JoinHandle<T> {
     id: GoroutineId,
-    state: Arc<dyn HasJoinState<T>>,
-}
-
-/// An allocation that contains a goroutine's [`JoinState`] (a goroutine's entry, or the state alone
-/// for an async task), so the handle can share it without knowing the closure's type.
-pub(crate) trait HasJoinState<T>: Send + Sync {
-    fn join_state(&self) -> &JoinState<T>;
-}
-
-impl<T: Send> HasJoinState<T> for JoinState<T> {
-    fn join_state(&self) -> &JoinState<T> {
-        self
-    }
+    source: Option<Arc<dyn JoinSource>>,
+    _result: PhantomData<fn() -> T>,
 }
 
 impl<T> JoinHandle<T> {
-    pub(crate) fn new(id: GoroutineId, state: Arc<dyn HasJoinState<T>>) -> JoinHandle<T> {
-        JoinHandle { id, state }
+    /// # Safety
+    /// The goroutine behind `source` completes its slot with a `T`.
+    pub(crate) unsafe fn new(id: GoroutineId, source: Arc<dyn JoinSource>) -> JoinHandle<T> {
+        JoinHandle {
+            id,
+            source: Some(source),
+            _result: PhantomData,
+        }
+    }
+
+    fn slot(&self) -> &JoinSlot {
+        self.source
+            .as_ref()
+            .expect("gort: JoinHandle used after drop")
+            .join_slot()
     }
 
     /// The goroutine's id.
@@ -140,7 +203,7 @@ impl<T> JoinHandle<T> {
 
     /// Whether the goroutine has finished (its result is ready).
     pub fn is_finished(&self) -> bool {
-        self.state.join_state().state.load(Ordering::Acquire) & COMPLETE != 0
+        self.slot().is_complete()
     }
 
     /// Waits for the goroutine to finish and returns its value, or the panic it died with. Parks the
@@ -153,11 +216,22 @@ impl<T> JoinHandle<T> {
 impl<T> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.state.join_state().poll_join(cx)
+        let id = self.id;
+        // SAFETY: this handle is the only reader of the slot, and `new`'s contract says the goroutine
+        // completes it with a `T`.
+        unsafe { self.slot().poll_join::<T>(id, cx) }
     }
 }
 
 impl<T> Unpin for JoinHandle<T> {}
+
+impl<T> Drop for JoinHandle<T> {
+    fn drop(&mut self) {
+        if let Some(source) = self.source.take() {
+            source.release();
+        }
+    }
+}
 
 impl<T> fmt::Debug for JoinHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

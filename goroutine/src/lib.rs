@@ -32,6 +32,7 @@
 
 #![warn(missing_docs)]
 
+mod erased;
 mod futex;
 mod g;
 mod join;

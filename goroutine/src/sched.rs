@@ -123,7 +123,12 @@ pub(crate) struct NewG<'a> {
 }
 
 impl NewG<'_> {
-    pub(crate) fn with_entry(self, entry: Arc<dyn crate::g::Entry>) -> Arc<G> {
+    /// The G for the new goroutine, running `f`.
+    pub(crate) fn with_entry<F, T>(self, f: F) -> Arc<G>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
         let recycled = self.gfree.and_then(|local| {
             if local.is_empty() {
                 let mut shared = self.sched.gfree.lock().unwrap_or_else(|e| e.into_inner());
@@ -134,11 +139,14 @@ impl NewG<'_> {
         });
         if let Some(mut g) = recycled {
             if let Some(fresh) = Arc::get_mut(&mut g) {
-                fresh.reinit(self.id, entry);
+                fresh.reinit(self.id);
+                fresh.set_entry(f);
                 return g;
             }
         }
-        Arc::new(G::new(self.id, self.sched, entry))
+        let mut g = G::new(self.id, self.sched);
+        g.set_entry(f);
+        Arc::new(g)
     }
 }
 
@@ -381,13 +389,17 @@ impl Sched {
         id
     }
 
-    /// Keeps a finished G for reuse if nothing else refers to it any more.
-    fn gfput(&self, ml: &MLocal, mut g: Arc<G>) {
+    /// Keeps a finished G for reuse if nothing else refers to it any more (neither a waker nor its
+    /// `JoinHandle`; whichever lets go last calls this). Off this runtime's Ms the G is just freed.
+    pub(crate) fn gfput(&'static self, mut g: Arc<G>) {
         if Arc::get_mut(&mut g).is_none() {
-            return; // a waker still holds it; it is freed when that goes
+            return; // someone still holds it; it comes back here when they let go
         }
-        // SAFETY: this M holds its P.
-        let l = unsafe { self.p(ml.p.get()).local() };
+        let Some((_, p)) = self.current_p() else {
+            return;
+        };
+        // SAFETY: this M holds `p`.
+        let l = unsafe { p.local() };
         l.gfree.push(g);
         if l.gfree.len() > P_GFREE_CACHE {
             let mut shared = self.gfree.lock().unwrap_or_else(|e| e.into_inner());
@@ -853,7 +865,7 @@ impl Sched {
                         self.put_stack(ml, finished.into_stack());
                     }
                     self.note_exited();
-                    self.gfput(ml, g);
+                    self.gfput(g);
                     return;
                 }
             }

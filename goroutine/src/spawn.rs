@@ -8,15 +8,14 @@
 //! The goroutine's root catches any panic, so a panicking goroutine never unwinds into the
 //! scheduler; the payload goes to the `JoinHandle` and the panic hook reports it once.
 
-use std::cell::UnsafeCell;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use crate::g::{self, Entry, GoroutineId, Suspend};
-use crate::join::{HasJoinState, JoinError, JoinHandle, JoinState};
+use crate::g::{self, Suspend};
+use crate::join::{JoinHandle, JoinSlot, JoinSource};
 use crate::sched::{RunItem, Sched};
 
 /// Starts `f` as a goroutine on `sched`.
@@ -25,51 +24,15 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let mut start = None;
-    let id = sched.newproc(|id, new_g| {
-        let s = Arc::new(Start {
-            id,
-            f: UnsafeCell::new(Some(f)),
-            join: JoinState::new(),
-        });
-        let g = new_g.with_entry(s.clone());
-        start = Some(s);
+    let mut source = None;
+    let id = sched.newproc(|_, new_g| {
+        let g = new_g.with_entry(f);
+        source = Some(g.clone());
         RunItem::from_g(g)
     });
-    JoinHandle::new(id, start.expect("newproc calls make"))
-}
-
-/// A goroutine's closure and its join state, in one allocation shared by the G (as its `Entry`,
-/// until it has run) and the `JoinHandle` (as `HasJoinState`).
-struct Start<F, T> {
-    id: GoroutineId,
-    f: UnsafeCell<Option<F>>,
-    join: JoinState<T>,
-}
-
-// SAFETY: `f` is taken exactly once, by the goroutine itself in `Entry::run` (the G calls its entry
-// once, on the M holding its scheduling reference); the handle never touches it. `F: Send` lets it
-// move to that M; `JoinState` is `Sync` for `T: Send`.
-unsafe impl<F: Send, T: Send> Sync for Start<F, T> {}
-
-impl<F, T> Entry for Start<F, T>
-where
-    F: FnOnce() -> T + Send,
-    T: Send,
-{
-    fn run(&self) {
-        // SAFETY: see the `Sync` impl: this is the single call, made by the goroutine.
-        let f = unsafe { (*self.f.get()).take() }.expect("gort: goroutine started twice");
-        let result = catch_unwind(AssertUnwindSafe(f))
-            .map_err(|payload| JoinError::panicked(self.id, payload));
-        self.join.complete(result);
-    }
-}
-
-impl<F: Send, T: Send> HasJoinState<T> for Start<F, T> {
-    fn join_state(&self) -> &JoinState<T> {
-        &self.join
-    }
+    let g: Arc<dyn JoinSource> = source.expect("newproc calls its builder");
+    // SAFETY: the G's entry runs `f` and completes its join slot with `f`'s `T` (`run_entry::<F, T>`).
+    unsafe { JoinHandle::new(id, g) }
 }
 
 /// Starts `fut` as an async task on `sched`'s Ps.
@@ -78,14 +41,13 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let join = Arc::new(JoinState::new());
-    let join_in_task = join.clone();
+    let slot = Arc::new(JoinSlot::new());
+    let slot_in_task = slot.clone();
     let id = sched.newproc(move |id, _| {
         let body = async move {
-            let result = CatchUnwind(fut)
-                .await
-                .map_err(|payload| JoinError::panicked(id, payload));
-            join_in_task.complete(result);
+            let outcome = CatchUnwind(fut).await;
+            // SAFETY: the task completes its slot once, with the `F::Output` its handle reads.
+            unsafe { slot_in_task.complete(outcome) };
             sched.note_exited();
         };
         let (runnable, task) = async_task::Builder::new().metadata(id.as_u64()).spawn(
@@ -95,7 +57,8 @@ where
         task.detach();
         RunItem::from_task(runnable)
     });
-    JoinHandle::new(id, join)
+    // SAFETY: the task completes the slot with an `F::Output` (above).
+    unsafe { JoinHandle::new(id, slot) }
 }
 
 /// Catches a panic from the inner future's `poll`, so an async task's panic reaches its handle.
