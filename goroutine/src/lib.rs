@@ -12,9 +12,11 @@
 //!   queue to M to park and back, and only its holder touches the coroutine (`g.rs`).
 //! * Every wait goes through [`park::park`] with a [`std::task::Waker`] from [`park::current_waker`];
 //!   there is no other wake path (`park.rs`).
-//! * `unsafe` lives in `stack` (memory mapping, guard pages, the overflow signal handler), `g`/`sched`
-//!   (the scheduling reference, P-local state), `runq` (none today), `park` (waker vtables) and `join`
-//!   (the result hand-over); each block states its invariant in a `SAFETY:` comment.
+//! * `unsafe` lives in `stack` (memory mapping, guard pages, the overflow signal handler), `g` and
+//!   `sched` (the scheduling reference, P-local state, the coroutine), `erased` (a G's type-erased
+//!   closure and result), `join` (the result hand-over), `park` (waker vtables), `spawn` (pinning)
+//!   and `futex` (the syscall); `runq` is lock-free without any. Each block states its invariant in
+//!   a `SAFETY:` comment.
 //!
 //! # Thread-locals and goroutines
 //! A goroutine may be resumed on a different OS thread after any blocking call (a park, a yield, a

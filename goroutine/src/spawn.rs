@@ -1,12 +1,16 @@
 //! Creating goroutines and async tasks (Go's `newproc`), and yielding.
 //!
-//! A new goroutine gets an id from its P's batch, a warm stack from its P's cache, a [`G`] and a
-//! coroutine whose closure lives at the top of that stack (corosensei writes it there: no extra heap
-//! allocation), and goes to the current P's `runnext`, so that a spawner which then waits hands its P
-//! straight to the child. Spawned from a plain thread, it goes to the runtime's global queue.
+//! A new goroutine gets an id from its P's batch and a `G` from its P's free list, with its closure
+//! stored inside the G (boxed only when larger than the G's inline room); it goes to the current
+//! P's `runnext`, so that a spawner which then waits hands its P straight to the child. Spawned from
+//! a plain thread, it goes to the runtime's global queue. It gets a stack only when it first runs,
+//! from the running P's cache of warm stacks. Spawning therefore allocates nothing in the common
+//! case, and the `JoinHandle` shares the G itself.
 //!
 //! The goroutine's root catches any panic, so a panicking goroutine never unwinds into the
-//! scheduler; the payload goes to the `JoinHandle` and the panic hook reports it once.
+//! scheduler; the payload goes to the `JoinHandle` and the panic hook reports it once. An async task
+//! (`spawn_async`) is an `async_task` runnable that travels through the same run queues; its
+//! outcome goes to a small shared `JoinSlot`.
 
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
