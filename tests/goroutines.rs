@@ -322,3 +322,62 @@ fn idle_runtime_threads_sleep() {
         std::thread::sleep(Duration::from_millis(1));
     }
 }
+
+#[test]
+fn global_queue_gets_a_turn_every_61_ticks() {
+    // One P kept busy by a goroutine that only yields (its local queue holds just itself). A goroutine
+    // spawned from a plain thread lands in the global queue; the P must look there within 61
+    // schedule ticks, as Go's scheduler does.
+    use std::sync::atomic::AtomicBool;
+    let rt = gort::runtime::Builder::new().max_procs(1).build();
+    let yields = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(AtomicBool::new(false));
+    let (y2, s2) = (yields.clone(), seen.clone());
+    let spinner = rt.spawn(move || {
+        while !s2.load(Ordering::Acquire) {
+            y2.fetch_add(1, Ordering::Relaxed);
+            gort::yield_now();
+        }
+        y2.load(Ordering::Relaxed)
+    });
+    while yields.load(Ordering::Relaxed) < 1000 {
+        std::thread::yield_now();
+    }
+    let at_spawn = yields.load(Ordering::Relaxed);
+    let s3 = seen.clone();
+    let late = rt.spawn(move || s3.store(true, Ordering::Release));
+    late.join().unwrap();
+    let at_run = spinner.join().unwrap();
+    assert!(
+        at_run - at_spawn <= 2 * 61,
+        "global queue waited {} ticks",
+        at_run - at_spawn
+    );
+}
+
+#[test]
+fn idle_procs_steal_work() {
+    // Goroutines spawned by one goroutine land on its P; a second P must steal some of them.
+    let rt = gort::runtime::Builder::new().max_procs(2).build();
+    let threads = rt.run(|| {
+        let hs: Vec<_> = (0..64)
+            .map(|_| {
+                gort::spawn(|| {
+                    let until = std::time::Instant::now() + Duration::from_millis(2);
+                    while std::time::Instant::now() < until {
+                        std::hint::spin_loop();
+                    }
+                    std::thread::current().id()
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<std::collections::HashSet<_>>()
+    });
+    assert_eq!(
+        threads.len(),
+        2,
+        "all goroutines ran on one thread: nothing was stolen"
+    );
+}
