@@ -46,6 +46,8 @@ mod sched;
 mod spawn;
 mod stack;
 pub mod sync;
+pub mod time;
+pub mod timer;
 
 pub use g::GoroutineId;
 pub use join::{JoinError, JoinHandle};

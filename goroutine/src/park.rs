@@ -17,6 +17,7 @@ use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, RawWaker, RawWakerVTable, Wake, Waker};
+use std::time::Instant;
 
 use crate::g::{self, Suspend, G};
 
@@ -41,6 +42,24 @@ pub fn park() {
         std::thread::park();
     } else {
         g::suspend(g, Suspend::Park);
+    }
+}
+
+/// Like [`park`], but returns by `deadline` at the latest: in a goroutine a runtime timer wakes it,
+/// on a plain thread `std::thread::park_timeout` bounds the wait. May return early or spuriously;
+/// loop on your condition and on `Instant::now() < deadline`.
+pub fn park_until(deadline: Instant) {
+    let g = g::current_g();
+    let now = Instant::now();
+    if now >= deadline {
+        return;
+    }
+    if g.is_null() {
+        std::thread::park_timeout(deadline - now);
+    } else {
+        let timer = crate::timer::add(deadline, g_waker(g));
+        g::suspend(g, Suspend::Park);
+        timer.cancel();
     }
 }
 

@@ -45,6 +45,7 @@ use crate::futex::Note;
 use crate::g::{self, GoroutineId, Suspend, G};
 use crate::runq::{LocalQueue, LOCAL_QUEUE_CAPACITY};
 use crate::stack::{self, Stack, StackAllocator};
+use crate::timer::{self, TimerHandle, TimerHeap, NEVER};
 
 /// The most Ps a runtime can have.
 pub const MAX_PROCS: usize = 256;
@@ -153,6 +154,8 @@ impl NewG<'_> {
 /// A processor (Go's `p`).
 pub(crate) struct P {
     pub(crate) runq: LocalQueue,
+    /// This P's timers; any M may run the due ones (see `timer.rs`).
+    pub(crate) timers: TimerHeap,
     status: AtomicU8,
     /// Goroutines and tasks created / finished on this P; written only by the owner.
     created: AtomicU64,
@@ -179,6 +182,7 @@ impl P {
     fn new() -> P {
         P {
             runq: LocalQueue::new(),
+            timers: TimerHeap::new(),
             status: AtomicU8::new(P_IDLE),
             created: AtomicU64::new(0),
             exited: AtomicU64::new(0),
@@ -269,6 +273,12 @@ pub struct Sched {
     goid_gen: AtomicU64,
     threads: AtomicUsize,
     idle_threads: AtomicUsize,
+    /// The idle M sleeping until the earliest timer, and that deadline (see `timer.rs`).
+    timer_sleeper: Mutex<Option<(Arc<M>, u64)>>,
+    /// Mirror of `timer_sleeper`'s deadline ([`NEVER`] when there is none), read without the lock.
+    timer_sleep_until: AtomicU64,
+    /// Round-robin choice of a P heap for timers added off the runtime's threads.
+    offp_timer_rr: AtomicUsize,
     /// Finished Gs shared between Ps (see `gfput`).
     gfree: Mutex<Vec<Arc<G>>>,
     /// Goroutines created off the runtime's threads (no P to count them on).
@@ -302,6 +312,9 @@ impl Sched {
             goid_gen: AtomicU64::new(1),
             threads: AtomicUsize::new(0),
             idle_threads: AtomicUsize::new(0),
+            timer_sleeper: Mutex::new(None),
+            timer_sleep_until: AtomicU64::new(NEVER),
+            offp_timer_rr: AtomicUsize::new(0),
             gfree: Mutex::new(Vec::new()),
             offp_created: AtomicU64::new(0),
             name,
@@ -569,6 +582,10 @@ impl Sched {
     /// The body of every M thread.
     fn mstart(&'static self, m: Arc<M>, pid: usize, spinning: bool) {
         stack::install_thread_signal_stack();
+        // Timer wake-ups of idle Ms should be as precise as the kernel can make them (the default
+        // 50 µs slack would double a 50 µs sleep).
+        // SAFETY: PR_SET_TIMERSLACK only changes this thread's timer slack; no memory is passed.
+        unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0) };
         let seed = (pid as u32).wrapping_mul(0x9E37_79B9)
             ^ (self.threads.load(Ordering::Relaxed) as u32)
             | 1;
@@ -598,20 +615,102 @@ impl Sched {
         }
     }
 
-    /// Go's `stopm`: sleeps in the idle list until `startm` hands this M a P.
+    /// Go's `stopm`: sleeps in the idle list until `startm` hands this M a P, or until the earliest
+    /// timer is due if this M is the runtime's timer sleeper. Returns with a P from `startm`, or with
+    /// none after a timer wake-up (the caller then looks for an idle P).
     fn stopm(&self, ml: &MLocal) {
         debug_assert_eq!(ml.p.get(), NO_P);
         self.lock().midle.push(ml.m.clone());
         self.idle_threads.fetch_add(1, Ordering::Relaxed);
         loop {
-            ml.m.note.sleep();
-            let next = ml.m.next_p.swap(0, Ordering::Acquire);
-            if next != 0 {
-                ml.p.set(next - 1);
+            let next = self.earliest_timer();
+            if next != NEVER && self.become_timer_sleeper(ml, next) {
+                ml.m.note.sleep_timeout(timer::until(next));
+                self.leave_timer_sleeper(ml);
+            } else {
+                ml.m.note.sleep();
+            }
+            let handed = ml.m.next_p.swap(0, Ordering::Acquire);
+            if handed != 0 {
+                ml.p.set(handed - 1);
                 ml.spinning.set(ml.m.next_spinning.load(Ordering::Relaxed));
                 return;
             }
+            // A timer is due (or a new earlier one was added): leave the idle list and go find a P,
+            // unless `startm` already took this M off the list, in which case a P is on its way.
+            let mut l = self.lock();
+            if let Some(i) = l.midle.iter().position(|m| Arc::ptr_eq(m, &ml.m)) {
+                l.midle.swap_remove(i);
+                self.idle_threads.fetch_sub(1, Ordering::Relaxed);
+                return;
+            }
         }
+    }
+
+    /// The earliest timer deadline over all Ps, or [`NEVER`].
+    fn earliest_timer(&self) -> u64 {
+        self.allp
+            .iter()
+            .filter_map(|p| p.get())
+            .map(|p| p.timers.next_deadline())
+            .min()
+            .unwrap_or(NEVER)
+    }
+
+    fn become_timer_sleeper(&self, ml: &MLocal, until: u64) -> bool {
+        let mut s = self.timer_sleeper.lock().unwrap_or_else(|e| e.into_inner());
+        if s.as_ref().is_some_and(|(_, cur)| *cur <= until) {
+            return false;
+        }
+        *s = Some((ml.m.clone(), until));
+        self.timer_sleep_until.store(until, Ordering::SeqCst);
+        true
+    }
+
+    fn leave_timer_sleeper(&self, ml: &MLocal) {
+        let mut s = self.timer_sleeper.lock().unwrap_or_else(|e| e.into_inner());
+        if s.as_ref().is_some_and(|(m, _)| Arc::ptr_eq(m, &ml.m)) {
+            *s = None;
+            self.timer_sleep_until.store(NEVER, Ordering::SeqCst);
+        }
+    }
+
+    /// Registers a timer (see `timer::add`): on the current P's heap, or off the runtime's threads on
+    /// a P chosen round-robin. A timer earlier than what the timer sleeper waits for pokes it.
+    pub(crate) fn add_timer(&'static self, when: u64, waker: std::task::Waker) -> TimerHandle {
+        let heap = match self.current_p() {
+            Some((_, p)) => &p.timers,
+            None => {
+                let i = self.offp_timer_rr.fetch_add(1, Ordering::Relaxed) % self.max_procs();
+                &self.p(i).timers
+            }
+        };
+        let (handle, earliest) = heap.push(when, waker);
+        if earliest && when < self.timer_sleep_until.load(Ordering::SeqCst) {
+            let s = self.timer_sleeper.lock().unwrap_or_else(|e| e.into_inner());
+            match s.as_ref() {
+                Some((m, until)) if when < *until => m.note.wake(),
+                Some(_) => {}
+                None => {
+                    drop(s);
+                    self.wakep();
+                }
+            }
+        }
+        handle
+    }
+
+    /// Fires the due timers of every P. Returns whether any fired.
+    fn run_all_timers(&self) -> bool {
+        let mut now = None;
+        let mut fired = false;
+        for p in self.allp.iter().filter_map(|p| p.get()) {
+            if p.timers.next_deadline() != NEVER {
+                let now = *now.get_or_insert_with(timer::clock_ns);
+                fired |= p.timers.run(now) > 0;
+            }
+        }
+        fired
     }
 
     fn next_rand(ml: &MLocal) -> u32 {
@@ -642,6 +741,9 @@ impl Sched {
                 continue 'top;
             }
             let p = self.p(pid);
+            if p.timers.next_deadline() != NEVER {
+                p.timers.run(timer::clock_ns());
+            }
             // SAFETY: this M holds `p`.
             let tick = unsafe { p.local() }.schedtick;
             if tick % GLOBAL_QUEUE_TICK == 0 && self.global_len.load(Ordering::Relaxed) > 0 {
@@ -684,6 +786,11 @@ impl Sched {
                         }
                     }
                 }
+            }
+
+            // Due timers of any P (idle Ps' included) may ready goroutines onto this P.
+            if self.run_all_timers() {
+                continue 'top;
             }
 
             // Nothing anywhere: give the P back, unless the global queue filled meanwhile.
