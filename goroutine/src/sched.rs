@@ -262,7 +262,7 @@ struct Locked {
 
 /// One runtime: its Ps, its idle lists and its global queue (Go's `schedt`). Runtimes are leaked:
 /// they live until the process exits, so a `&'static Sched` is handed around freely.
-pub struct Sched {
+pub(crate) struct Sched {
     allp: Box<[OnceLock<Box<P>>]>,
     gomaxprocs: AtomicUsize,
     npidle: AtomicUsize,
@@ -623,8 +623,14 @@ impl Sched {
         self.lock().midle.push(ml.m.clone());
         self.idle_threads.fetch_add(1, Ordering::Relaxed);
         loop {
+            // Only an M that will find an idle P on waking sleeps until the timer: when every P is
+            // busy, their Ms run the timers as they schedule, and a timed wake-up could only
+            // spin here.
             let next = self.earliest_timer();
-            if next != NEVER && self.become_timer_sleeper(ml, next) {
+            if next != NEVER
+                && self.npidle.load(Ordering::SeqCst) > 0
+                && self.become_timer_sleeper(ml, next)
+            {
                 ml.m.note.sleep_timeout(timer::until(next));
                 self.leave_timer_sleeper(ml);
             } else {
