@@ -83,9 +83,15 @@
 extern crate self as gort;
 
 pub use gort_goroutine::{
-    block_on, spawn, spawn_async, yield_now, GoroutineId, JoinError, JoinHandle,
+    block_on, blocking, spawn, spawn_async, yield_now, GoroutineId, JoinError, JoinHandle,
 };
 pub use gort_goroutine::{runtime, sync};
+
+/// Time, Go's `time` package for goroutines: [`time::sleep`] parks only the calling goroutine, on
+/// the runtime's per-P timer heaps (no timer thread); a 50 µs sleep really lasts about that long.
+pub mod time {
+    pub use gort_goroutine::time::{sleep, sleep_until};
+}
 pub use gort_macros::{go, main, test};
 
 /// Items the macros expand to. Not part of the public API.

@@ -68,6 +68,9 @@ pub(crate) enum Suspend {
     Yield,
     /// Wait for a wake (see the park protocol in the module docs).
     Park,
+    /// Sysmon asked the goroutine to yield (it ran too long), or its P was taken away while it ran:
+    /// requeue on the global queue.
+    Preempt,
 }
 
 pub(crate) type Coroutine = corosensei::Coroutine<(), Suspend, (), Stack>;

@@ -46,6 +46,7 @@ mod sched;
 mod spawn;
 mod stack;
 pub mod sync;
+mod sysmon;
 pub mod time;
 pub mod timer;
 
@@ -54,3 +55,4 @@ pub use join::{JoinError, JoinHandle};
 pub use park::block_on;
 pub use runtime::{spawn, spawn_async};
 pub use spawn::yield_now;
+pub use sysmon::blocking;

@@ -22,6 +22,8 @@ use crate::sched::{self, Sched, MAX_PROCS};
 use crate::spawn as newproc;
 use crate::stack;
 
+pub use crate::sysmon::safe_point;
+
 static GLOBAL: OnceLock<&'static Sched> = OnceLock::new();
 
 /// The global runtime, started on first use.

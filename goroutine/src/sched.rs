@@ -36,7 +36,7 @@
 
 use std::cell::{Cell, UnsafeCell};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use corosensei::CoroutineResult;
@@ -45,6 +45,7 @@ use crate::futex::Note;
 use crate::g::{self, GoroutineId, Suspend, G};
 use crate::runq::{LocalQueue, LOCAL_QUEUE_CAPACITY};
 use crate::stack::{self, Stack, StackAllocator};
+use crate::sysmon::{PRecord, Sysmon, FORCE_PREEMPT_NS};
 use crate::timer::{self, TimerHandle, TimerHeap, NEVER};
 
 /// The most Ps a runtime can have.
@@ -65,10 +66,29 @@ const GFREE_BATCH: usize = 32;
 const GLOBAL_GFREE_CAP: usize = 1 << 16;
 
 const NO_P: usize = usize::MAX;
-const P_IDLE: u8 = 0;
-const P_RUNNING: u8 = 1;
+
+// A P's status word: the owning M's id in the high 32 bits, the state in the low 8 (see `P::owner`).
+/// In the idle list, or never used.
+const P_IDLE: u64 = 0;
+/// Owned by an M that is running a goroutine or task (user code): sysmon may retake it.
+const P_RUNNING: u64 = 1;
+/// Owned by an M that is in runtime code touching the P (the scheduler loop on g0, or a short
+/// runtime call from a goroutine): nobody else may take it.
+const P_LOCKED: u64 = 2;
+/// Owned by an M whose goroutine is in a blocking section (`blocking`): anyone may retake it.
+const P_SYSCALL: u64 = 3;
 /// Past `max_procs` after a `set_max_procs` shrink; may come back when it grows again.
-const P_DEAD: u8 = 2;
+const P_DEAD: u64 = 4;
+const P_STATE_MASK: u64 = 0xff;
+/// The owner id sysmon uses while it hands a retaken P on.
+pub(crate) const SYSMON_M: u32 = u32::MAX;
+/// Go's limit on OS threads (`debug.SetMaxThreads` default).
+const MAX_THREADS: usize = 10_000;
+
+/// A P status word: `state` owned by M `m`.
+const fn pword(m: u32, state: u64) -> u64 {
+    ((m as u64) << 32) | state
+}
 
 /// Something runnable, as stored in run queues: a tagged pointer.
 ///
@@ -151,12 +171,42 @@ impl NewG<'_> {
     }
 }
 
+/// An M's hold on its P for a short runtime operation (see `Sched::current_p`).
+pub(crate) struct PRef {
+    #[allow(dead_code)]
+    pub(crate) ml: &'static MLocal,
+    pub(crate) p: &'static P,
+    /// Whether dropping this hands the P back to `P_RUNNING` (it was taken from a goroutine).
+    release: bool,
+}
+
+impl Drop for PRef {
+    fn drop(&mut self) {
+        if self.release {
+            self.p
+                .owner
+                .store(pword(self.ml.m.id, P_RUNNING), Ordering::Release);
+        }
+    }
+}
+
 /// A processor (Go's `p`).
 pub(crate) struct P {
     pub(crate) runq: LocalQueue,
     /// This P's timers; any M may run the due ones (see `timer.rs`).
     pub(crate) timers: TimerHeap,
-    status: AtomicU8,
+    /// Who owns the P and what its owner is doing: `pword(m, state)`. Ownership moves only by
+    /// storing a new word under `Sched::locked` (idle list), by the owner itself, or by a CAS from
+    /// `P_RUNNING`/`P_SYSCALL` (sysmon's retake, a blocking section's hand-off); `P_LOCKED` is never
+    /// taken away, which is what makes `local` safe to touch while it is held.
+    pub(crate) owner: AtomicU64,
+    /// Bumped by the owner every time it schedules a new goroutine; sysmon compares snapshots to
+    /// find goroutines that run too long.
+    pub(crate) schedtick: AtomicU32,
+    /// Bumped by the owner every time a goroutine enters a blocking section.
+    pub(crate) syscalltick: AtomicU32,
+    /// Set by sysmon: the running goroutine should yield at its next safe point.
+    pub(crate) preempt: AtomicBool,
     /// Goroutines and tasks created / finished on this P; written only by the owner.
     created: AtomicU64,
     exited: AtomicU64,
@@ -165,7 +215,6 @@ pub(crate) struct P {
 
 /// State only the M holding the P touches.
 struct PLocal {
-    schedtick: u32,
     stacks: Vec<Stack>,
     /// Finished Gs kept for reuse (Go's `gFree`), so spawning rarely calls the allocator.
     gfree: Vec<Arc<G>>,
@@ -173,9 +222,10 @@ struct PLocal {
     goid_end: u64,
 }
 
-// SAFETY: `local` is only accessed by the M that owns the P (status P_RUNNING and recorded in that
-// M's `MLocal::p`); ownership moves between Ms under `Sched::locked` or through an M's note, both of
-// which synchronize. Everything else is atomic or immutable.
+// SAFETY: `local` is only accessed by the M that owns the P while the P is `P_LOCKED` by that M (the
+// scheduler loop, or a `PRef` from `current_p`), and `P_LOCKED` is never taken away; ownership
+// moves between Ms through `owner` (Release/Acquire), under `Sched::locked` or through an M's note.
+// Everything else is atomic or immutable.
 unsafe impl Sync for P {}
 
 impl P {
@@ -183,11 +233,13 @@ impl P {
         P {
             runq: LocalQueue::new(),
             timers: TimerHeap::new(),
-            status: AtomicU8::new(P_IDLE),
+            owner: AtomicU64::new(pword(0, P_IDLE)),
+            schedtick: AtomicU32::new(0),
+            syscalltick: AtomicU32::new(0),
+            preempt: AtomicBool::new(false),
             created: AtomicU64::new(0),
             exited: AtomicU64::new(0),
             local: UnsafeCell::new(PLocal {
-                schedtick: 0,
                 stacks: Vec::new(),
                 gfree: Vec::new(),
                 goid_next: 0,
@@ -204,6 +256,10 @@ impl P {
         unsafe { &mut *self.local.get() }
     }
 
+    fn state(&self) -> u64 {
+        self.owner.load(Ordering::Acquire) & P_STATE_MASK
+    }
+
     fn bump(counter: &AtomicU64) {
         // Single writer (the owner): a plain load/store pair avoids a locked instruction.
         counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
@@ -212,6 +268,8 @@ impl P {
 
 /// An M's shared half: what other threads use to hand it a P and wake it.
 pub(crate) struct M {
+    /// This M's id within its runtime (from 1), as recorded in the status word of the P it owns.
+    pub(crate) id: u32,
     note: Note,
     /// P index + 1 handed over by `startm` (0: none).
     next_p: AtomicUsize,
@@ -281,8 +339,11 @@ pub(crate) struct Sched {
     offp_timer_rr: AtomicUsize,
     /// Finished Gs shared between Ps (see `gfput`).
     gfree: Mutex<Vec<Arc<G>>>,
-    /// Goroutines created off the runtime's threads (no P to count them on).
+    /// Goroutines created off the runtime's threads (no P to count them on), and goroutines that
+    /// finished on an M whose P had been retaken.
     offp_created: AtomicU64,
+    offp_exited: AtomicU64,
+    sysmon: Sysmon,
     name: String,
 }
 
@@ -317,6 +378,8 @@ impl Sched {
             offp_timer_rr: AtomicUsize::new(0),
             gfree: Mutex::new(Vec::new()),
             offp_created: AtomicU64::new(0),
+            offp_exited: AtomicU64::new(0),
+            sysmon: Sysmon::new(),
             name,
         }));
         let mut l = sched.lock();
@@ -345,13 +408,46 @@ impl Sched {
         self.gomaxprocs.load(Ordering::Relaxed)
     }
 
-    /// The calling thread's M and P, if it is an M of this runtime holding a P.
-    fn current_p(&'static self) -> Option<(&'static MLocal, &'static P)> {
+    /// The calling thread's M and its P, locked for a short runtime operation, if this is an M of
+    /// this runtime that still owns a P. From the scheduler loop (P already `P_LOCKED`) this costs a
+    /// load; from a goroutine, one CAS `P_RUNNING -> P_LOCKED` and a store back when the `PRef`
+    /// drops. `None` when the P was retaken while the goroutine ran: callers then take their
+    /// off-P path (the global queue), and the goroutine gives its M back at its next safe point.
+    fn current_p(&'static self) -> Option<PRef> {
         let ml = current_m()?;
-        if !std::ptr::eq(ml.sched, self) || ml.p.get() == NO_P {
+        let pid = ml.p.get();
+        if !std::ptr::eq(ml.sched, self) || pid == NO_P {
             return None;
         }
-        Some((ml, self.p(ml.p.get())))
+        let p = self.p(pid);
+        let me = ml.m.id;
+        let w = p.owner.load(Ordering::Acquire);
+        if w == pword(me, P_LOCKED) {
+            return Some(PRef {
+                ml,
+                p,
+                release: false,
+            });
+        }
+        if w == pword(me, P_RUNNING)
+            && p.owner
+                .compare_exchange(w, pword(me, P_LOCKED), Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        {
+            return Some(PRef {
+                ml,
+                p,
+                release: true,
+            });
+        }
+        None
+    }
+
+    /// The index of the calling M's P, without locking it (for choosing a timer heap, which has its
+    /// own lock).
+    fn current_p_index(&'static self) -> Option<usize> {
+        let ml = current_m()?;
+        (std::ptr::eq(ml.sched, self) && ml.p.get() != NO_P).then(|| ml.p.get())
     }
 
     // ---- creating goroutines -------------------------------------------------------------------
@@ -364,8 +460,8 @@ impl Sched {
         make: impl FnOnce(GoroutineId, NewG<'_>) -> RunItem,
     ) -> GoroutineId {
         let here = self.current_p();
-        let raw = match here {
-            Some((_, p)) => {
+        let raw = match &here {
+            Some(PRef { p, .. }) => {
                 // SAFETY: we are the M holding `p`.
                 let l = unsafe { p.local() };
                 if l.goid_next == l.goid_end {
@@ -379,7 +475,7 @@ impl Sched {
         };
         let id = GoroutineId(std::num::NonZeroU64::new(raw).expect("gort: goroutine id overflow"));
         // SAFETY: we are the M holding the P; `make` only allocates and touches no other P state.
-        let gfree = here.map(|(_, p)| unsafe { &mut p.local().gfree });
+        let gfree = here.as_ref().map(|r| unsafe { &mut r.p.local().gfree });
         let item = make(
             id,
             NewG {
@@ -388,8 +484,8 @@ impl Sched {
                 gfree,
             },
         );
-        match here {
-            Some((_, p)) => {
+        match &here {
+            Some(PRef { p, .. }) => {
                 P::bump(&p.created);
                 self.runqput(p, item, true);
             }
@@ -398,6 +494,7 @@ impl Sched {
                 self.global_push(item);
             }
         }
+        drop(here);
         self.wakep();
         id
     }
@@ -408,11 +505,11 @@ impl Sched {
         if Arc::get_mut(&mut g).is_none() {
             return; // someone still holds it; it comes back here when they let go
         }
-        let Some((_, p)) = self.current_p() else {
+        let Some(here) = self.current_p() else {
             return;
         };
-        // SAFETY: this M holds `p`.
-        let l = unsafe { p.local() };
+        // SAFETY: `here` holds the P locked.
+        let l = unsafe { here.p.local() };
         l.gfree.push(g);
         if l.gfree.len() > P_GFREE_CACHE {
             let mut shared = self.gfree.lock().unwrap_or_else(|e| e.into_inner());
@@ -426,8 +523,11 @@ impl Sched {
 
     /// Counts a goroutine or task as finished. Called on an M holding a P of this runtime.
     pub(crate) fn note_exited(&'static self) {
-        if let Some((_, p)) = self.current_p() {
-            P::bump(&p.exited);
+        match self.current_p() {
+            Some(here) => P::bump(&here.p.exited),
+            None => {
+                self.offp_exited.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -442,7 +542,7 @@ impl Sched {
 
     fn ready_with(&'static self, item: RunItem, next: bool) {
         match self.current_p() {
-            Some((_, p)) => self.runqput(p, item, next),
+            Some(here) => self.runqput(here.p, item, next),
             None => self.global_push(item),
         }
         self.wakep();
@@ -511,16 +611,34 @@ impl Sched {
     // ---- Ms and Ps -------------------------------------------------------------------------------
 
     fn pidleput(&self, l: &mut Locked, id: usize) {
-        self.p(id).status.store(P_IDLE, Ordering::Relaxed);
+        self.p(id).owner.store(pword(0, P_IDLE), Ordering::Release);
         l.pidle.push(id);
         self.npidle.fetch_add(1, Ordering::SeqCst);
     }
 
-    fn pidleget(&self, l: &mut Locked) -> Option<usize> {
+    /// Takes an idle P for M `m` (which will hold it `P_LOCKED`).
+    fn pidleget(&self, l: &mut Locked, m: u32) -> Option<usize> {
         let id = l.pidle.pop()?;
         self.npidle.fetch_sub(1, Ordering::SeqCst);
-        self.p(id).status.store(P_RUNNING, Ordering::Relaxed);
+        self.p(id)
+            .owner
+            .store(pword(m, P_LOCKED), Ordering::Release);
         Some(id)
+    }
+
+    /// A new M id, within Go's thread limit.
+    fn next_m_id(&self) -> u32 {
+        let n = self.threads.fetch_add(1, Ordering::Relaxed);
+        if n >= MAX_THREADS {
+            // As Go's "thread exhaustion": something blocks thousands of threads at once (usually
+            // blocking calls that never return); the process cannot make progress safely.
+            eprintln!(
+                "gort: program exceeds the {MAX_THREADS}-thread limit (threads blocked in system \
+                 calls or hogging goroutines); aborting"
+            );
+            std::process::abort();
+        }
+        u32::try_from(n + 1).expect("gort: M id overflow")
     }
 
     /// Go's `wakep`: if a P is idle and no M is spinning, start a spinning M on it.
@@ -543,29 +661,61 @@ impl Sched {
     /// already counted the M in `nmspinning`.
     fn startm(&'static self, spinning: bool) {
         let mut l = self.lock();
-        let Some(pid) = self.pidleget(&mut l) else {
+        if l.pidle.is_empty() {
             drop(l);
             if spinning {
                 self.nmspinning.fetch_sub(1, Ordering::SeqCst);
             }
             return;
-        };
+        }
         let m = l.midle.pop();
+        let m_id = m.as_ref().map_or_else(|| self.next_m_id(), |m| m.id);
+        let pid = self
+            .pidleget(&mut l, m_id)
+            .expect("checked non-empty under the lock");
         drop(l);
+        self.hand_p(m, m_id, pid, spinning);
+    }
+
+    /// Gives P `pid` (already owned `P_LOCKED` in M `m_id`'s name) to the idle M `m`, or to a new M.
+    fn hand_p(&'static self, m: Option<Arc<M>>, m_id: u32, pid: usize, spinning: bool) {
         match m {
             Some(m) => {
                 self.idle_threads.fetch_sub(1, Ordering::Relaxed);
-                m.next_p.store(pid + 1, Ordering::Relaxed);
+                m.next_p.store(pid + 1, Ordering::Release);
                 m.next_spinning.store(spinning, Ordering::Relaxed);
                 m.note.wake();
             }
-            None => self.newm(pid, spinning),
+            None => self.newm(m_id, pid, spinning),
+        }
+        crate::sysmon::wake(self);
+    }
+
+    /// Go's `handoffp`: P `pid`, taken from an M stuck in a blocking section or a long-running
+    /// goroutine (its status word already names `SYSMON_M`), goes to another M if there is work for
+    /// it, else to the idle list.
+    pub(crate) fn handoffp(&'static self, pid: usize) {
+        let p = self.p(pid);
+        let mut l = self.lock();
+        let has_work =
+            !p.runq.is_empty() || !l.global.is_empty() || p.timers.next_deadline() != NEVER;
+        if has_work
+            || self.nmspinning.load(Ordering::SeqCst) + self.npidle.load(Ordering::SeqCst) == 0
+        {
+            let m = l.midle.pop();
+            let m_id = m.as_ref().map_or_else(|| self.next_m_id(), |m| m.id);
+            p.owner.store(pword(m_id, P_LOCKED), Ordering::Release);
+            drop(l);
+            self.hand_p(m, m_id, pid, false);
+        } else {
+            self.pidleput(&mut l, pid);
         }
     }
 
-    fn newm(&'static self, pid: usize, spinning: bool) {
-        let n = self.threads.fetch_add(1, Ordering::Relaxed);
+    fn newm(&'static self, id: u32, pid: usize, spinning: bool) {
+        let n = id;
         let m = Arc::new(M {
+            id,
             note: Note::new(),
             next_p: AtomicUsize::new(0),
             next_spinning: std::sync::atomic::AtomicBool::new(false),
@@ -684,8 +834,8 @@ impl Sched {
     /// Registers a timer (see `timer::add`): on the current P's heap, or off the runtime's threads on
     /// a P chosen round-robin. A timer earlier than what the timer sleeper waits for pokes it.
     pub(crate) fn add_timer(&'static self, when: u64, waker: std::task::Waker) -> TimerHandle {
-        let heap = match self.current_p() {
-            Some((_, p)) => &p.timers,
+        let heap = match self.current_p_index() {
+            Some(i) => &self.p(i).timers,
             None => {
                 let i = self.offp_timer_rr.fetch_add(1, Ordering::Relaxed) % self.max_procs();
                 &self.p(i).timers
@@ -734,7 +884,7 @@ impl Sched {
         'top: loop {
             let pid = ml.p.get();
             if pid == NO_P {
-                let got = self.pidleget(&mut self.lock());
+                let got = self.pidleget(&mut self.lock(), ml.m.id);
                 match got {
                     Some(id) => ml.p.set(id),
                     None => self.stopm(ml),
@@ -750,8 +900,7 @@ impl Sched {
             if p.timers.next_deadline() != NEVER {
                 p.timers.run(timer::clock_ns());
             }
-            // SAFETY: this M holds `p`.
-            let tick = unsafe { p.local() }.schedtick;
+            let tick = p.schedtick.load(Ordering::Relaxed);
             if tick % GLOBAL_QUEUE_TICK == 0 && self.global_len.load(Ordering::Relaxed) > 0 {
                 if let Some(it) = self.global_get(self.lock(), p, 1) {
                     return (it, false);
@@ -786,7 +935,7 @@ impl Sched {
                         // Last pass: take a running victim's runnext too (after giving it a
                         // moment to run it itself, inside steal_into).
                         let take_next = pass == STEAL_TRIES - 1
-                            && v.status.load(Ordering::Relaxed) == P_RUNNING;
+                            && matches!(v.state(), P_RUNNING | P_LOCKED | P_SYSCALL);
                         if let Some(it) = v.runq.steal_into(&p.runq, take_next) {
                             return (RunItem(it), false);
                         }
@@ -820,7 +969,7 @@ impl Sched {
                         continue;
                     };
                     if !v.runq.is_empty() {
-                        let got = self.pidleget(&mut self.lock());
+                        let got = self.pidleget(&mut self.lock(), ml.m.id);
                         if let Some(id) = got {
                             ml.p.set(id);
                             ml.spinning.set(true);
@@ -854,9 +1003,8 @@ impl Sched {
         let mut l = self.lock();
         if pid < self.max_procs() {
             // max_procs grew back meanwhile: keep the P, put its work back in the global queue.
-            p.status.store(P_RUNNING, Ordering::Relaxed);
         } else {
-            p.status.store(P_DEAD, Ordering::Relaxed);
+            p.owner.store(pword(0, P_DEAD), Ordering::Release);
             ml.p.set(NO_P);
         }
         l.global.extend(items);
@@ -885,7 +1033,7 @@ impl Sched {
                 let p = self.p_or_create(id);
                 // A P retired by a shrink (or never used) joins the idle list; one whose M has not
                 // noticed the shrink yet simply stays with that M.
-                if p.status.load(Ordering::Relaxed) != P_RUNNING && !l.pidle.contains(&id) {
+                if matches!(p.state(), P_IDLE | P_DEAD) && !l.pidle.contains(&id) {
                     self.pidleput(&mut l, id);
                 }
             }
@@ -893,7 +1041,7 @@ impl Sched {
             let before = l.pidle.len();
             l.pidle.retain(|&id| {
                 if id >= n {
-                    self.p(id).status.store(P_DEAD, Ordering::Relaxed);
+                    self.p(id).owner.store(pword(0, P_DEAD), Ordering::Release);
                     false
                 } else {
                     true
@@ -912,19 +1060,59 @@ impl Sched {
     fn run(&'static self, ml: &MLocal, item: RunItem, inherit: bool) {
         let p = self.p(ml.p.get());
         if !inherit {
-            // SAFETY: this M holds `p`.
-            let l = unsafe { p.local() };
-            l.schedtick = l.schedtick.wrapping_add(1);
+            // Single writer (the owner); sysmon only reads it.
+            p.schedtick.store(
+                p.schedtick.load(Ordering::Relaxed).wrapping_add(1),
+                Ordering::Relaxed,
+            );
         }
+        p.preempt.store(false, Ordering::Relaxed);
         // SAFETY: the item came out of a run queue, which owns what it points at.
         match unsafe { item.into_work() } {
             Work::G(g) => self.execute(ml, g),
             Work::Task(r) => {
                 set_current_id(*r.metadata());
+                self.enter_user(ml);
                 r.run();
+                self.leave_user(ml);
                 set_current_id(0);
             }
         }
+    }
+
+    /// About to run user code (a goroutine or a task's poll): the P becomes `P_RUNNING`, which lets
+    /// sysmon retake it if the code runs too long or blocks.
+    fn enter_user(&self, ml: &MLocal) {
+        self.p(ml.p.get())
+            .owner
+            .store(pword(ml.m.id, P_RUNNING), Ordering::Release);
+    }
+
+    /// Back from user code: locks the P again. Returns `false`, with `ml.p` cleared, if the P was
+    /// retaken meanwhile (or given up by a blocking section that found no P on its way out).
+    fn leave_user(&self, ml: &MLocal) -> bool {
+        let pid = ml.p.get();
+        if pid == NO_P {
+            return false;
+        }
+        let me = ml.m.id;
+        let kept = self
+            .p(pid)
+            .owner
+            .compare_exchange(
+                pword(me, P_RUNNING),
+                pword(me, P_LOCKED),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .is_ok();
+        if !kept {
+            ml.p.set(NO_P);
+            if ml.spinning.replace(false) {
+                self.nmspinning.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        kept
     }
 
     /// Go's `execute`: switches to `g` and handles why it came back.
@@ -935,50 +1123,65 @@ impl Sched {
             set_current_id(g.id.as_u64());
             // SAFETY: this M holds the G's scheduling reference, so it alone touches the coroutine.
             let coroutine = unsafe { g.coroutine(|| self.take_stack(ml)) };
+            self.enter_user(ml);
             let result = coroutine.resume(());
+            let kept = self.leave_user(ml);
             g::set_current_g(std::ptr::null());
             set_current_id(0);
             match result {
                 CoroutineResult::Yield(why) => {
                     g.check_stack();
-                    match why {
-                        Suspend::Yield => {
-                            // Back of the local queue. The global queue still gets its turn every
-                            // 61 ticks; sending every yield through its lock (as Go's Gosched
-                            // does) would serialize yield-heavy programs on that lock.
-                            self.runqput(self.p(ml.p.get()), RunItem::from_g(g), false);
-                            return;
-                        }
-                        Suspend::Park => {
-                            match g.park_state.compare_exchange(
-                                g::RUNNING,
-                                g::PARKED,
-                                Ordering::AcqRel,
-                                Ordering::Acquire,
-                            ) {
-                                Ok(_) => {
-                                    // The park keeps the scheduling reference; the waker that wins
-                                    // PARKED -> RUNNING turns it back into a run queue entry.
-                                    std::mem::forget(g);
-                                    return;
-                                }
-                                Err(_) => {
-                                    // A wake arrived before we could park: consume it, run again.
-                                    g.park_state.store(g::RUNNING, Ordering::Relaxed);
+                    if why == Suspend::Park {
+                        match g.park_state.compare_exchange(
+                            g::RUNNING,
+                            g::PARKED,
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        ) {
+                            Ok(_) => {
+                                // The park keeps the scheduling reference; the waker that wins
+                                // PARKED -> RUNNING turns it back into a run queue entry.
+                                std::mem::forget(g);
+                                return;
+                            }
+                            Err(_) => {
+                                // A wake arrived before we could park: consume it, run again.
+                                g.park_state.store(g::RUNNING, Ordering::Relaxed);
+                                if kept {
                                     continue;
                                 }
                             }
                         }
                     }
+                    if !kept || why == Suspend::Preempt {
+                        // Without a P (it was retaken: this M goes idle next), or preempted so that
+                        // others get a turn: behind everything else, on the global queue.
+                        self.global_push(RunItem::from_g(g));
+                        self.wakep();
+                    } else {
+                        // Back of the local queue. The global queue still gets its turn every 61
+                        // ticks; sending every yield through its lock (as Go's Gosched does) would
+                        // serialize yield-heavy programs on that lock.
+                        self.runqput(self.p(ml.p.get()), RunItem::from_g(g), false);
+                    }
+                    return;
                 }
                 CoroutineResult::Return(()) => {
                     g.check_stack();
                     // SAFETY: as above; the coroutine has finished, so its stack can be reused.
-                    if let Some(finished) = unsafe { g.take_coroutine() } {
-                        self.put_stack(ml, finished.into_stack());
+                    let finished = unsafe { g.take_coroutine() };
+                    if kept {
+                        if let Some(c) = finished {
+                            self.put_stack(ml, c.into_stack());
+                        }
+                        self.note_exited();
+                        self.gfput(g);
+                    } else {
+                        if let Some(c) = finished {
+                            self.stacks.free(c.into_stack());
+                        }
+                        self.offp_exited.fetch_add(1, Ordering::Relaxed);
                     }
-                    self.note_exited();
-                    self.gfput(g);
                     return;
                 }
             }
@@ -1008,6 +1211,185 @@ impl Sched {
         }
     }
 
+    // ---- sysmon, blocking sections, safe points -------------------------------------------------
+
+    pub(crate) fn sysmon(&self) -> &Sysmon {
+        &self.sysmon
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether no goroutine can be running: every P is idle.
+    pub(crate) fn all_procs_idle(&self) -> bool {
+        self.npidle.load(Ordering::SeqCst) >= self.max_procs()
+    }
+
+    /// Whether the goroutine running on `ml` must yield at a safe point: sysmon flagged its P, or the
+    /// P is no longer this M's.
+    pub(crate) fn must_yield(&self, ml: &MLocal) -> bool {
+        let pid = ml.p.get();
+        if pid == NO_P {
+            return true;
+        }
+        let p = self.p(pid);
+        p.preempt.load(Ordering::Relaxed)
+            || p.owner.load(Ordering::Relaxed) != pword(ml.m.id, P_RUNNING)
+    }
+
+    /// sysmon's round over the Ps (see `sysmon.rs`). Returns how many Ps it acted on.
+    pub(crate) fn retake(&'static self, records: &mut Vec<PRecord>, now: u64) -> usize {
+        let procs = self.max_procs();
+        if records.len() < procs {
+            records.resize(procs, PRecord::default());
+        }
+        let mut acted = 0;
+        for (pid, rec) in records.iter_mut().enumerate().take(procs) {
+            let Some(p) = self.allp[pid].get() else {
+                continue;
+            };
+            let w = p.owner.load(Ordering::Acquire);
+            match w & P_STATE_MASK {
+                P_RUNNING | P_LOCKED => {
+                    rec.syscall_seen = false;
+                    let t = p.schedtick.load(Ordering::Relaxed);
+                    if t != rec.schedtick {
+                        rec.schedtick = t;
+                        rec.schedwhen = now;
+                        continue;
+                    }
+                    let ran = now.saturating_sub(rec.schedwhen);
+                    if ran < FORCE_PREEMPT_NS {
+                        continue;
+                    }
+                    if !p.preempt.swap(true, Ordering::Relaxed) {
+                        acted += 1;
+                        continue;
+                    }
+                    // The flag has been ignored for another period: a loop without runtime calls,
+                    // or a call that blocks the thread. Take the P (only out of user code).
+                    if ran >= 2 * FORCE_PREEMPT_NS
+                        && w & P_STATE_MASK == P_RUNNING
+                        && p.owner
+                            .compare_exchange(
+                                w,
+                                pword(SYSMON_M, P_LOCKED),
+                                Ordering::Acquire,
+                                Ordering::Relaxed,
+                            )
+                            .is_ok()
+                    {
+                        rec.schedwhen = now;
+                        p.preempt.store(false, Ordering::Relaxed);
+                        self.handoffp(pid);
+                        acted += 1;
+                    }
+                }
+                P_SYSCALL => {
+                    let t = p.syscalltick.load(Ordering::Relaxed);
+                    if !rec.syscall_seen || t != rec.syscalltick {
+                        rec.syscall_seen = true;
+                        rec.syscalltick = t;
+                        continue;
+                    }
+                    // In the same blocking section for a whole round: hand the P off.
+                    if p.owner
+                        .compare_exchange(
+                            w,
+                            pword(SYSMON_M, P_LOCKED),
+                            Ordering::Acquire,
+                            Ordering::Relaxed,
+                        )
+                        .is_ok()
+                    {
+                        rec.syscall_seen = false;
+                        self.handoffp(pid);
+                        acted += 1;
+                    }
+                }
+                _ => rec.syscall_seen = false,
+            }
+        }
+        acted
+    }
+
+    /// Go's `entersyscall`: the calling goroutine is about to block its thread in `f` of
+    /// `blocking(f)`. Its P becomes `P_SYSCALL`, retakeable; if other work is waiting it is handed
+    /// off at once.
+    pub(crate) fn entersyscall(&'static self, ml: &MLocal) {
+        let pid = ml.p.get();
+        if pid == NO_P {
+            return;
+        }
+        let p = self.p(pid);
+        let me = ml.m.id;
+        if p.owner
+            .compare_exchange(
+                pword(me, P_RUNNING),
+                pword(me, P_SYSCALL),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return; // already retaken: the exit path finds another P or queues the goroutine
+        }
+        p.syscalltick.store(
+            p.syscalltick.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
+        if (!p.runq.is_empty() || self.global_len.load(Ordering::Relaxed) > 0)
+            && p.owner
+                .compare_exchange(
+                    pword(me, P_SYSCALL),
+                    pword(SYSMON_M, P_LOCKED),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            self.handoffp(pid);
+        }
+        crate::sysmon::wake(self);
+    }
+
+    /// Go's `exitsyscall`: the blocking call returned. Keeps the P if it is still ours, else takes
+    /// an idle one, else queues the goroutine and gives the M back (the goroutine resumes later on
+    /// whichever M picks it up).
+    pub(crate) fn exitsyscall(&'static self) {
+        let Some(ml) = current_m() else { return };
+        let me = ml.m.id;
+        let pid = ml.p.get();
+        if pid != NO_P {
+            let p = self.p(pid);
+            let w = p.owner.load(Ordering::Acquire);
+            if w == pword(me, P_RUNNING) {
+                return;
+            }
+            if w == pword(me, P_SYSCALL)
+                && p.owner
+                    .compare_exchange(w, pword(me, P_RUNNING), Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return;
+            }
+        }
+        let got = self.pidleget(&mut self.lock(), me);
+        match got {
+            Some(id) => {
+                ml.p.set(id);
+                self.p(id)
+                    .owner
+                    .store(pword(me, P_RUNNING), Ordering::Release);
+            }
+            None => {
+                ml.p.set(NO_P);
+                g::suspend(g::current_g(), Suspend::Preempt);
+            }
+        }
+    }
+
     // ---- observing -------------------------------------------------------------------------------
 
     /// Live goroutines and tasks: created minus finished, summed over the Ps.
@@ -1018,7 +1400,7 @@ impl Sched {
 
     fn counts(&self) -> (u64, u64) {
         let mut created = self.offp_created.load(Ordering::Relaxed);
-        let mut exited = 0;
+        let mut exited = self.offp_exited.load(Ordering::Relaxed);
         for p in self.allp.iter().filter_map(|p| p.get()) {
             created += p.created.load(Ordering::Relaxed);
             exited += p.exited.load(Ordering::Relaxed);

@@ -35,6 +35,7 @@ where
         RunItem::from_g(g)
     });
     let g: Arc<dyn JoinSource> = source.expect("newproc calls its builder");
+    crate::sysmon::safe_point();
     // SAFETY: the G's entry runs `f` and completes its join slot with `f`'s `T` (`run_entry::<F, T>`).
     unsafe { JoinHandle::new(id, g) }
 }

@@ -1,0 +1,164 @@
+//! sysmon: the runtime's watchdog thread (Go's `sysmon`).
+//!
+//! One thread per runtime, started with the first M, never holding a P. It wakes every 20 µs while
+//! it finds something to do, doubling its sleep up to 10 ms after 50 quiet rounds, and sleeps
+//! without a timeout while every P is idle (the first M to get a P wakes it). Each round it looks at
+//! every P (`Sched::retake`):
+//!
+//! * **Preemption.** A P whose `schedtick` has not moved for 10 ms is running one goroutine (or a
+//!   chain of goroutines handing it `runnext`) for too long: sysmon sets its `preempt` flag, and the
+//!   goroutine yields to the global queue at its next safe point (any runtime call). If the flag is
+//!   still ignored 10 ms later — a tight loop with no runtime call, or an unmarked blocking call such
+//!   as `std::thread::sleep` or a std `Mutex` — sysmon takes the P away from its M (a CAS on the P's
+//!   status word from `P_RUNNING`) and hands it to another M, so every other goroutine keeps
+//!   running. The hog keeps its thread; at its next runtime call it finds its P gone, queues itself
+//!   and gives the M back.
+//! * **Blocking sections.** A P whose goroutine is inside `blocking(f)` (`P_SYSCALL`) and that sysmon
+//!   sees in the same section on two consecutive rounds is handed off (the section hands it off at
+//!   once itself when other work is waiting).
+//!
+//! sysmon never touches a P in `P_LOCKED`: that state means its M is inside runtime code using the
+//! P's local state, and is never taken away.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Once;
+use std::time::Duration;
+
+use crate::futex::Note;
+use crate::sched::Sched;
+use crate::timer;
+
+/// Go's `forcePreemptNS`: how long a goroutine may run before it is asked to yield.
+pub(crate) const FORCE_PREEMPT_NS: u64 = 10_000_000;
+const MIN_DELAY_US: u64 = 20;
+const MAX_DELAY_US: u64 = 10_000;
+/// Quiet rounds before sysmon starts doubling its sleep.
+const IDLE_ROUNDS: u32 = 50;
+
+/// sysmon's part of a runtime.
+pub(crate) struct Sysmon {
+    started: Once,
+    /// Set while sysmon sleeps with no timeout because every P is idle.
+    sleeping: AtomicBool,
+    note: Note,
+}
+
+impl Sysmon {
+    pub(crate) const fn new() -> Sysmon {
+        Sysmon {
+            started: Once::new(),
+            sleeping: AtomicBool::new(false),
+            note: Note::new(),
+        }
+    }
+}
+
+/// What sysmon last saw of one P.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct PRecord {
+    pub(crate) schedtick: u32,
+    pub(crate) schedwhen: u64,
+    pub(crate) syscalltick: u32,
+    pub(crate) syscall_seen: bool,
+}
+
+/// Makes sure sysmon runs, and wakes it from its all-idle sleep. Called when an M gets a P.
+pub(crate) fn wake(sched: &'static Sched) {
+    let s = sched.sysmon();
+    s.started.call_once(|| {
+        let name = format!("{}-sysmon", sched.name());
+        if let Err(e) = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || run(sched))
+        {
+            panic!("gort: cannot start the sysmon thread: {e}");
+        }
+    });
+    if s.sleeping.load(Ordering::SeqCst) {
+        s.note.wake();
+    }
+}
+
+fn run(sched: &'static Sched) {
+    // SAFETY: PR_SET_TIMERSLACK only changes this thread's timer slack; no memory is passed.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0) };
+    let s = sched.sysmon();
+    let mut records: Vec<PRecord> = Vec::new();
+    let mut delay_us = MIN_DELAY_US;
+    let mut quiet = 0u32;
+    loop {
+        if quiet == 0 {
+            delay_us = MIN_DELAY_US;
+        } else if quiet > IDLE_ROUNDS {
+            delay_us = (delay_us * 2).min(MAX_DELAY_US);
+        }
+        std::thread::sleep(Duration::from_micros(delay_us));
+        if sched.all_procs_idle() {
+            s.sleeping.store(true, Ordering::SeqCst);
+            if sched.all_procs_idle() {
+                s.note.sleep();
+            }
+            s.sleeping.store(false, Ordering::SeqCst);
+            quiet = 0;
+            continue;
+        }
+        if sched.retake(&mut records, timer::clock_ns()) > 0 {
+            quiet = 0;
+        } else {
+            quiet += 1;
+        }
+    }
+}
+
+/// Marks a blocking call (Go's `entersyscall`/`exitsyscall`): runs `f`, which may block the thread
+/// (a blocking read, a C library call, `std::thread::sleep`, a DNS lookup), while the goroutine's
+/// processor is handed to another thread if other goroutines are waiting — at once when work is
+/// queued, otherwise after one sysmon round. When `f` returns, the goroutine takes a processor back
+/// (its own if it is still free) and carries on; if none is free it waits in the run queue.
+///
+/// Off goroutines it just calls `f`. Unmarked blocking calls are caught too, but later (after the
+/// 20 ms a CPU hog gets), so mark the ones you know about.
+///
+/// ```
+/// let h = gort_goroutine::spawn(|| {
+///     gort_goroutine::blocking(|| std::thread::sleep(std::time::Duration::from_millis(5)));
+///     1
+/// });
+/// assert_eq!(h.join().unwrap(), 1);
+/// ```
+pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    if crate::g::current_g().is_null() {
+        return f();
+    }
+    let Some(ml) = crate::sched::current_m() else {
+        return f();
+    };
+    let sched = ml.sched;
+    sched.entersyscall(ml);
+    /// Leaves the blocking section even if `f` panics.
+    struct Exit(&'static Sched);
+    impl Drop for Exit {
+        fn drop(&mut self) {
+            self.0.exitsyscall();
+        }
+    }
+    let _exit = Exit(sched);
+    f()
+}
+
+/// A preemption check (Go's safe point): if sysmon asked the calling goroutine to yield (it has run
+/// for over 10 ms), or took its processor away, the goroutine yields here. Every gort runtime call
+/// (spawning, channel and lock operations, timers, I/O) includes this check; call it yourself in
+/// a long computation that makes no runtime calls, to be preempted promptly instead of after
+/// 20 ms. Costs a thread-local read and two loads.
+pub fn safe_point() {
+    let g = crate::g::current_g();
+    if g.is_null() {
+        return;
+    }
+    if let Some(ml) = crate::sched::current_m() {
+        if ml.sched.must_yield(ml) {
+            crate::g::suspend(g, crate::g::Suspend::Preempt);
+        }
+    }
+}
