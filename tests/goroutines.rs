@@ -375,9 +375,5 @@ fn idle_procs_steal_work() {
             .map(|h| h.join().unwrap())
             .collect::<std::collections::HashSet<_>>()
     });
-    assert_eq!(
-        threads.len(),
-        2,
-        "all goroutines ran on one thread: nothing was stolen"
-    );
+    assert!(threads.len() >= 2, "all goroutines ran on one thread: nothing was stolen");
 }

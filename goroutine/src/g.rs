@@ -29,11 +29,13 @@
 use std::cell::{Cell, UnsafeCell};
 use std::fmt;
 use std::num::NonZeroU64;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::panic::Location;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use crate::erased::Erased;
 use crate::join::{JoinSlot, JoinSource};
+use crate::park::WaitReason;
 use crate::sched::Sched;
 use crate::stack::{OverflowChecker, Stack};
 
@@ -109,6 +111,15 @@ pub(crate) struct G {
     stack_check: Cell<Option<OverflowChecker>>,
     /// The goroutine's outcome, for its `JoinHandle`.
     pub(crate) join: JoinSlot,
+    // Diagnostics (goroutine dumps), written by the goroutine or its M, read by anyone.
+    /// Why it parks (a `WaitReason`), set just before each park.
+    wait_reason: AtomicU8,
+    /// When it last parked (runtime coarse clock, ns).
+    pub(crate) wait_since: AtomicU64,
+    /// Where it was spawned.
+    created_at: AtomicPtr<Location<'static>>,
+    /// Whether an M is running it right now.
+    pub(crate) running: AtomicBool,
 }
 
 // SAFETY: `entry`, `entry_fn`, `coroutine`, `yielder` and `stack_check` are only touched by the one
@@ -151,7 +162,42 @@ impl G {
             yielder: Cell::new(std::ptr::null()),
             stack_check: Cell::new(None),
             join: JoinSlot::new(),
+            wait_reason: AtomicU8::new(WaitReason::Park as u8),
+            wait_since: AtomicU64::new(0),
+            created_at: AtomicPtr::new(std::ptr::null_mut()),
+            running: AtomicBool::new(false),
         }
+    }
+
+    /// Records where the goroutine was spawned (for dumps).
+    pub(crate) fn set_created_at(&self, at: &'static Location<'static>) {
+        self.created_at.store(
+            at as *const Location<'static> as *mut Location<'static>,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Where the goroutine was spawned, if known.
+    pub(crate) fn created_at(&self) -> Option<&'static Location<'static>> {
+        let p = self.created_at.load(Ordering::Relaxed);
+        // SAFETY: only ever set from a `&'static Location`.
+        unsafe { p.cast_const().as_ref() }
+    }
+
+    /// Records why the goroutine is about to park.
+    pub(crate) fn set_wait_reason(&self, reason: WaitReason) {
+        self.wait_reason.store(reason as u8, Ordering::Relaxed);
+    }
+
+    pub(crate) fn wait_reason(&self) -> WaitReason {
+        WaitReason::from_u8(self.wait_reason.load(Ordering::Relaxed))
+    }
+
+    /// Whether the goroutine has started or is waiting to start, and has not finished: a G in a
+    /// free list, or held only by a `JoinHandle` after it returned, is not live. Read by dumps on
+    /// any thread: the join slot's state word tells completion.
+    pub(crate) fn is_live(&self) -> bool {
+        !self.join.is_complete()
     }
 
     /// Gives the (unshared) G the closure it will run, whose result its `JoinHandle<T>` will read.
@@ -174,6 +220,7 @@ impl G {
         *self.yielder.get_mut() = std::ptr::null();
         self.stack_check.set(None);
         self.join.reset();
+        *self.wait_reason.get_mut() = WaitReason::Park as u8;
     }
 
     /// The G's coroutine, created on `stack()` at the first call.
@@ -251,6 +298,12 @@ impl G {
                 Err(s) => state = s,
             }
         }
+    }
+}
+
+impl Drop for G {
+    fn drop(&mut self) {
+        self.sched.unregister_g(self);
     }
 }
 

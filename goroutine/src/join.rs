@@ -87,7 +87,7 @@ impl JoinSlot {
         }
     }
 
-    fn is_complete(&self) -> bool {
+    pub(crate) fn is_complete(&self) -> bool {
         self.state.load(Ordering::Acquire) & COMPLETE != 0
     }
 
@@ -209,7 +209,7 @@ impl<T> JoinHandle<T> {
     /// Waits for the goroutine to finish and returns its value, or the panic it died with. Parks the
     /// calling goroutine; on a plain thread, blocks the thread.
     pub fn join(self) -> Result<T, JoinError> {
-        crate::park::block_on(self)
+        crate::park::block_on_with(self, crate::park::WaitReason::Join)
     }
 }
 

@@ -34,13 +34,100 @@ pub fn current_waker() -> Waker {
     }
 }
 
+/// Why a goroutine waits, as goroutine dumps show it (Go's `waitReason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+#[non_exhaustive]
+pub enum WaitReason {
+    /// A plain [`park`] with no reason given.
+    Park = 0,
+    /// Receiving from a channel.
+    ChanReceive,
+    /// Sending on a channel.
+    ChanSend,
+    /// In a `select!` with cases.
+    Select,
+    /// In a `select!` with no cases (waits forever).
+    SelectNoCases,
+    /// In `time::sleep`.
+    Sleep,
+    /// Waiting for a socket to become ready.
+    IoWait,
+    /// In `WaitGroup::wait`.
+    WaitGroup,
+    /// Waiting for a `Mutex` or `RwLock`.
+    Lock,
+    /// In `Condvar::wait`.
+    Cond,
+    /// Waiting for another caller's `Once::call_once`.
+    Once,
+    /// In `JoinHandle::join`.
+    Join,
+    /// In `block_on`, waiting for a future.
+    BlockOn,
+}
+
+impl WaitReason {
+    /// The reason as Go spells it in goroutine dumps.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitReason::Park => "park",
+            WaitReason::ChanReceive => "chan receive",
+            WaitReason::ChanSend => "chan send",
+            WaitReason::Select => "select",
+            WaitReason::SelectNoCases => "select (no cases)",
+            WaitReason::Sleep => "sleep",
+            WaitReason::IoWait => "IO wait",
+            WaitReason::WaitGroup => "sync.WaitGroup.Wait",
+            WaitReason::Lock => "sync.Mutex.Lock",
+            WaitReason::Cond => "sync.Cond.Wait",
+            WaitReason::Once => "sync.Once.Do",
+            WaitReason::Join => "join",
+            WaitReason::BlockOn => "block_on",
+        }
+    }
+
+    pub(crate) fn from_u8(v: u8) -> WaitReason {
+        const ALL: [WaitReason; 13] = [
+            WaitReason::Park,
+            WaitReason::ChanReceive,
+            WaitReason::ChanSend,
+            WaitReason::Select,
+            WaitReason::SelectNoCases,
+            WaitReason::Sleep,
+            WaitReason::IoWait,
+            WaitReason::WaitGroup,
+            WaitReason::Lock,
+            WaitReason::Cond,
+            WaitReason::Once,
+            WaitReason::Join,
+            WaitReason::BlockOn,
+        ];
+        ALL.get(usize::from(v)).copied().unwrap_or(WaitReason::Park)
+    }
+}
+
+impl std::fmt::Display for WaitReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Blocks the calling goroutine (or, off goroutines, the calling thread) until a [`Waker`] obtained
 /// from [`current_waker`] is woken. May return spuriously; loop on your condition.
 pub fn park() {
+    park_with(WaitReason::Park);
+}
+
+/// [`park`], recording why: goroutine dumps (`runtime::dump`, SIGQUIT, the deadlock report) show
+/// the reason and how long the goroutine has waited.
+pub fn park_with(reason: WaitReason) {
     let g = g::current_g();
     if g.is_null() {
         std::thread::park();
     } else {
+        // SAFETY: `g` is the running goroutine, alive while it runs.
+        unsafe { (*g).set_wait_reason(reason) };
         g::suspend(g, Suspend::Park);
     }
 }
@@ -49,6 +136,11 @@ pub fn park() {
 /// on a plain thread `std::thread::park_timeout` bounds the wait. May return early or spuriously;
 /// loop on your condition and on `Instant::now() < deadline`.
 pub fn park_until(deadline: Instant) {
+    park_until_with(deadline, WaitReason::Park);
+}
+
+/// [`park_until`], recording why (see [`park_with`]).
+pub fn park_until_with(deadline: Instant, reason: WaitReason) {
     let g = g::current_g();
     let now = Instant::now();
     if now >= deadline {
@@ -58,6 +150,8 @@ pub fn park_until(deadline: Instant) {
         std::thread::park_timeout(deadline - now);
     } else {
         let timer = crate::timer::add(deadline, g_waker(g));
+        // SAFETY: `g` is the running goroutine, alive while it runs.
+        unsafe { (*g).set_wait_reason(reason) };
         g::suspend(g, Suspend::Park);
         timer.cancel();
     }
@@ -68,6 +162,11 @@ pub fn park_until(deadline: Instant) {
 ///
 /// Inside an async task (`spawn_async`) use `.await` instead: blocking there stalls the whole thread.
 pub fn block_on<F: Future>(fut: F) -> F::Output {
+    block_on_with(fut, WaitReason::BlockOn)
+}
+
+/// [`block_on`], with the wait reason goroutine dumps show while the future is pending.
+pub(crate) fn block_on_with<F: Future>(fut: F, reason: WaitReason) -> F::Output {
     let waker = current_waker();
     let mut cx = Context::from_waker(&waker);
     let mut fut = pin!(fut);
@@ -75,7 +174,7 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
         if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
             return v;
         }
-        park();
+        park_with(reason);
     }
 }
 

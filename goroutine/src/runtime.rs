@@ -71,12 +71,13 @@ fn parse_procs(v: &str) -> Result<usize, String> {
 /// `f` may block (join other goroutines, wait on channels and locks, sleep) without `async`: only the
 /// goroutine waits, never its thread. A panic in `f` is caught, reported once on stderr as
 /// `goroutine N panicked at ...`, and returned by [`JoinHandle::join`].
+#[track_caller]
 pub fn spawn<F, T>(f: F) -> JoinHandle<T>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    newproc::spawn_on(current(), f)
+    newproc::spawn_on(current(), f, std::panic::Location::caller())
 }
 
 /// Runs `fut` as an async task on the current runtime's Ps, beside its goroutines.
@@ -115,6 +116,25 @@ pub fn set_max_procs(n: usize) -> usize {
 /// The id of the calling goroutine (or async task); `None` on a plain thread.
 pub fn current_id() -> Option<GoroutineId> {
     sched::current_id()
+}
+
+/// A goroutine dump of the current runtime, as Go prints on SIGQUIT: for each live goroutine its id,
+/// its state (`running`, `runnable`, or what it waits for — `chan receive`, `sleep`, `IO wait`,
+/// `select`, ... — and for how long) and where it was spawned.
+///
+/// ```
+/// let wg = gort_goroutine::sync::WaitGroup::new();
+/// wg.add(1);
+/// let w = wg.clone();
+/// let h = gort_goroutine::spawn(move || w.wait());
+/// std::thread::sleep(std::time::Duration::from_millis(20));
+/// let dump = gort_goroutine::runtime::dump();
+/// assert!(dump.contains(&format!("goroutine {} [sync.WaitGroup.Wait", h.id())), "{dump}");
+/// wg.done();
+/// h.join().unwrap();
+/// ```
+pub fn dump() -> String {
+    current().dump()
 }
 
 /// A snapshot of the current runtime's scheduler.
@@ -249,12 +269,13 @@ impl Runtime {
     }
 
     /// Starts `f` as a goroutine on this runtime.
+    #[track_caller]
     pub fn spawn<F, T>(&self, f: F) -> JoinHandle<T>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        newproc::spawn_on(self.sched, f)
+        newproc::spawn_on(self.sched, f, std::panic::Location::caller())
     }
 
     /// Starts `fut` as an async task on this runtime.
@@ -268,6 +289,7 @@ impl Runtime {
 
     /// Runs `f` as a goroutine on this runtime and waits for its value; a panic in `f` resumes on the
     /// caller.
+    #[track_caller]
     pub fn run<F, T>(&self, f: F) -> T
     where
         F: FnOnce() -> T + Send + 'static,
@@ -324,13 +346,28 @@ impl fmt::Debug for Runtime {
 /// and turns its value into the process's exit code (reported inside the goroutine, so the value need
 /// not be `Send`). A panic was already reported by the hook; the exit code is then 101, as for a
 /// panicking Rust `main`. Other goroutines are not waited for, as in Go.
+///
+/// It also arms Go's process-level diagnostics, which only make sense for a program whose main is a
+/// goroutine: the `all goroutines are asleep - deadlock!` report (exit status 2) and the goroutine
+/// dump on SIGQUIT.
 #[doc(hidden)]
+#[track_caller]
 pub fn run_main<F, T>(f: F) -> ExitCode
 where
     F: FnOnce() -> T + Send + 'static,
     T: Termination + 'static,
 {
-    match newproc::spawn_on(global(), move || f().report()).join() {
+    let sched = global();
+    crate::sysmon::install_sigquit_dump(sched);
+    let main = newproc::spawn_on(sched, move || f().report(), std::panic::Location::caller());
+    sched
+        .main_running
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let outcome = main.join();
+    sched
+        .main_running
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    match outcome {
         Ok(code) => code,
         Err(_) => ExitCode::from(101),
     }
@@ -339,12 +376,19 @@ where
 /// `#[gort::test]`'s runner: runs `f` as a goroutine on the global runtime and waits; a panic is
 /// resumed on the test thread so the test fails (or `#[should_panic]` passes).
 #[doc(hidden)]
+#[track_caller]
 pub fn run_test<F, T>(f: F) -> ExitCode
 where
     F: FnOnce() -> T + Send + 'static,
     T: Termination + 'static,
 {
-    match newproc::spawn_on(global(), move || f().report()).join() {
+    match newproc::spawn_on(
+        global(),
+        move || f().report(),
+        std::panic::Location::caller(),
+    )
+    .join()
+    {
         Ok(code) => code,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
     }

@@ -144,8 +144,8 @@ pub(crate) struct NewG<'a> {
 }
 
 impl NewG<'_> {
-    /// The G for the new goroutine, running `f`.
-    pub(crate) fn with_entry<F, T>(self, f: F) -> Arc<G>
+    /// The G for the new goroutine, running `f`, spawned at `at`.
+    pub(crate) fn with_entry<F, T>(self, f: F, at: &'static std::panic::Location<'static>) -> Arc<G>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
@@ -162,12 +162,47 @@ impl NewG<'_> {
             if let Some(fresh) = Arc::get_mut(&mut g) {
                 fresh.reinit(self.id);
                 fresh.set_entry(f);
+                fresh.set_created_at(at);
                 return g;
             }
         }
         let mut g = G::new(self.id, self.sched);
         g.set_entry(f);
-        Arc::new(g)
+        g.set_created_at(at);
+        let g = Arc::new(g);
+        self.sched.register_g(&g);
+        g
+    }
+}
+
+/// Reads `GORT_DEBUG`: comma-separated `key=value` settings as Go's `GODEBUG`; `schedtrace=MS` is
+/// the one gort knows. Anything malformed is reported once on stderr and ignored.
+fn schedtrace_from_env() -> Option<std::time::Duration> {
+    let v = std::env::var("GORT_DEBUG").ok()?;
+    let mut every = None;
+    for item in v.split(',').filter(|s| !s.trim().is_empty()) {
+        match item.trim().split_once('=') {
+            Some(("schedtrace", ms)) => match ms.trim().parse::<u64>() {
+                Ok(ms) if ms > 0 => every = Some(std::time::Duration::from_millis(ms)),
+                _ => eprintln!(
+                    "gort: GORT_DEBUG: schedtrace wants a number of milliseconds, got {ms:?}"
+                ),
+            },
+            _ => eprintln!("gort: GORT_DEBUG: unknown setting {item:?} (known: schedtrace=MS)"),
+        }
+    }
+    every
+}
+
+/// A wait duration as dumps print it.
+fn fmt_wait(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    if s >= 60 {
+        format!("{} minutes", s / 60)
+    } else if s >= 1 {
+        format!("{}.{}s", s, d.subsec_millis() / 100)
+    } else {
+        format!("{}ms", d.as_millis())
     }
 }
 
@@ -344,6 +379,17 @@ pub(crate) struct Sched {
     offp_created: AtomicU64,
     offp_exited: AtomicU64,
     sysmon: Sysmon,
+    /// Every G allocation of this runtime (Go's `allgs`), by address, for dumps and the deadlock
+    /// check. Gs are added when allocated and removed by their `Drop`, under this lock, so a dump
+    /// holding it may read any G listed.
+    allgs: Mutex<std::collections::HashSet<usize>>,
+    /// Coarse clock (ns since the timer epoch), advanced by sysmon each round: cheap timestamps
+    /// for `wait_since`.
+    coarse_now: AtomicU64,
+    /// Set while `run_main`'s main goroutine runs: enables the deadlock check.
+    pub(crate) main_running: AtomicBool,
+    /// `GORT_DEBUG=schedtrace=MS`: sysmon prints a scheduler line every MS ms.
+    schedtrace: Option<std::time::Duration>,
     name: String,
 }
 
@@ -380,6 +426,10 @@ impl Sched {
             offp_created: AtomicU64::new(0),
             offp_exited: AtomicU64::new(0),
             sysmon: Sysmon::new(),
+            allgs: Mutex::new(std::collections::HashSet::new()),
+            coarse_now: AtomicU64::new(0),
+            main_running: AtomicBool::new(false),
+            schedtrace: schedtrace_from_env(),
             name,
         }));
         let mut l = sched.lock();
@@ -388,6 +438,7 @@ impl Sched {
             sched.pidleput(&mut l, id);
         }
         drop(l);
+        sched.start_tracing();
         sched
     }
 
@@ -1124,7 +1175,9 @@ impl Sched {
             // SAFETY: this M holds the G's scheduling reference, so it alone touches the coroutine.
             let coroutine = unsafe { g.coroutine(|| self.take_stack(ml)) };
             self.enter_user(ml);
+            g.running.store(true, Ordering::Relaxed);
             let result = coroutine.resume(());
+            g.running.store(false, Ordering::Relaxed);
             let kept = self.leave_user(ml);
             g::set_current_g(std::ptr::null());
             set_current_id(0);
@@ -1139,6 +1192,10 @@ impl Sched {
                             Ordering::Acquire,
                         ) {
                             Ok(_) => {
+                                g.wait_since.store(
+                                    self.coarse_now.load(Ordering::Relaxed),
+                                    Ordering::Relaxed,
+                                );
                                 // The park keeps the scheduling reference; the waker that wins
                                 // PARKED -> RUNNING turns it back into a run queue entry.
                                 std::mem::forget(g);
@@ -1213,12 +1270,34 @@ impl Sched {
 
     // ---- sysmon, blocking sections, safe points -------------------------------------------------
 
+    /// Starts sysmon if schedtrace wants it even before any M runs.
+    pub(crate) fn start_tracing(&'static self) {
+        if self.schedtrace.is_some() {
+            crate::sysmon::wake(self);
+        }
+    }
+
     pub(crate) fn sysmon(&self) -> &Sysmon {
         &self.sysmon
     }
 
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    pub(crate) fn schedtrace_every(&self) -> Option<std::time::Duration> {
+        self.schedtrace
+    }
+
+    /// Go's schedtrace line: procs, idle procs, threads, spinning and idle threads, the global
+    /// queue and each P's local queue.
+    pub(crate) fn schedtrace_line(&self) -> String {
+        let s = self.stats();
+        format!(
+            "gomaxprocs={} idleprocs={} threads={} spinningthreads={} idlethreads={} runqueue={} [{}]",
+            s.procs, s.idle_procs, s.threads, s.spinning_threads, s.idle_threads, s.global_queue,
+            s.local_queues.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(" ")
+        )
     }
 
     /// Whether no goroutine can be running: every P is idle.
@@ -1387,6 +1466,94 @@ impl Sched {
                 ml.p.set(NO_P);
                 g::suspend(g::current_g(), Suspend::Preempt);
             }
+        }
+    }
+
+    // ---- the goroutine registry, dumps, the deadlock check --------------------------------------
+
+    fn register_g(&self, g: &Arc<G>) {
+        self.allgs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(Arc::as_ptr(g) as usize);
+    }
+
+    pub(crate) fn unregister_g(&self, g: &G) {
+        self.allgs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(g as *const G as usize));
+    }
+
+    /// Advances the coarse clock (sysmon, each round).
+    pub(crate) fn tick_coarse_clock(&self, now: u64) {
+        self.coarse_now.store(now, Ordering::Relaxed);
+    }
+
+    /// A goroutine dump, Go style: one paragraph per live goroutine with its id, its state (running,
+    /// runnable, or the reason it waits and for how long) and where it was spawned.
+    pub(crate) fn dump(&self) -> String {
+        use std::fmt::Write;
+        let now = timer::clock_ns();
+        let mut rows = Vec::new();
+        {
+            let allgs = self.allgs.lock().unwrap_or_else(|e| e.into_inner());
+            for &addr in allgs.iter() {
+                // SAFETY: a G stays allocated while it is in `allgs` (its Drop removes it under this
+                // lock, which we hold); every field read here is atomic.
+                let g = unsafe { &*(addr as *const G) };
+                if !g.is_live() {
+                    continue;
+                }
+                let state = if g.running.load(Ordering::Relaxed) {
+                    "running".to_string()
+                } else if g.park_state.load(Ordering::Acquire) == g::PARKED {
+                    let since = g.wait_since.load(Ordering::Relaxed);
+                    let waited = std::time::Duration::from_nanos(now.saturating_sub(since));
+                    format!("{}, {}", g.wait_reason(), fmt_wait(waited))
+                } else {
+                    "runnable".to_string()
+                };
+                let at = g
+                    .created_at()
+                    .map_or_else(|| "unknown".to_string(), |l| l.to_string());
+                rows.push((g.id.as_u64(), state, at));
+            }
+        }
+        rows.sort();
+        let mut out = String::new();
+        for (id, state, at) in rows {
+            let _ = write!(out, "goroutine {id} [{state}]:\ncreated at {at}\n\n");
+        }
+        out
+    }
+
+    /// Go's `checkdead`: with `run_main`'s main goroutine blocked, is the program stuck for good?
+    /// Only when nothing could ever wake anything: every P idle and every M asleep (no goroutine
+    /// running, none runnable, none in a blocking section), no timer pending, and no thread in the
+    /// process besides the runtime's own and the one waiting in `run_main` (any other thread might
+    /// still send on a channel or release a lock).
+    pub(crate) fn is_deadlocked(&self) -> bool {
+        if !self.main_running.load(Ordering::SeqCst) || !self.all_procs_idle() {
+            return false;
+        }
+        let threads = self.threads.load(Ordering::SeqCst);
+        if self.idle_threads.load(Ordering::SeqCst) != threads
+            || self.nmspinning.load(Ordering::SeqCst) != 0
+            || self.global_len.load(Ordering::SeqCst) != 0
+            || self.earliest_timer() != NEVER
+            || self
+                .allp
+                .iter()
+                .filter_map(|p| p.get())
+                .any(|p| !p.runq.is_empty())
+        {
+            return false;
+        }
+        // The runtime's Ms, sysmon, and the thread blocked in run_main: anything else may act.
+        match std::fs::read_dir("/proc/self/task") {
+            Ok(tasks) => tasks.count() <= threads + 2,
+            Err(_) => false,
         }
     }
 

@@ -23,14 +23,18 @@ use crate::join::{JoinHandle, JoinSlot, JoinSource};
 use crate::sched::{RunItem, Sched};
 
 /// Starts `f` as a goroutine on `sched`.
-pub(crate) fn spawn_on<F, T>(sched: &'static Sched, f: F) -> JoinHandle<T>
+pub(crate) fn spawn_on<F, T>(
+    sched: &'static Sched,
+    f: F,
+    at: &'static std::panic::Location<'static>,
+) -> JoinHandle<T>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
     let mut source = None;
     let id = sched.newproc(|_, new_g| {
-        let g = new_g.with_entry(f);
+        let g = new_g.with_entry(f, at);
         source = Some(g.clone());
         RunItem::from_g(g)
     });

@@ -20,7 +20,7 @@
 //! sysmon never touches a P in `P_LOCKED`: that state means its M is inside runtime code using the
 //! P's local state, and is never taken away.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use std::sync::Once;
 use std::time::Duration;
 
@@ -40,6 +40,7 @@ pub(crate) struct Sysmon {
     started: Once,
     /// Set while sysmon sleeps with no timeout because every P is idle.
     sleeping: AtomicBool,
+    /// sysmon sleeps on this between rounds, so it can be woken early (SIGQUIT, all-idle wake-up).
     note: Note,
 }
 
@@ -60,6 +61,53 @@ pub(crate) struct PRecord {
     pub(crate) schedwhen: u64,
     pub(crate) syscalltick: u32,
     pub(crate) syscall_seen: bool,
+}
+
+/// Set by the SIGQUIT handler that `run_main` installs; sysmon dumps and exits.
+static QUIT: AtomicBool = AtomicBool::new(false);
+/// The runtime whose sysmon the SIGQUIT handler wakes.
+static QUIT_RUNTIME: AtomicPtr<Sched> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Go's `fatal error: all goroutines are asleep - deadlock!`: print it with a goroutine dump and
+/// exit with status 2.
+fn deadlock(sched: &Sched) -> ! {
+    let dump = sched.dump();
+    eprint!("fatal error: all goroutines are asleep - deadlock!\n\n{dump}");
+    std::process::exit(2);
+}
+
+/// The SIGQUIT response: a goroutine dump, then exit with status 2 (as Go).
+fn quit(sched: &Sched) -> ! {
+    let dump = sched.dump();
+    eprint!("SIGQUIT: quit\n\n{dump}");
+    std::process::exit(2);
+}
+
+extern "C" fn on_sigquit(_: libc::c_int) {
+    QUIT.store(true, Ordering::SeqCst);
+    let sched = QUIT_RUNTIME.load(Ordering::SeqCst);
+    // SAFETY: the pointer is a leaked `&'static Sched` set before the handler was installed; waking
+    // a note is an atomic swap and a futex syscall, both async-signal-safe.
+    if let Some(sched) = unsafe { sched.as_ref() } {
+        sched.sysmon().note.wake();
+    }
+}
+
+/// Makes SIGQUIT (Ctrl-\\) print a goroutine dump of `sched` and exit with status 2, as in Go.
+/// Installed by `run_main` (`#[gort::main]` programs own their process); libraries using gort keep
+/// their process's own SIGQUIT behaviour and can call `runtime::dump` instead.
+pub(crate) fn install_sigquit_dump(sched: &'static Sched) {
+    QUIT_RUNTIME.store(sched as *const Sched as *mut Sched, Ordering::SeqCst);
+    wake(sched); // sysmon must be running to act on it
+                 // SAFETY: a zeroed sigaction with a plain handler and an empty mask is valid; `on_sigquit` is an
+                 // `extern "C" fn(c_int)` that only touches atomics and makes a futex syscall.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_sigquit as *const () as usize;
+        sa.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGQUIT, &sa, std::ptr::null_mut());
+    }
 }
 
 /// Makes sure sysmon runs, and wakes it from its all-idle sleep. Called when an M gets a P.
@@ -86,23 +134,53 @@ fn run(sched: &'static Sched) {
     let mut records: Vec<PRecord> = Vec::new();
     let mut delay_us = MIN_DELAY_US;
     let mut quiet = 0u32;
+    let mut last_trace = 0u64;
     loop {
         if quiet == 0 {
             delay_us = MIN_DELAY_US;
         } else if quiet > IDLE_ROUNDS {
             delay_us = (delay_us * 2).min(MAX_DELAY_US);
         }
-        std::thread::sleep(Duration::from_micros(delay_us));
-        if sched.all_procs_idle() {
-            s.sleeping.store(true, Ordering::SeqCst);
-            if sched.all_procs_idle() {
-                s.note.sleep();
+        let trace = sched.schedtrace_every();
+        if let Some(every) = trace {
+            delay_us = delay_us.min(
+                u64::try_from(every.as_micros())
+                    .unwrap_or(u64::MAX)
+                    .max(MIN_DELAY_US),
+            );
+        }
+        s.note.sleep_timeout(Duration::from_micros(delay_us));
+        let now = timer::clock_ns();
+        sched.tick_coarse_clock(now);
+        if QUIT.load(Ordering::SeqCst) {
+            quit(sched);
+        }
+        if let Some(every) = trace {
+            if now.saturating_sub(last_trace) >= u64::try_from(every.as_nanos()).unwrap_or(u64::MAX)
+            {
+                last_trace = now;
+                eprintln!("SCHED {}ms: {}", now / 1_000_000, sched.schedtrace_line());
             }
-            s.sleeping.store(false, Ordering::SeqCst);
+        }
+        if sched.all_procs_idle() {
+            if sched.is_deadlocked() {
+                // Confirm after a moment: an M may be between states.
+                std::thread::sleep(Duration::from_millis(10));
+                if sched.is_deadlocked() {
+                    deadlock(sched);
+                }
+            }
+            if trace.is_none() {
+                s.sleeping.store(true, Ordering::SeqCst);
+                if sched.all_procs_idle() && !QUIT.load(Ordering::SeqCst) {
+                    s.note.sleep();
+                }
+                s.sleeping.store(false, Ordering::SeqCst);
+            }
             quiet = 0;
             continue;
         }
-        if sched.retake(&mut records, timer::clock_ns()) > 0 {
+        if sched.retake(&mut records, now) > 0 {
             quiet = 0;
         } else {
             quiet += 1;

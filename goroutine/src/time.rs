@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::park::park_until;
+use crate::park::{park_until_with, WaitReason};
 
 /// Parks the calling goroutine for at least `d` (on a plain thread: blocks it).
 ///
@@ -24,6 +24,6 @@ pub fn sleep(d: Duration) {
 /// Parks the calling goroutine until `deadline` (returns at once if it has passed).
 pub fn sleep_until(deadline: Instant) {
     while Instant::now() < deadline {
-        park_until(deadline);
+        park_until_with(deadline, WaitReason::Sleep);
     }
 }

@@ -127,7 +127,7 @@ impl WaitGroup {
                 }
                 list.push(park::current_waker());
             }
-            park::park();
+            park::park_with(park::WaitReason::WaitGroup);
         }
     }
 
