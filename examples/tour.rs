@@ -4,8 +4,13 @@
 //!
 //! Chapter 1 — goroutines: 100,000 stackful goroutines parked at once, then skynet over a million
 //! goroutines, and the scheduler's own view of it all.
+//!
+//! Chapter 3 — sysmon: goroutines spinning without a single runtime call and goroutines stuck in
+//! blocking calls, and a ticker that keeps ticking on time beside them.
 
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use gort::sync::WaitGroup;
 
@@ -61,5 +66,40 @@ fn main() {
         "skynet over 1,000,000 goroutines: sum {sum} in {:.1} ms",
         start.elapsed().as_secs_f64() * 1e3
     );
+    println!("runtime stats: {}", gort::runtime::stats());
+
+    chapter_sysmon();
+}
+
+/// CPU hogs and blocking calls do not freeze the other goroutines.
+fn chapter_sysmon() {
+    println!("\n-- chapter 3: sysmon --");
+    let stop = Arc::new(AtomicBool::new(false));
+    let hogs = gort::runtime::max_procs() + 1;
+    for _ in 0..hogs {
+        let stop = stop.clone();
+        gort::go!(move || {
+            let mut x = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                x = std::hint::black_box(x + 1); // no runtime call: only sysmon can move it aside
+            }
+        });
+    }
+    for _ in 0..4 {
+        gort::go!(|| gort::blocking(|| std::thread::sleep(Duration::from_millis(300))));
+        gort::go!(|| std::thread::sleep(Duration::from_millis(300))); // not even marked
+    }
+    let mut worst = Duration::ZERO;
+    for _ in 0..20 {
+        let t = Instant::now();
+        gort::time::sleep(Duration::from_millis(10));
+        worst = worst.max(t.elapsed() - Duration::from_millis(10));
+    }
+    println!(
+        "{hogs} goroutines spinning and 8 blocked in sleeps on {} procs: a 10 ms ticker was at worst {:.1} ms late",
+        gort::runtime::max_procs(),
+        worst.as_secs_f64() * 1e3
+    );
+    stop.store(true, Ordering::Relaxed);
     println!("runtime stats: {}", gort::runtime::stats());
 }

@@ -3,6 +3,7 @@
 #
 #   scripts/go_anchors.sh            # every workload
 #   scripts/go_anchors.sh spawn      # one of: spawn skynet pingpong yield chained select mpmc mem
+#   scripts/go_anchors.sh hog        # a separate program: hog, bintree or httphello
 #
 # Installs Go 1.19 from Debian's packages if it is missing. The anchors are copied to a temporary
 # directory first, because shared/ is read-only and `go run` wants to write next to go.mod.
@@ -27,4 +28,9 @@ cp -r "$src/." "$work/"
 chmod -R u+w "$work"
 cd "$work"
 "$GO" version
+# The separate programs (hog, bintree, httphello) live in their own folders: `go_anchors.sh hog`.
+if [[ $# -ge 1 && -d $work/$1 && -f $work/$1/main.go ]]; then
+    cd "$work/$1"
+    shift
+fi
 GOCACHE=/tmp/gocache "$GO" run . "$@"

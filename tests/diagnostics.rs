@@ -50,6 +50,18 @@ fn child(scenario: &str) {
                 gort::time::sleep(Duration::from_millis(1));
             }
         }),
+        // More goroutines stuck in blocking calls than the thread limit allows.
+        "thread-limit" => {
+            let rt = gort::runtime::Builder::new()
+                .max_procs(1)
+                .max_threads(4)
+                .build();
+            let hs: Vec<_> = (0..16)
+                .map(|_| rt.spawn(|| gort::blocking(|| std::thread::sleep(Duration::from_secs(5)))))
+                .collect();
+            hs.into_iter().for_each(|h| drop(h.join()));
+            std::process::ExitCode::SUCCESS
+        }
         other => panic!("unknown scenario {other}"),
     };
     std::process::exit(if code == std::process::ExitCode::SUCCESS {
@@ -141,6 +153,18 @@ fn main() {
         "sigquit_prints_a_goroutine_dump",
         ok,
         || format!("{status:?}\n{err}"),
+        &mut failures,
+    );
+
+    let out = run("thread-limit", &[]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let ok = out.status.signal() == Some(libc::SIGABRT)
+        && err.contains("gort: program exceeds the 4-thread limit");
+    count(ok);
+    check(
+        "the_thread_limit_ends_the_program_with_a_clear_error",
+        ok,
+        || format!("{:?}\n{err}", out.status),
         &mut failures,
     );
 

@@ -375,5 +375,8 @@ fn idle_procs_steal_work() {
             .map(|h| h.join().unwrap())
             .collect::<std::collections::HashSet<_>>()
     });
-    assert!(threads.len() >= 2, "all goroutines ran on one thread: nothing was stolen");
+    assert!(
+        threads.len() >= 2,
+        "all goroutines ran on one thread: nothing was stolen"
+    );
 }

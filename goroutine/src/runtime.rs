@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 
 use crate::g::GoroutineId;
 use crate::join::JoinHandle;
-use crate::sched::{self, Sched, MAX_PROCS};
+use crate::sched::{self, Sched, DEFAULT_MAX_THREADS, MAX_PROCS};
 use crate::spawn as newproc;
 use crate::stack;
 
@@ -31,7 +31,7 @@ pub(crate) fn global() -> &'static Sched {
     GLOBAL.get_or_init(|| {
         let procs = procs_from_env();
         let stack_size = stack::stack_size_from_env();
-        Sched::new(procs, stack_size, "gort".to_string())
+        Sched::new(procs, stack_size, DEFAULT_MAX_THREADS, "gort".to_string())
     })
 }
 
@@ -204,6 +204,7 @@ impl fmt::Display for Stats {
 pub struct Builder {
     max_procs: Option<usize>,
     stack_size: Option<usize>,
+    max_threads: Option<usize>,
     name: Option<String>,
 }
 
@@ -226,6 +227,15 @@ impl Builder {
         self
     }
 
+    /// The most OS threads the runtime may start (default 10,000, as Go's `debug.SetMaxThreads`).
+    /// Threads beyond the processors exist while goroutines sit in blocking calls or hog their
+    /// thread; a program that needs more than this is stuck, and is aborted with a message saying
+    /// so, as Go does.
+    pub fn max_threads(mut self, n: usize) -> Builder {
+        self.max_threads = Some(n);
+        self
+    }
+
     /// A prefix for the runtime's thread names (default `gort`).
     pub fn thread_name(mut self, name: impl Into<String>) -> Builder {
         self.name = Some(name.into());
@@ -245,10 +255,16 @@ impl Builder {
         let stack_size = self
             .stack_size
             .map_or_else(stack::stack_size_from_env, stack::round_stack_size);
+        let max_threads = self.max_threads.unwrap_or(DEFAULT_MAX_THREADS);
+        assert!(
+            max_threads > procs,
+            "gort: Builder::max_threads({max_threads}) must exceed max_procs ({procs})"
+        );
         Runtime {
             sched: Sched::new(
                 procs,
                 stack_size,
+                max_threads,
                 self.name.unwrap_or_else(|| "gort".into()),
             ),
         }

@@ -45,7 +45,7 @@ use crate::futex::Note;
 use crate::g::{self, GoroutineId, Suspend, G};
 use crate::runq::{LocalQueue, LOCAL_QUEUE_CAPACITY};
 use crate::stack::{self, Stack, StackAllocator};
-use crate::sysmon::{PRecord, Sysmon, FORCE_PREEMPT_NS};
+use crate::sysmon::{PRecord, Sysmon, FORCE_PREEMPT_NS, PREEMPT_GRACE_NS};
 use crate::timer::{self, TimerHandle, TimerHeap, NEVER};
 
 /// The most Ps a runtime can have.
@@ -83,7 +83,7 @@ const P_STATE_MASK: u64 = 0xff;
 /// The owner id sysmon uses while it hands a retaken P on.
 pub(crate) const SYSMON_M: u32 = u32::MAX;
 /// Go's limit on OS threads (`debug.SetMaxThreads` default).
-const MAX_THREADS: usize = 10_000;
+pub(crate) const DEFAULT_MAX_THREADS: usize = 10_000;
 
 /// A P status word: `state` owned by M `m`.
 const fn pword(m: u32, state: u64) -> u64 {
@@ -388,6 +388,8 @@ pub(crate) struct Sched {
     coarse_now: AtomicU64,
     /// Set while `run_main`'s main goroutine runs: enables the deadlock check.
     pub(crate) main_running: AtomicBool,
+    /// The most OS threads (Ms) this runtime may start (Go's `debug.SetMaxThreads`).
+    max_threads: usize,
     /// `GORT_DEBUG=schedtrace=MS`: sysmon prints a scheduler line every MS ms.
     schedtrace: Option<std::time::Duration>,
     name: String,
@@ -396,7 +398,12 @@ pub(crate) struct Sched {
 impl Sched {
     /// Creates a runtime with `procs` Ps and stacks of `stack_size` bytes. No M starts until there is
     /// work.
-    pub(crate) fn new(procs: usize, stack_size: usize, name: String) -> &'static Sched {
+    pub(crate) fn new(
+        procs: usize,
+        stack_size: usize,
+        max_threads: usize,
+        name: String,
+    ) -> &'static Sched {
         assert!(
             (1..=MAX_PROCS).contains(&procs),
             "gort: a runtime needs between 1 and {MAX_PROCS} procs, got {procs}"
@@ -430,6 +437,7 @@ impl Sched {
             coarse_now: AtomicU64::new(0),
             main_running: AtomicBool::new(false),
             schedtrace: schedtrace_from_env(),
+            max_threads,
             name,
         }));
         let mut l = sched.lock();
@@ -680,12 +688,13 @@ impl Sched {
     /// A new M id, within Go's thread limit.
     fn next_m_id(&self) -> u32 {
         let n = self.threads.fetch_add(1, Ordering::Relaxed);
-        if n >= MAX_THREADS {
+        let max = self.max_threads;
+        if n >= max {
             // As Go's "thread exhaustion": something blocks thousands of threads at once (usually
             // blocking calls that never return); the process cannot make progress safely.
             eprintln!(
-                "gort: program exceeds the {MAX_THREADS}-thread limit (threads blocked in system \
-                 calls or hogging goroutines); aborting"
+                "gort: program exceeds the {max}-thread limit (threads blocked in system calls or \
+                 hogging goroutines); aborting"
             );
             std::process::abort();
         }
@@ -1336,19 +1345,22 @@ impl Sched {
                     if t != rec.schedtick {
                         rec.schedtick = t;
                         rec.schedwhen = now;
+                        rec.flagged_at = 0;
                         continue;
                     }
                     let ran = now.saturating_sub(rec.schedwhen);
                     if ran < FORCE_PREEMPT_NS {
                         continue;
                     }
-                    if !p.preempt.swap(true, Ordering::Relaxed) {
+                    if !p.preempt.swap(true, Ordering::Relaxed) || rec.flagged_at == 0 {
+                        rec.flagged_at = now;
                         acted += 1;
                         continue;
                     }
-                    // The flag has been ignored for another period: a loop without runtime calls,
-                    // or a call that blocks the thread. Take the P (only out of user code).
-                    if ran >= 2 * FORCE_PREEMPT_NS
+                    // The flag has been ignored for at least another sysmon round and the grace
+                    // period: a loop without runtime calls, or a call that blocks the thread. Take
+                    // the P (only out of user code).
+                    if now.saturating_sub(rec.flagged_at) >= PREEMPT_GRACE_NS
                         && w & P_STATE_MASK == P_RUNNING
                         && p.owner
                             .compare_exchange(
@@ -1359,6 +1371,7 @@ impl Sched {
                             )
                             .is_ok()
                     {
+                        rec.flagged_at = 0;
                         rec.schedwhen = now;
                         p.preempt.store(false, Ordering::Relaxed);
                         self.handoffp(pid);

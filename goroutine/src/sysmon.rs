@@ -8,8 +8,9 @@
 //! * **Preemption.** A P whose `schedtick` has not moved for 10 ms is running one goroutine (or a
 //!   chain of goroutines handing it `runnext`) for too long: sysmon sets its `preempt` flag, and the
 //!   goroutine yields to the global queue at its next safe point (any runtime call). If the flag is
-//!   still ignored 10 ms later — a tight loop with no runtime call, or an unmarked blocking call such
-//!   as `std::thread::sleep` or a std `Mutex` — sysmon takes the P away from its M (a CAS on the P's
+//!   still ignored a round and a millisecond later — a tight loop with no runtime call, or an
+//!   unmarked blocking call such as `std::thread::sleep` or a std `Mutex` — sysmon takes the P away
+//!   from its M (a CAS on the P's
 //!   status word from `P_RUNNING`) and hands it to another M, so every other goroutine keeps
 //!   running. The hog keeps its thread; at its next runtime call it finds its P gone, queues itself
 //!   and gives the M back.
@@ -30,6 +31,8 @@ use crate::timer;
 
 /// Go's `forcePreemptNS`: how long a goroutine may run before it is asked to yield.
 pub(crate) const FORCE_PREEMPT_NS: u64 = 10_000_000;
+/// How long a flagged goroutine has to reach a safe point before its P is taken away.
+pub(crate) const PREEMPT_GRACE_NS: u64 = 1_000_000;
 const MIN_DELAY_US: u64 = 20;
 const MAX_DELAY_US: u64 = 10_000;
 /// Quiet rounds before sysmon starts doubling its sleep.
@@ -61,6 +64,8 @@ pub(crate) struct PRecord {
     pub(crate) schedwhen: u64,
     pub(crate) syscalltick: u32,
     pub(crate) syscall_seen: bool,
+    /// When sysmon set the P's preempt flag for the current run (0: not flagged).
+    pub(crate) flagged_at: u64,
 }
 
 /// Set by the SIGQUIT handler that `run_main` installs; sysmon dumps and exits.
@@ -195,7 +200,7 @@ fn run(sched: &'static Sched) {
 /// (its own if it is still free) and carries on; if none is free it waits in the run queue.
 ///
 /// Off goroutines it just calls `f`. Unmarked blocking calls are caught too, but later (after the
-/// 20 ms a CPU hog gets), so mark the ones you know about.
+/// 10 ms and grace period a CPU hog gets), so mark the ones you know about.
 ///
 /// ```
 /// let h = gort_goroutine::spawn(|| {
@@ -227,8 +232,8 @@ pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
 /// A preemption check (Go's safe point): if sysmon asked the calling goroutine to yield (it has run
 /// for over 10 ms), or took its processor away, the goroutine yields here. Every gort runtime call
 /// (spawning, channel and lock operations, timers, I/O) includes this check; call it yourself in
-/// a long computation that makes no runtime calls, to be preempted promptly instead of after
-/// 20 ms. Costs a thread-local read and two loads.
+/// a long computation that makes no runtime calls, so that it yields instead of losing its
+/// processor to another thread. Costs a thread-local read and two loads.
 pub fn safe_point() {
     let g = crate::g::current_g();
     if g.is_null() {
