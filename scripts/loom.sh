@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs gort-goroutine's loom models: the exhaustive (or preemption-bounded) interleaving checks of
-# the lock-free per-P run queue in goroutine/src/runq.rs (module `runq::loom_tests`).
+# the lock-free per-P run queue in goroutine/src/runq.rs (module `runq::loom_tests`) and of the
+# sync types' state words and wait queue in goroutine/src/sync/ (`sync::*::loom_tests`).
 #
 # `--cfg loom` swaps runq.rs's std atomics for loom's and shrinks the ring to 4 slots; loom is a
 # dev-dependency only, so just the crate's unit-test build (`--lib`) uses it. The build goes to
