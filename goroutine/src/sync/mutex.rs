@@ -417,6 +417,7 @@ impl<T: ?Sized> Mutex<T> {
     /// Locking a mutex the caller already holds deadlocks (the mutex is not re-entrant).
     #[inline]
     pub fn lock(&self) -> MutexGuard<'_, T> {
+        crate::sysmon::safe_point();
         self.raw.lock();
         MutexGuard {
             mutex: self,

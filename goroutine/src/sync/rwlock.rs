@@ -180,6 +180,7 @@ impl<T: ?Sized> RwLock<T> {
     /// If about `isize::MAX / 2` read guards are alive at once (only possible by leaking guards).
     #[inline]
     pub fn read(&self) -> RwLockReadGuard<'_, T> {
+        crate::sysmon::safe_point();
         let prev = self.readers.fetch_add(1, Ordering::Acquire);
         if !(0..MAX_READERS - 1).contains(&prev) {
             self.read_slow(prev);
@@ -241,6 +242,7 @@ impl<T: ?Sized> RwLock<T> {
     /// starts waiting for readers to leave, new readers queue behind it.
     #[inline]
     pub fn write(&self) -> RwLockWriteGuard<'_, T> {
+        crate::sysmon::safe_point();
         self.writer.lock();
         // Announce ourselves: readers arriving from now on wait.
         let r = self.readers.fetch_sub(MAX_READERS, Ordering::AcqRel);

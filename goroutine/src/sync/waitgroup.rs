@@ -104,6 +104,7 @@ impl WaitGroup {
 
     /// Parks until the counter is zero (returns at once if it is).
     pub fn wait(&self) {
+        crate::sysmon::safe_point();
         loop {
             if self.inner.state.load(Ordering::Acquire) >> 32 == 0 {
                 return;
