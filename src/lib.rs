@@ -71,6 +71,42 @@
 //! # }
 //! ```
 //!
+//! ## Channels and select
+//! [`chan`] has Go's channels: [`chan::bounded`]`(cap)` (`0` is unbuffered) and [`chan::unbounded`],
+//! multi-producer multi-consumer, usable from goroutines, threads and async code. [`select!`] waits
+//! on several of them and runs exactly one ready case, chosen at random; [`select_async!`] is its
+//! async twin.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! #[gort::main]
+//! fn main() {
+//!     let (jobs, inbox) = gort::chan::bounded::<u32>(0);
+//!     let (results, outbox) = gort::chan::bounded::<u32>(8);
+//!     gort::go!(move || {
+//!         for n in inbox {
+//!             results.send(n * n).unwrap();
+//!         } // the last sender goes: `outbox` closes
+//!     });
+//!     for n in 1..=3 {
+//!         jobs.send(n).unwrap(); // unbuffered: waits for the worker
+//!     }
+//!     drop(jobs);
+//!     let mut sum = 0;
+//!     loop {
+//!         gort::select! {
+//!             recv(outbox) -> r => match r {
+//!                 Ok(sq) => sum += sq,
+//!                 Err(_) => break, // closed and drained
+//!             },
+//!             default(Duration::from_secs(5)) => panic!("worker stalled"),
+//!         }
+//!     }
+//!     assert_eq!(sum, 14);
+//! }
+//! ```
+//!
 //! ## Thread-locals
 //! A goroutine may resume on another OS thread after any blocking call. Do not keep a reference into a
 //! `thread_local!` across a blocking call, and do not hold thread-affine resources (locks that must be
@@ -86,6 +122,11 @@ pub use gort_goroutine::{
     block_on, blocking, spawn, spawn_async, yield_now, GoroutineId, JoinError, JoinHandle,
 };
 pub use gort_goroutine::{runtime, sync};
+
+/// Go's channels: `bounded`, `unbounded`, `Sender`, `Receiver` and their errors (the `gort-chan`
+/// crate). See [`select!`] and [`select_async!`] for waiting on several at once.
+pub use gort_chan as chan;
+pub use gort_chan::{select, select_async};
 
 /// Time, Go's `time` package for goroutines: [`time::sleep`] parks only the calling goroutine, on
 /// the runtime's per-P timer heaps (no timer thread); a 50 µs sleep really lasts about that long.

@@ -9,6 +9,9 @@
 //! - [`go!`](macro@go): Go's `go` statement, starting a closure, a block or a
 //!   call in a new goroutine.
 //!
+//! It also holds the hidden engine of `gort::select!` and `gort::select_async!`
+//! (`select_impl!`, in `select.rs`), which gort-chan's wrapper macros call.
+//!
 //! Do not depend on `gort-macros` directly: use the macros through the `gort`
 //! crate, which re-exports them as `gort::main`, `gort::test` and `gort::go`.
 //! Their expansions name items of that facade by absolute paths
@@ -22,6 +25,7 @@
 
 mod entry;
 mod go;
+mod select;
 
 use proc_macro::TokenStream;
 
@@ -262,6 +266,20 @@ pub fn test(attr: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro]
 pub fn go(input: TokenStream) -> TokenStream {
     match go::expand_go(input.into()) {
+        Ok(tokens) => tokens.into(),
+        Err(err) => err.to_compile_error().into(),
+    }
+}
+
+/// The engine behind gort-chan's `select!` and `select_async!` (hidden plumbing).
+///
+/// Do not call it directly: use `gort::select!` / `gort::select_async!`, which pass gort-chan's
+/// path and the flavour in front of the cases: `select_impl!($crate, sync, cases...)`. The case
+/// syntax and the expansion are documented in `select.rs` and on the public macros.
+#[doc(hidden)]
+#[proc_macro]
+pub fn select_impl(input: TokenStream) -> TokenStream {
+    match select::expand_select(input.into()) {
         Ok(tokens) => tokens.into(),
         Err(err) => err.to_compile_error().into(),
     }

@@ -1,0 +1,823 @@
+//! The `select!` engine: the cases the macros build, the blocking [`select`] run, and the async
+//! [`SelectFuture`]. Hidden plumbing: users write [`select!`](crate::select!) and
+//! [`select_async!`](crate::select_async!).
+//!
+//! A run is Go's `selectgo` under the commit protocol of `protocol.rs`:
+//!
+//! 1. Shuffle the cases (the *poll order*; uniform, so among ready cases each fires with equal
+//!    chance) and sort the enabled ones by channel address (the *lock order*; duplicates locked once).
+//! 2. Lock every channel in lock order; try each case in poll order. The first ready one fires: a
+//!    receive takes its value, a send takes a reservation (its message is evaluated by the caller
+//!    after the run returns). A receive that meets a waiting lazy sender binds to it and waits for
+//!    the value with the locks released.
+//! 3. Nothing ready: with `default`, unlock and report it. Otherwise link one waiter per case (all
+//!    on this stack frame, or inside the pinned future), unlock, and park until the context's state is
+//!    final, or the deadline passes and the abort wins.
+//! 4. Lock each other channel in turn and unlink what is still linked; the final state names the
+//!    case that fired (`RETRY`: start over at 2).
+//!
+//! A blocking run allocates nothing: the context, the waiters, the orders are all on its stack.
+
+use std::cell::Cell;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomPinned;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use crate::chan::{Chan, LazyStep, RecvStep};
+use crate::channel::{wait_guarded, Receiver, Sender};
+use crate::error::{RecvError, SendError};
+use crate::protocol::{self, Context, Waiter, Wakers, ABORTED, CLOSED, DONE, RESERVED, RETRY};
+use crate::sys::{self, WaitReason};
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// What trying a case found (hidden plumbing).
+#[doc(hidden)]
+pub enum Fire {
+    /// Not ready.
+    No,
+    /// The case fired; wake these after unlocking.
+    Now(Wakers),
+    /// A receive bound itself to a lazy sender's reservation: the context is `CLAIMED` for it and
+    /// its waiter is linked in place; wake these after unlocking, then wait.
+    Bound(Wakers),
+}
+
+/// One case of a `select!`, type-erased (hidden plumbing; sealed).
+///
+/// Every method but `id` requires the engine's discipline, hence `unsafe`.
+#[doc(hidden)]
+pub trait Case: sealed::Sealed {
+    /// The channel's address, the lock order key; 0 for a disabled case.
+    fn id(&self) -> usize;
+    /// Locks the case's channel.
+    ///
+    /// # Safety
+    /// Paired with one `unlock` by the caller, in the engine's lock order.
+    unsafe fn lock(&self);
+    /// Unlocks the case's channel.
+    ///
+    /// # Safety
+    /// The caller took the lock with `lock`.
+    unsafe fn unlock(&self);
+    /// Tries the case now, for case index `index` of the party owning `cx`.
+    ///
+    /// # Safety
+    /// Under the channel lock; nothing of `cx`'s owner is linked; `self` and `cx` stay in place until
+    /// a waiter linked here is unlinked.
+    unsafe fn fire(&self, cx: &Context, index: usize) -> Fire;
+    /// Links the case's waiter.
+    ///
+    /// # Safety
+    /// As `fire`, with `cx` armed `WAITING` and its waker set.
+    unsafe fn link(&self, cx: &Context, index: usize);
+    /// Unlinks the case's waiter if it is still linked; `state` is the context's current state.
+    ///
+    /// # Safety
+    /// Under the channel lock, by the owner.
+    unsafe fn unlink(&self, state: usize);
+    /// Records the final `state` naming this case, once its waiter is off every queue.
+    ///
+    /// # Safety
+    /// Owner only.
+    unsafe fn accept(&self, state: usize);
+}
+
+/// Converts `recv(...)`'s argument into the receiver it names (`None` disables the case, like
+/// Go's nil channel).
+#[diagnostic::on_unimplemented(
+    message = "gort: `recv(...)` in `select!` takes a `Receiver<T>`, a reference to one, or an \
+               `Option` of one (None disables the case); `{Self}` is none of these",
+    label = "not a receiver"
+)]
+pub trait RecvTarget<T> {
+    /// The receiver, if the case is enabled.
+    fn receiver(&self) -> Option<&Receiver<T>>;
+}
+
+impl<T> RecvTarget<T> for Receiver<T> {
+    fn receiver(&self) -> Option<&Receiver<T>> {
+        Some(self)
+    }
+}
+
+impl<T> RecvTarget<T> for Option<Receiver<T>> {
+    fn receiver(&self) -> Option<&Receiver<T>> {
+        self.as_ref()
+    }
+}
+
+impl<T> RecvTarget<T> for Option<&Receiver<T>> {
+    fn receiver(&self) -> Option<&Receiver<T>> {
+        *self
+    }
+}
+
+impl<T, R: RecvTarget<T> + ?Sized> RecvTarget<T> for &R {
+    fn receiver(&self) -> Option<&Receiver<T>> {
+        (**self).receiver()
+    }
+}
+
+impl<T, R: RecvTarget<T> + ?Sized> RecvTarget<T> for &mut R {
+    fn receiver(&self) -> Option<&Receiver<T>> {
+        (**self).receiver()
+    }
+}
+
+/// Converts `send(...)`'s first argument into the sender it names (`None` disables the case, like
+/// Go's nil channel).
+#[diagnostic::on_unimplemented(
+    message = "gort: `send(...)` in `select!` takes a `Sender<T>`, a reference to one, or an \
+               `Option` of one (None disables the case); `{Self}` is none of these",
+    label = "not a sender"
+)]
+pub trait SendTarget<T> {
+    /// The sender, if the case is enabled.
+    fn sender(&self) -> Option<&Sender<T>>;
+}
+
+impl<T> SendTarget<T> for Sender<T> {
+    fn sender(&self) -> Option<&Sender<T>> {
+        Some(self)
+    }
+}
+
+impl<T> SendTarget<T> for Option<Sender<T>> {
+    fn sender(&self) -> Option<&Sender<T>> {
+        self.as_ref()
+    }
+}
+
+impl<T> SendTarget<T> for Option<&Sender<T>> {
+    fn sender(&self) -> Option<&Sender<T>> {
+        *self
+    }
+}
+
+impl<T, S: SendTarget<T> + ?Sized> SendTarget<T> for &S {
+    fn sender(&self) -> Option<&Sender<T>> {
+        (**self).sender()
+    }
+}
+
+impl<T, S: SendTarget<T> + ?Sized> SendTarget<T> for &mut S {
+    fn sender(&self) -> Option<&Sender<T>> {
+        (**self).sender()
+    }
+}
+
+/// The receiver a `recv(...)` argument names (hidden plumbing; the bound is checked here, on the
+/// user's expression, for a clear error).
+#[inline]
+pub fn receiver_of<T, R: RecvTarget<T> + ?Sized>(target: &R) -> Option<&Receiver<T>> {
+    target.receiver()
+}
+
+/// The sender a `send(...)` argument names (hidden plumbing, see [`receiver_of`]).
+#[inline]
+pub fn sender_of<T, S: SendTarget<T> + ?Sized>(target: &S) -> Option<&Sender<T>> {
+    target.sender()
+}
+
+const PENDING: u8 = 0;
+const VALUE: u8 = 1;
+const SHUT: u8 = 2;
+const HELD: u8 = 3;
+
+/// A `recv(r) -> res` case (hidden plumbing).
+#[doc(hidden)]
+pub struct RecvCase<'a, T> {
+    chan: Option<&'a Chan<T>>,
+    w: Waiter<T>,
+    outcome: Cell<u8>,
+}
+
+// SAFETY: `outcome` is touched only by the owner (through the unsafe `Case` methods and the by-value
+// `into_result`); the waiter follows the protocol.
+unsafe impl<T: Send> Sync for RecvCase<'_, T> {}
+
+impl<'a, T> RecvCase<'a, T> {
+    /// A case receiving from `receiver` (disabled if `None`).
+    #[inline]
+    pub fn new(receiver: Option<&'a Receiver<T>>) -> RecvCase<'a, T> {
+        RecvCase {
+            chan: receiver.map(|r| &*r.chan),
+            w: Waiter::new(false, None),
+            outcome: Cell::new(PENDING),
+        }
+    }
+
+    /// The fired case's result.
+    #[inline]
+    pub fn into_result(self) -> Result<T, RecvError> {
+        match self.outcome.get() {
+            // SAFETY: the case fired and its waiter is off every queue: the slot is ours.
+            VALUE => {
+                Ok(unsafe { self.w.take() }.expect("gort: a fired select case lost its value"))
+            }
+            SHUT => Err(RecvError),
+            o => unreachable!("gort: a select! receive case read in state {o}"),
+        }
+    }
+}
+
+impl<T> sealed::Sealed for RecvCase<'_, T> {}
+
+impl<T> Case for RecvCase<'_, T> {
+    #[inline]
+    fn id(&self) -> usize {
+        self.chan.map_or(0, |c| c as *const Chan<T> as usize)
+    }
+
+    #[inline]
+    unsafe fn lock(&self) {
+        if let Some(c) = self.chan {
+            c.lock();
+        }
+    }
+
+    #[inline]
+    unsafe fn unlock(&self) {
+        if let Some(c) = self.chan {
+            c.unlock();
+        }
+    }
+
+    unsafe fn fire(&self, cx: &Context, index: usize) -> Fire {
+        let Some(chan) = self.chan else {
+            return Fire::No;
+        };
+        // SAFETY: under the lock, per the trait contract; the waiter is ours and unlinked.
+        unsafe {
+            let st = chan.state();
+            match st.recv_step() {
+                RecvStep::Got(v, wakers) => {
+                    self.w.put(v);
+                    self.outcome.set(VALUE);
+                    Fire::Now(wakers)
+                }
+                RecvStep::Closed => {
+                    self.outcome.set(SHUT);
+                    Fire::Now(Wakers::default())
+                }
+                RecvStep::Bind(wakers) => {
+                    cx.claim_self(index);
+                    st.recvq.push_front(&self.w, cx, index);
+                    Fire::Bound(wakers)
+                }
+                RecvStep::Empty => Fire::No,
+            }
+        }
+    }
+
+    unsafe fn link(&self, cx: &Context, index: usize) {
+        if let Some(chan) = self.chan {
+            // SAFETY: per the trait contract.
+            unsafe { chan.state().recvq.push_back(&self.w, cx, index) };
+        }
+    }
+
+    unsafe fn unlink(&self, state: usize) {
+        if let Some(chan) = self.chan {
+            // SAFETY: per the trait contract.
+            unsafe { chan.state().unlink_receiver(&self.w, state) };
+        }
+    }
+
+    unsafe fn accept(&self, state: usize) {
+        match protocol::tag(state) {
+            DONE => self.outcome.set(VALUE),
+            CLOSED => self.outcome.set(SHUT),
+            t => unreachable!("gort: a select! receive case fired with tag {t}"),
+        }
+    }
+}
+
+impl<T> Drop for RecvCase<'_, T> {
+    fn drop(&mut self) {
+        if self.outcome.get() != VALUE {
+            return;
+        }
+        // A value received for a select that was dropped before it returned (async cancellation):
+        // put it back at the front of its channel.
+        // SAFETY: the case fired and its waiter is off every queue: the slot is ours.
+        let Some(v) = (unsafe { self.w.take() }) else {
+            return;
+        };
+        let chan = self.chan.expect("gort: a disabled select case fired");
+        chan.lock();
+        // SAFETY: under the lock.
+        let r = unsafe { chan.state().put_back(v) };
+        chan.unlock();
+        if let Ok(w) = r {
+            w.wake();
+        }
+    }
+}
+
+/// A `send(s, v) -> res` case (hidden plumbing). Its message is given only to [`SendCase::complete`],
+/// after the case fired.
+#[doc(hidden)]
+pub struct SendCase<'a, T> {
+    chan: Option<&'a Chan<T>>,
+    w: Waiter<T>,
+    outcome: Cell<u8>,
+}
+
+// SAFETY: as for `RecvCase`.
+unsafe impl<T: Send> Sync for SendCase<'_, T> {}
+
+impl<'a, T> SendCase<'a, T> {
+    /// A case sending on `sender` (disabled if `None`).
+    #[inline]
+    pub fn new(sender: Option<&'a Sender<T>>) -> SendCase<'a, T> {
+        SendCase {
+            chan: sender.map(|s| &*s.chan),
+            w: Waiter::new(true, None),
+            outcome: Cell::new(PENDING),
+        }
+    }
+
+    /// Completes the fired case with its message: delivers it through the reservation the case
+    /// holds, or gives it back if the channel was closed (or lost its receivers meanwhile).
+    #[inline]
+    pub fn complete(self, value: T) -> Result<(), SendError<T>> {
+        match self.outcome.get() {
+            HELD => {
+                self.outcome.set(PENDING);
+                let chan = self.chan.expect("gort: a disabled select case fired");
+                chan.lock();
+                // SAFETY: under the lock; the case holds one reservation, consumed here.
+                let r = unsafe { chan.state().complete_reservation(value) };
+                chan.unlock_after_reservation();
+                match r {
+                    Ok(w) => {
+                        w.wake();
+                        Ok(())
+                    }
+                    Err(v) => Err(SendError(v)),
+                }
+            }
+            SHUT => Err(SendError(value)),
+            o => unreachable!("gort: a select! send case completed in state {o}"),
+        }
+    }
+}
+
+impl<T> sealed::Sealed for SendCase<'_, T> {}
+
+impl<T> Case for SendCase<'_, T> {
+    #[inline]
+    fn id(&self) -> usize {
+        self.chan.map_or(0, |c| c as *const Chan<T> as usize)
+    }
+
+    #[inline]
+    unsafe fn lock(&self) {
+        if let Some(c) = self.chan {
+            c.lock();
+        }
+    }
+
+    #[inline]
+    unsafe fn unlock(&self) {
+        if let Some(c) = self.chan {
+            c.unlock();
+        }
+    }
+
+    unsafe fn fire(&self, _cx: &Context, _index: usize) -> Fire {
+        let Some(chan) = self.chan else {
+            return Fire::No;
+        };
+        // SAFETY: under the lock, per the trait contract.
+        match unsafe { chan.state().lazy_send_step() } {
+            LazyStep::Reserved => {
+                self.outcome.set(HELD);
+                Fire::Now(Wakers::default())
+            }
+            LazyStep::Closed => {
+                self.outcome.set(SHUT);
+                Fire::Now(Wakers::default())
+            }
+            LazyStep::Full => Fire::No,
+        }
+    }
+
+    unsafe fn link(&self, cx: &Context, index: usize) {
+        if let Some(chan) = self.chan {
+            // SAFETY: per the trait contract.
+            unsafe { chan.state().sendq.push_back(&self.w, cx, index) };
+        }
+    }
+
+    unsafe fn unlink(&self, _state: usize) {
+        if let Some(chan) = self.chan {
+            // SAFETY: per the trait contract.
+            unsafe { chan.state().unlink_sender(&self.w) };
+        }
+    }
+
+    unsafe fn accept(&self, state: usize) {
+        match protocol::tag(state) {
+            RESERVED => self.outcome.set(HELD),
+            CLOSED => self.outcome.set(SHUT),
+            t => unreachable!("gort: a select! send case fired with tag {t}"),
+        }
+    }
+}
+
+impl<T> Drop for SendCase<'_, T> {
+    fn drop(&mut self) {
+        if self.outcome.get() != HELD {
+            return;
+        }
+        // The case fired but its message never came (the expression panicked, or an async select was
+        // dropped): give the reservation back.
+        let chan = self.chan.expect("gort: a disabled select case fired");
+        chan.lock();
+        // SAFETY: under the lock; the case holds one reservation, consumed here.
+        let w = unsafe { chan.state().abandon_reservation() };
+        chan.unlock_after_reservation();
+        w.wake();
+    }
+}
+
+/// How long a select may wait (hidden plumbing).
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug)]
+pub enum Mode {
+    /// No `default`: wait for a case.
+    Block,
+    /// `default`: do not wait.
+    NonBlock,
+    /// `default(timeout)`: wait until this instant.
+    Until(Instant),
+}
+
+impl Mode {
+    /// `default(timeout)`'s mode.
+    #[inline]
+    pub fn timeout(timeout: Duration) -> Mode {
+        match Instant::now().checked_add(timeout) {
+            Some(d) => Mode::Until(d),
+            None => Mode::Block,
+        }
+    }
+}
+
+/// The poll and lock orders of a run over `N` cases.
+struct Orders<const N: usize> {
+    poll: [usize; N],
+    lock: [usize; N],
+    /// Enabled cases: `lock[..enabled]`.
+    enabled: usize,
+}
+
+impl<const N: usize> Orders<N> {
+    fn new<C: Case + ?Sized>(cases: &[&C; N]) -> Orders<N> {
+        let mut poll = [0; N];
+        // Inside-out Fisher-Yates: a uniform permutation.
+        for i in 0..N {
+            let j = sys::random_below(i + 1);
+            poll[i] = poll[j];
+            poll[j] = i;
+        }
+        let mut lock = [0; N];
+        let mut enabled = 0;
+        for (i, case) in cases.iter().enumerate() {
+            if case.id() != 0 {
+                // Insertion sort by address (N is small).
+                let mut k = enabled;
+                while k > 0 && cases[lock[k - 1]].id() > case.id() {
+                    lock[k] = lock[k - 1];
+                    k -= 1;
+                }
+                lock[k] = i;
+                enabled += 1;
+            }
+        }
+        Orders {
+            poll,
+            lock,
+            enabled,
+        }
+    }
+
+    fn locked(&self) -> &[usize] {
+        &self.lock[..self.enabled]
+    }
+
+    /// Locks every enabled case's channel once, in address order.
+    ///
+    /// # Safety
+    /// Paired with `unlock_all` by the caller.
+    unsafe fn lock_all<C: Case + ?Sized>(&self, cases: &[&C; N]) {
+        let mut prev = 0;
+        for &i in self.locked() {
+            let id = cases[i].id();
+            if id != prev {
+                // SAFETY: paired with `unlock_all` (function contract); address order.
+                unsafe { cases[i].lock() };
+                prev = id;
+            }
+        }
+    }
+
+    /// Unlocks what `lock_all` locked.
+    ///
+    /// # Safety
+    /// After `lock_all`.
+    unsafe fn unlock_all<C: Case + ?Sized>(&self, cases: &[&C; N]) {
+        let mut prev = 0;
+        for &i in self.locked() {
+            let id = cases[i].id();
+            if id != prev {
+                // SAFETY: locked by `lock_all` (function contract).
+                unsafe { cases[i].unlock() };
+                prev = id;
+            }
+        }
+    }
+
+    /// Unlinks every case's waiter except `winner`'s, locking each channel in turn.
+    ///
+    /// # Safety
+    /// Owner only, with no lock held, after the state became final.
+    unsafe fn unlink_others<C: Case + ?Sized>(&self, cases: &[&C; N], state: usize, winner: usize) {
+        for &i in self.locked() {
+            if i != winner {
+                // SAFETY: owner, one lock at a time, each held around its unlink.
+                unsafe {
+                    cases[i].lock();
+                    cases[i].unlink(state);
+                    cases[i].unlock();
+                }
+            }
+        }
+    }
+}
+
+/// Runs a blocking `select!` over `cases`: returns the index of the case that fired, or `N` for
+/// `default` (hidden plumbing).
+pub fn select<const N: usize>(cases: [&dyn Case; N], mode: Mode) -> usize {
+    let orders = Orders::new(&cases);
+    if orders.enabled == 0 {
+        return idle(mode, N);
+    }
+    let cx = Context::new();
+    'round: loop {
+        // SAFETY (whole round): locks are paired and taken in address order; `cx` and the cases'
+        // waiters live on this frame or the caller's and stay in place until unlinked, which every
+        // path below ensures before returning (the claimer unlinks what it publishes; we unlink
+        // the rest).
+        unsafe {
+            orders.lock_all(&cases);
+            for &i in &orders.poll {
+                match cases[i].fire(&cx, i) {
+                    Fire::No => {}
+                    Fire::Now(wakers) => {
+                        orders.unlock_all(&cases);
+                        wakers.wake();
+                        sys::safe_point();
+                        return i;
+                    }
+                    Fire::Bound(wakers) => {
+                        cx.set_waker(sys::current_waker());
+                        orders.unlock_all(&cases);
+                        wakers.wake();
+                        let s = wait_guarded(&cx, None, WaitReason::Select);
+                        match protocol::tag(s) {
+                            DONE => {
+                                cases[i].accept(s);
+                                return i;
+                            }
+                            RETRY => continue 'round,
+                            _ => unreachable!("gort: a bound select woke in state {s:#x}"),
+                        }
+                    }
+                }
+            }
+            let deadline = match mode {
+                Mode::NonBlock => {
+                    orders.unlock_all(&cases);
+                    sys::safe_point();
+                    return N;
+                }
+                Mode::Block => None,
+                Mode::Until(d) => Some(d),
+            };
+            cx.reset();
+            cx.set_waker(sys::current_waker());
+            // Link in poll order: cases on the same channel then queue up in random order, so a
+            // partner does not always find the same one first (Go builds its lock order from the
+            // shuffled poll order for the same reason).
+            for &i in &orders.poll {
+                cases[i].link(&cx, i);
+            }
+            orders.unlock_all(&cases);
+            let s = wait_guarded(&cx, deadline, WaitReason::Select);
+            let winner = match protocol::tag(s) {
+                ABORTED => usize::MAX,
+                _ => protocol::case(s),
+            };
+            orders.unlink_others(&cases, s, winner);
+            match protocol::tag(s) {
+                ABORTED => return N,
+                RETRY => continue 'round,
+                _ => {
+                    cases[winner].accept(s);
+                    return winner;
+                }
+            }
+        }
+    }
+}
+
+/// A select with no enabled case: Go's `select {}` (or only nil channels) blocks forever.
+fn idle(mode: Mode, n: usize) -> usize {
+    match mode {
+        Mode::NonBlock => {
+            sys::safe_point();
+            n
+        }
+        Mode::Until(d) => {
+            while !sys::expired(d) {
+                sys::park_until(d, WaitReason::Select);
+            }
+            n
+        }
+        Mode::Block => loop {
+            // Nothing can ever wake us; park returns only spuriously.
+            sys::park(WaitReason::SelectNoCases);
+        },
+    }
+}
+
+const IDLE: u8 = 0;
+const LINKED: u8 = 1;
+const FINISHED: u8 = 2;
+
+/// The future behind `select_async!` (hidden plumbing): resolves to the index of the case that
+/// fired, or `N` for `default`.
+#[doc(hidden)]
+#[must_use = "futures do nothing unless polled"]
+pub struct SelectFuture<'a, const N: usize> {
+    cases: [&'a (dyn Case + Sync); N],
+    orders: Orders<N>,
+    nonblocking: bool,
+    cx: Context,
+    phase: Cell<u8>,
+    _pin: PhantomPinned,
+}
+
+// SAFETY: `phase` is only used by `poll` (exclusive through the pin) and `drop`; the context follows
+// the protocol; the cases are `Sync`.
+unsafe impl<const N: usize> Send for SelectFuture<'_, N> {}
+// SAFETY: no method takes `&self`.
+unsafe impl<const N: usize> Sync for SelectFuture<'_, N> {}
+
+impl<'a, const N: usize> SelectFuture<'a, N> {
+    /// A select over `cases`; with `nonblocking` (a `default` case) it resolves at the first poll.
+    pub fn new(cases: [&'a (dyn Case + Sync); N], nonblocking: bool) -> SelectFuture<'a, N> {
+        SelectFuture {
+            orders: Orders::new(&cases),
+            cases,
+            nonblocking,
+            cx: Context::new(),
+            phase: Cell::new(IDLE),
+            _pin: PhantomPinned,
+        }
+    }
+}
+
+impl<const N: usize> Future for SelectFuture<'_, N> {
+    type Output = usize;
+
+    fn poll(self: Pin<&mut Self>, task: &mut std::task::Context<'_>) -> Poll<usize> {
+        let this = self.into_ref().get_ref();
+        let (cases, orders, cx) = (&this.cases, &this.orders, &this.cx);
+        if orders.enabled == 0 {
+            return if this.nonblocking {
+                this.phase.set(FINISHED);
+                Poll::Ready(N)
+            } else {
+                Poll::Pending // Go's `select {}`: never
+            };
+        }
+        loop {
+            match this.phase.get() {
+                FINISHED => panic!("gort: a select_async! future polled after it completed"),
+                LINKED => {
+                    let mut s = cx.load();
+                    if !protocol::is_final(s) {
+                        // SAFETY: paired locks; holding them all excludes every claimer, so the
+                        // waker can be swapped while the state is not final.
+                        unsafe {
+                            orders.lock_all(cases);
+                            s = cx.load();
+                            if !protocol::is_final(s) {
+                                cx.update_waker(task.waker());
+                                orders.unlock_all(cases);
+                                return Poll::Pending;
+                            }
+                            orders.unlock_all(cases);
+                        }
+                    }
+                    let winner = protocol::case(s);
+                    // SAFETY: final; we are the owner and hold no lock.
+                    unsafe { orders.unlink_others(cases, s, winner) };
+                    this.phase.set(IDLE);
+                    match protocol::tag(s) {
+                        RETRY => continue,
+                        DONE | CLOSED | RESERVED => {
+                            // SAFETY: owner; the winner's waiter was unlinked by its claimer.
+                            unsafe { cases[winner].accept(s) };
+                            this.phase.set(FINISHED);
+                            return Poll::Ready(winner);
+                        }
+                        _ => unreachable!("gort: an async select woke in state {s:#x}"),
+                    }
+                }
+                _ => {
+                    let waker = task.waker().clone();
+                    // SAFETY: as in `select`; the future is pinned, so `cx` and the cases (borrowed
+                    // for its whole life) stay in place until its drop unlinks everything.
+                    unsafe {
+                        orders.lock_all(cases);
+                        for &i in &orders.poll {
+                            match cases[i].fire(cx, i) {
+                                Fire::No => {}
+                                Fire::Now(wakers) => {
+                                    orders.unlock_all(cases);
+                                    wakers.wake();
+                                    this.phase.set(FINISHED);
+                                    return Poll::Ready(i);
+                                }
+                                Fire::Bound(wakers) => {
+                                    cx.set_waker(waker);
+                                    this.phase.set(LINKED);
+                                    orders.unlock_all(cases);
+                                    wakers.wake();
+                                    return Poll::Pending;
+                                }
+                            }
+                        }
+                        if this.nonblocking {
+                            orders.unlock_all(cases);
+                            this.phase.set(FINISHED);
+                            return Poll::Ready(N);
+                        }
+                        cx.reset();
+                        cx.set_waker(waker);
+                        for &i in &orders.poll {
+                            cases[i].link(cx, i); // in poll order, as in `select`
+                        }
+                        this.phase.set(LINKED);
+                        orders.unlock_all(cases);
+                        return Poll::Pending;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<const N: usize> Drop for SelectFuture<'_, N> {
+    fn drop(&mut self) {
+        if self.phase.get() != LINKED {
+            return;
+        }
+        let (cases, orders, cx) = (&self.cases, &self.orders, &self.cx);
+        // SAFETY: holding every lock excludes every claimer: the state is WAITING (abort it),
+        // claimed in place (unlinking releases the claim), or final (the winner is unlinked).
+        unsafe {
+            orders.lock_all(cases);
+            let mut s = cx.load();
+            if protocol::tag(s) == protocol::WAITING && cx.try_abort().is_ok() {
+                s = ABORTED;
+            }
+            for &i in orders.locked() {
+                cases[i].unlink(s);
+            }
+            orders.unlock_all(cases);
+            if matches!(protocol::tag(s), DONE | CLOSED | RESERVED) {
+                // The case fired but the select never returned: its own drop puts a received value
+                // back, or gives a reservation back.
+                cases[protocol::case(s)].accept(s);
+            }
+        }
+    }
+}
+
+impl<const N: usize> fmt::Debug for SelectFuture<'_, N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SelectFuture").finish_non_exhaustive()
+    }
+}
