@@ -129,8 +129,11 @@ pub use gort_chan as chan;
 pub use gort_chan::{select, select_async};
 
 /// Time, Go's `time` package for goroutines: [`time::sleep`] parks only the calling goroutine, on
-/// the runtime's per-P timer heaps (no timer thread); a 50 µs sleep really lasts about that long.
+/// the runtime's per-P timer heaps (no timer thread), and a 50 µs sleep really lasts about that
+/// long; [`time::after`], [`time::tick`], [`time::Timer`] and [`time::Ticker`] deliver the time on
+/// channels, for `select!` timeouts and periodic work.
 pub mod time {
+    pub use gort_chan::time::{after, tick, Ticker, Timer};
     pub use gort_goroutine::time::{sleep, sleep_until};
 }
 pub use gort_macros::{go, main, test};

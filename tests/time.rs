@@ -113,3 +113,70 @@ fn cancelled_timers_never_fire() {
     });
     assert_eq!(flag.0.load(Ordering::SeqCst), 1);
 }
+
+// ---- channel timers: after, tick, Timer, Ticker -------------------------------------------------
+
+#[gort::test]
+fn after_delivers_once_after_its_duration() {
+    let start = Instant::now();
+    let rx = gort::time::after(Duration::from_millis(20));
+    let at = rx.recv().unwrap();
+    assert!(at.duration_since(start) >= Duration::from_millis(20));
+    assert!(
+        rx.recv_timeout(Duration::from_millis(50)).is_err(),
+        "after fires once"
+    );
+}
+
+#[gort::test]
+fn tick_keeps_ticking() {
+    let rx = gort::time::tick(Duration::from_millis(5));
+    let first = rx.recv().unwrap();
+    let third = {
+        rx.recv().unwrap();
+        rx.recv().unwrap()
+    };
+    assert!(third.duration_since(first) >= Duration::from_millis(9));
+}
+
+#[gort::test]
+fn a_stopped_timer_never_fires() {
+    let t = gort::time::Timer::new(Duration::from_millis(20));
+    assert!(t.stop(), "stopped before firing");
+    assert!(!t.stop(), "already stopped");
+    assert!(t
+        .receiver()
+        .recv_timeout(Duration::from_millis(60))
+        .is_err());
+    assert!(
+        !t.reset(Duration::from_millis(5)),
+        "reset of a stopped timer reports it was not pending"
+    );
+    t.receiver().recv().unwrap();
+}
+
+#[gort::test]
+fn reset_moves_a_pending_timer() {
+    let start = Instant::now();
+    let t = gort::time::Timer::new(Duration::from_millis(5));
+    assert!(t.reset(Duration::from_millis(40)));
+    let at = t.receiver().recv().unwrap();
+    assert!(at.duration_since(start) >= Duration::from_millis(40));
+}
+
+#[gort::test]
+fn tickers_stop_and_reset() {
+    let t = gort::time::Ticker::new(Duration::from_millis(5));
+    t.receiver().recv().unwrap();
+    t.stop();
+    let _ = t.receiver().try_recv(); // a tick may have been waiting
+    assert!(
+        t.receiver()
+            .recv_timeout(Duration::from_millis(40))
+            .is_err(),
+        "ticks after stop"
+    );
+    t.reset(Duration::from_millis(2));
+    t.receiver().recv().unwrap();
+    t.receiver().recv().unwrap();
+}

@@ -50,9 +50,8 @@
 //! goroutine or thread, or inside the pinned future.
 //!
 //! # Invariants kept across the crate
-//! * A channel's buffer, queues and counters change only under its lock; no user code (`Drop` of a
-//!   value, a waker, a message expression) runs with a channel lock held, except `Waker::clone` of a
-//!   task waker, which is taken before locking.
+//! * A channel's buffer, queues and counters change only under its lock; no foreign code (the `Drop`
+//!   of a value, a waker's clone, wake or drop, a message expression) runs with a channel lock held.
 //! * A waiter is reachable by other parties only while it is linked in a queue, and its owner
 //!   unlinks it before its memory goes away.
 //! * `unsafe` lives in `protocol` (the waiter queue and the context), `chan` (the locked state),
@@ -110,6 +109,7 @@ mod lock;
 mod protocol;
 mod select;
 mod sys;
+pub mod time;
 
 #[cfg(all(loom, test))]
 mod loom_tests;
