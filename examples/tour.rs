@@ -5,6 +5,9 @@
 //! Chapter 1 — goroutines: 100,000 stackful goroutines parked at once, then skynet over a million
 //! goroutines, and the scheduler's own view of it all.
 //!
+//! Chapter 2 — channels: a pipeline of goroutines joined by channels, a fan-in of several producers
+//! driven by `select!`, with a ticker for progress and a deadline from `time::after`.
+//!
 //! Chapter 3 — sysmon: goroutines spinning without a single runtime call and goroutines stuck in
 //! blocking calls, and a ticker that keeps ticking on time beside them.
 
@@ -68,7 +71,57 @@ fn main() {
     );
     println!("runtime stats: {}", gort::runtime::stats());
 
+    chapter_channels();
     chapter_sysmon();
+}
+
+/// Channels and select: generate -> square (4 workers) -> fan-in, with a ticker and a deadline.
+fn chapter_channels() {
+    println!("\n-- chapter 2: channels and select --");
+    let start = Instant::now();
+    let (numbers, to_square) = gort::chan::bounded::<u64>(0); // unbuffered: rendezvous
+    gort::go!(move || {
+        for n in 1..=200_000u64 {
+            numbers.send(n).unwrap();
+        }
+    }); // dropping the last sender closes the channel
+        // Four squaring goroutines, each with its own output channel: fanned back in by select!.
+    let outputs: Vec<_> = (0..4)
+        .map(|_| {
+            let (tx, rx) = gort::chan::bounded::<u64>(64);
+            let input = to_square.clone();
+            gort::go!(move || {
+                for n in input.iter() {
+                    tx.send(n * n).unwrap();
+                }
+            });
+            rx
+        })
+        .collect();
+    drop(to_square);
+    let ticker = gort::time::Ticker::new(Duration::from_millis(50));
+    let deadline = gort::time::after(Duration::from_secs(30));
+    let (mut sum, mut received, mut ticks, mut open) = (0u64, 0u64, 0u32, [true; 4]);
+    while open.iter().any(|&o| o) {
+        gort::select! {
+            recv(outputs[0]) -> v => match v { Ok(v) => { sum += v; received += 1 } Err(_) => open[0] = false },
+            recv(outputs[1]) -> v => match v { Ok(v) => { sum += v; received += 1 } Err(_) => open[1] = false },
+            recv(outputs[2]) -> v => match v { Ok(v) => { sum += v; received += 1 } Err(_) => open[2] = false },
+            recv(outputs[3]) -> v => match v { Ok(v) => { sum += v; received += 1 } Err(_) => open[3] = false },
+            recv(ticker.receiver()) -> _ => ticks += 1,
+            recv(deadline) -> _ => panic!("the pipeline missed its 30 s deadline"),
+        }
+    }
+    let n = 200_000u64;
+    assert_eq!(
+        sum,
+        n * (n + 1) * (2 * n + 1) / 6,
+        "every square arrived exactly once"
+    );
+    println!(
+        "{received} values through generate -> 4 squarers -> select! fan-in in {:.1} ms ({ticks} ticker ticks on the way); sum of squares {sum}",
+        start.elapsed().as_secs_f64() * 1e3
+    );
 }
 
 /// CPU hogs and blocking calls do not freeze the other goroutines.
