@@ -380,3 +380,47 @@ fn idle_procs_steal_work() {
         "all goroutines ran on one thread: nothing was stolen"
     );
 }
+
+#[test]
+fn wakes_from_plain_threads_are_never_lost() {
+    // A plain thread wakes a goroutine over and over: each wake goes through the global queue,
+    // racing with the last spinning M going idle. A lost wake leaves the goroutine parked forever.
+    use std::sync::atomic::AtomicBool;
+    let rt = gort::runtime::Builder::new().max_procs(2).build();
+    let rounds = 20_000;
+    let flag = Arc::new(AtomicBool::new(false));
+    let waker_slot: Arc<Mutex<Option<std::task::Waker>>> = Arc::new(Mutex::new(None));
+    let (f2, w2) = (flag.clone(), waker_slot.clone());
+    let parker = rt.spawn(move || {
+        for _ in 0..rounds {
+            *w2.lock().unwrap() = Some(gort_goroutine::park::current_waker());
+            while !f2.swap(false, Ordering::AcqRel) {
+                gort_goroutine::park::park();
+            }
+        }
+    });
+    let start = std::time::Instant::now();
+    let mut woken = 0;
+    while woken < rounds {
+        let w = waker_slot.lock().unwrap().take();
+        if let Some(w) = w {
+            flag.store(true, Ordering::Release);
+            w.wake();
+            woken += 1;
+        } else {
+            std::thread::yield_now();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "stuck after {woken} wakes"
+        );
+    }
+    while !parker.is_finished() {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the goroutine never saw the last wake"
+        );
+        std::thread::yield_now();
+    }
+    parker.join().unwrap();
+}

@@ -632,7 +632,11 @@ impl Sched {
     fn global_push(&self, item: RunItem) {
         let mut l = self.lock();
         l.global.push_back(item);
-        self.global_len.store(l.global.len(), Ordering::Relaxed);
+        self.global_len.store(l.global.len(), Ordering::SeqCst);
+        drop(l);
+        // Pairs with the spinning M's decrement-then-check in `find_runnable`: either it sees this
+        // item, or the `wakep` that follows sees it no longer spinning.
+        std::sync::atomic::fence(Ordering::SeqCst);
     }
 
     /// Go's `globrunqget`: takes a fair share of the global queue, runs the first item, and puts the
@@ -1024,11 +1028,14 @@ impl Sched {
             // and not woken anyone, so look at every queue once more after the decrement.
             if ml.spinning.replace(false) {
                 self.nmspinning.fetch_sub(1, Ordering::SeqCst);
+                // The global queue too (Go's findRunnable, golang/go#43997): a plain thread that
+                // pushed there while we still counted as spinning did not wake anyone.
+                let global_has_work = self.global_len.load(Ordering::SeqCst) > 0;
                 for i in 0..procs {
                     let Some(v) = self.allp[i].get() else {
                         continue;
                     };
-                    if !v.runq.is_empty() {
+                    if global_has_work || !v.runq.is_empty() {
                         let got = self.pidleget(&mut self.lock(), ml.m.id);
                         if let Some(id) = got {
                             ml.p.set(id);
