@@ -58,13 +58,15 @@ impl<T> RecvWait<T> {
             if self.phase.get() == LINKED {
                 let mut s = self.cx.load();
                 if !protocol::is_final(s) {
+                    let waker = waker.clone(); // foreign code: before locking
                     chan.lock();
                     s = self.cx.load();
                     if !protocol::is_final(s) {
                         // SAFETY: we hold the one lock our waiter can be linked under, and the state
                         // is not final.
-                        unsafe { self.cx.update_waker(waker) };
+                        let spare = unsafe { self.cx.update_waker(waker) };
                         chan.unlock();
+                        drop(spare);
                         return Poll::Pending;
                     }
                     chan.unlock();
@@ -161,7 +163,9 @@ const LOST: &str = "gort: a finished channel waiter lost its value";
 ///
 /// Resolves to the value, or to [`RecvError`] once the channel is closed and drained. Cancel-safe:
 /// dropping it before it resolves loses nothing, even if a sender already handed it a value (the value
-/// goes back to the front of the channel, for the next receiver).
+/// goes back to the front of the channel, for the next receiver; if the channel was closed in the
+/// meantime, the value still waits there, so a receive after another receiver saw the close can
+/// get it).
 #[must_use = "futures do nothing unless polled"]
 pub struct RecvFuture<'a, T> {
     chan: &'a Chan<T>,
@@ -249,12 +253,14 @@ impl<T> Future for SendFuture<'_, T> {
             LINKED => {
                 let mut s = this.cx.load();
                 if !protocol::is_final(s) {
+                    let waker = task.waker().clone(); // foreign code: before locking
                     chan.lock();
                     s = this.cx.load();
                     if !protocol::is_final(s) {
                         // SAFETY: we hold the one lock our waiter can be linked under; not final.
-                        unsafe { this.cx.update_waker(task.waker()) };
+                        let spare = unsafe { this.cx.update_waker(waker) };
                         chan.unlock();
+                        drop(spare);
                         return Poll::Pending;
                     }
                     chan.unlock();

@@ -276,17 +276,20 @@ impl Context {
         self.state.store(state, Ordering::Release);
     }
 
-    /// Replaces the waker if `waker` would not wake the same task (an async owner re-polled).
+    /// Installs `waker` unless the stored one would wake the same task (an async owner re-polled).
+    /// Returns the waker left over (the displaced one, or `waker` itself), for the caller to drop
+    /// once it has released its locks: a waker's drop is foreign code.
     ///
     /// # Safety
     /// Owner only, holding the lock of every channel where one of its waiters is linked, with the
     /// state not final (so no claimer is between its claim and its publication).
-    pub(crate) unsafe fn update_waker(&self, waker: &Waker) {
+    #[must_use = "drop the left-over waker after unlocking"]
+    pub(crate) unsafe fn update_waker(&self, waker: Waker) -> Option<Waker> {
         // SAFETY: the locks held exclude every claimer (function contract).
         unsafe {
             self.waker.with_mut(|w| match &*w {
-                Some(old) if old.will_wake(waker) => {}
-                _ => *w = Some(waker.clone()),
+                Some(old) if old.will_wake(&waker) => Some(waker),
+                _ => (*w).replace(waker),
             })
         }
     }

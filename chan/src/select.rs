@@ -717,14 +717,16 @@ impl<const N: usize> Future for SelectFuture<'_, N> {
                 LINKED => {
                     let mut s = cx.load();
                     if !protocol::is_final(s) {
-                        // SAFETY: paired locks; holding them all excludes every claimer, so the
-                        // waker can be swapped while the state is not final.
+                        let waker = task.waker().clone(); // foreign code: before locking
+                                                          // SAFETY: paired locks; holding them all excludes every claimer, so the
+                                                          // waker can be swapped while the state is not final.
                         unsafe {
                             orders.lock_all(cases);
                             s = cx.load();
                             if !protocol::is_final(s) {
-                                cx.update_waker(task.waker());
+                                let spare = cx.update_waker(waker);
                                 orders.unlock_all(cases);
+                                drop(spare);
                                 return Poll::Pending;
                             }
                             orders.unlock_all(cases);
