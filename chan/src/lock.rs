@@ -13,6 +13,8 @@
 
 #[cfg(not(loom))]
 use crate::sys::{AtomicU32, Ordering};
+#[cfg(not(loom))]
+use gort_goroutine::futex::{futex_wait, futex_wake};
 
 #[cfg(not(loom))]
 pub(crate) struct RawLock {
@@ -57,7 +59,7 @@ impl RawLock {
             }
         }
         while self.state.swap(2, Ordering::Acquire) != 0 {
-            futex_wait(&self.state, 2);
+            futex_wait(&self.state, 2, None);
         }
     }
 
@@ -107,35 +109,6 @@ impl RawLock {
     pub(crate) fn unlock(&self) {
         // SAFETY: we hold the mutex (paired `lock`), so the slot is ours.
         drop(unsafe { (*self.guard.get()).take() });
-    }
-}
-
-#[cfg(not(loom))]
-fn futex_wait(word: &AtomicU32, expected: u32) {
-    // SAFETY: FUTEX_WAIT reads the aligned u32 behind `word`, which lives for the call; it returns on
-    // a wake, a signal, or at once when the word no longer holds `expected` (all handled by the
-    // caller's loop).
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-            expected,
-            std::ptr::null::<libc::timespec>(),
-        );
-    }
-}
-
-#[cfg(not(loom))]
-fn futex_wake(word: &AtomicU32) {
-    // SAFETY: FUTEX_WAKE only uses the address as a key; it wakes at most one waiter.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-            1,
-        );
     }
 }
 

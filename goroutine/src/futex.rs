@@ -1,4 +1,5 @@
-//! A one-shot wake-up flag on a Linux futex: how an idle M sleeps.
+//! A one-shot wake-up flag on a Linux futex: how an idle M sleeps; and the futex calls themselves,
+//! which the channel crate's lock uses too (one place for the syscall).
 //!
 //! Go parks an M that has no work on a `note` (`notesleep`/`notewakeup` over a futex). [`Note`] is the
 //! same idea: one sleeper, any number of wakers, and a token so that a wake which arrives before the
@@ -78,8 +79,10 @@ impl Note {
     }
 }
 
-/// Blocks while `*word == expected`, for at most `timeout`. Spurious returns are fine: callers loop.
-fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+/// Blocks the calling thread while `*word == expected`, for at most `timeout` (Linux
+/// `FUTEX_WAIT`, process-private). Returns on a wake, a signal, a timeout, or at once when the word
+/// no longer holds `expected`: callers loop on their own condition.
+pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
     let ts = timeout.map(|d| libc::timespec {
         tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
         tv_nsec: d.subsec_nanos() as libc::c_long,
@@ -101,7 +104,7 @@ fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
 }
 
 /// Wakes one thread blocked in [`futex_wait`] on `word`.
-fn futex_wake(word: &AtomicU32) {
+pub fn futex_wake(word: &AtomicU32) {
     // SAFETY: FUTEX_WAKE only uses the address as a key; `word` is live for the call.
     unsafe {
         libc::syscall(

@@ -35,7 +35,7 @@
 #![warn(missing_docs)]
 
 mod erased;
-mod futex;
+pub mod futex;
 mod g;
 mod join;
 mod panic;
