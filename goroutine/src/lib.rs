@@ -50,6 +50,15 @@ mod sysmon;
 pub mod time;
 pub mod timer;
 
+/// Locks a runtime-internal mutex, ignoring poisoning: the runtime never holds its locks across user
+/// code, so a poisoned lock can only follow a runtime bug, and the data it guards is still
+/// consistent. One place for the policy every internal lock follows.
+pub(crate) fn lock<T: ?Sized>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 pub use g::GoroutineId;
 pub use join::{JoinError, JoinHandle};
 pub use park::block_on;

@@ -152,7 +152,7 @@ impl NewG<'_> {
     {
         let recycled = self.gfree.and_then(|local| {
             if local.is_empty() {
-                let mut shared = self.sched.gfree.lock().unwrap_or_else(|e| e.into_inner());
+                let mut shared = crate::lock(&self.sched.gfree);
                 let at = shared.len().saturating_sub(GFREE_BATCH);
                 local.extend(shared.drain(at..));
             }
@@ -208,7 +208,6 @@ fn fmt_wait(d: std::time::Duration) -> String {
 
 /// An M's hold on its P for a short runtime operation (see `Sched::current_p`).
 pub(crate) struct PRef {
-    #[allow(dead_code)]
     pub(crate) ml: &'static MLocal,
     pub(crate) p: &'static P,
     /// Whether dropping this hands the P back to `P_RUNNING` (it was taken from a goroutine).
@@ -452,7 +451,7 @@ impl Sched {
 
     fn lock(&self) -> MutexGuard<'_, Locked> {
         // The lock is never held across user code, so poisoning can only come from a runtime bug.
-        self.locked.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock(&self.locked)
     }
 
     fn p(&self, id: usize) -> &P {
@@ -571,7 +570,7 @@ impl Sched {
         let l = unsafe { here.p.local() };
         l.gfree.push(g);
         if l.gfree.len() > P_GFREE_CACHE {
-            let mut shared = self.gfree.lock().unwrap_or_else(|e| e.into_inner());
+            let mut shared = crate::lock(&self.gfree);
             let keep = GLOBAL_GFREE_CAP
                 .saturating_sub(shared.len())
                 .min(GFREE_BATCH);
@@ -878,7 +877,7 @@ impl Sched {
     }
 
     fn become_timer_sleeper(&self, ml: &MLocal, until: u64) -> bool {
-        let mut s = self.timer_sleeper.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = crate::lock(&self.timer_sleeper);
         if s.as_ref().is_some_and(|(_, cur)| *cur <= until) {
             return false;
         }
@@ -888,7 +887,7 @@ impl Sched {
     }
 
     fn leave_timer_sleeper(&self, ml: &MLocal) {
-        let mut s = self.timer_sleeper.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = crate::lock(&self.timer_sleeper);
         if s.as_ref().is_some_and(|(m, _)| Arc::ptr_eq(m, &ml.m)) {
             *s = None;
             self.timer_sleep_until.store(NEVER, Ordering::SeqCst);
@@ -907,7 +906,7 @@ impl Sched {
         };
         let (handle, earliest) = heap.push(when, waker);
         if earliest && when < self.timer_sleep_until.load(Ordering::SeqCst) {
-            let s = self.timer_sleeper.lock().unwrap_or_else(|e| e.into_inner());
+            let s = crate::lock(&self.timer_sleeper);
             match s.as_ref() {
                 Some((m, until)) if when < *until => m.note.wake(),
                 Some(_) => {}
@@ -1030,20 +1029,18 @@ impl Sched {
                 self.nmspinning.fetch_sub(1, Ordering::SeqCst);
                 // The global queue too (Go's findRunnable, golang/go#43997): a plain thread that
                 // pushed there while we still counted as spinning did not wake anyone.
-                let global_has_work = self.global_len.load(Ordering::SeqCst) > 0;
-                for i in 0..procs {
-                    let Some(v) = self.allp[i].get() else {
-                        continue;
-                    };
-                    if global_has_work || !v.runq.is_empty() {
-                        let got = self.pidleget(&mut self.lock(), ml.m.id);
-                        if let Some(id) = got {
-                            ml.p.set(id);
-                            ml.spinning.set(true);
-                            self.nmspinning.fetch_add(1, Ordering::SeqCst);
-                            continue 'top;
-                        }
-                        break;
+                let work_waits = self.global_len.load(Ordering::SeqCst) > 0
+                    || self.allp[..procs]
+                        .iter()
+                        .filter_map(|p| p.get())
+                        .any(|p| !p.runq.is_empty());
+                if work_waits {
+                    let got = self.pidleget(&mut self.lock(), ml.m.id);
+                    if let Some(id) = got {
+                        ml.p.set(id);
+                        ml.spinning.set(true);
+                        self.nmspinning.fetch_add(1, Ordering::SeqCst);
+                        continue 'top;
                     }
                 }
             }
@@ -1063,10 +1060,7 @@ impl Sched {
         for s in l.stacks.drain(..) {
             self.stacks.free(s);
         }
-        self.gfree
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .append(&mut l.gfree);
+        crate::lock(&self.gfree).append(&mut l.gfree);
         let mut l = self.lock();
         if pid < self.max_procs() {
             // max_procs grew back meanwhile: keep the P, put its work back in the global queue.
@@ -1492,17 +1486,11 @@ impl Sched {
     // ---- the goroutine registry, dumps, the deadlock check --------------------------------------
 
     fn register_g(&self, g: &Arc<G>) {
-        self.allgs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(Arc::as_ptr(g) as usize);
+        crate::lock(&self.allgs).insert(Arc::as_ptr(g) as usize);
     }
 
     pub(crate) fn unregister_g(&self, g: &G) {
-        self.allgs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&(g as *const G as usize));
+        crate::lock(&self.allgs).remove(&(g as *const G as usize));
     }
 
     /// Advances the coarse clock (sysmon, each round).
@@ -1517,7 +1505,7 @@ impl Sched {
         let now = timer::clock_ns();
         let mut rows = Vec::new();
         {
-            let allgs = self.allgs.lock().unwrap_or_else(|e| e.into_inner());
+            let allgs = crate::lock(&self.allgs);
             for &addr in allgs.iter() {
                 // SAFETY: a G stays allocated while it is in `allgs` (its Drop removes it under this
                 // lock, which we hold); every field read here is atomic.

@@ -151,6 +151,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![warn(clippy::missing_docs_in_private_items)]
 
+use crate::lock;
 use std::cell::Cell;
 use std::collections::hash_map::RandomState;
 use std::ffi::c_void;
@@ -159,7 +160,7 @@ use std::io;
 use std::mem::{self, MaybeUninit};
 use std::ptr;
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, Once, OnceLock, PoisonError};
+use std::sync::{Mutex, Once, OnceLock, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use corosensei::stack::StackPointer;
@@ -692,12 +693,6 @@ static ORPHANS: Mutex<Vec<Orphan>> = Mutex::new(Vec::new());
 /// Most stacks one region may hold for slots of `stride` bytes.
 fn max_region_stacks(stride: usize) -> usize {
     (MAX_REGION_BYTES / stride).max(1)
-}
-
-/// Locks a mutex, ignoring poisoning: every critical section in this file leaves the state
-/// consistent at every point where it can panic.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl StackAllocator {

@@ -124,7 +124,7 @@ impl TimerHeap {
     fn lock(&self) -> MutexGuard<'_, Heap> {
         // Never held across user code (wakers are woken after unlocking), so a poisoned lock can only
         // come from a bug in this module; the heap is still consistent.
-        self.heap.lock().unwrap_or_else(|e| e.into_inner())
+        crate::lock(&self.heap)
     }
 
     /// Lowers the cancelled count by `n` entries that left the heap. The count is a heuristic for

@@ -92,7 +92,7 @@ impl WaitGroup {
         }
         if prev >> 32 == 1 && prev & WAITERS_MASK != 0 {
             let wakers = {
-                let mut list = self.inner.wakers.lock().unwrap_or_else(|e| e.into_inner());
+                let mut list = crate::lock(&self.inner.wakers);
                 self.inner.state.fetch_and(!WAITERS_MASK, Ordering::AcqRel);
                 std::mem::take(&mut *list)
             };
@@ -110,7 +110,7 @@ impl WaitGroup {
                 return;
             }
             {
-                let mut list = self.inner.wakers.lock().unwrap_or_else(|e| e.into_inner());
+                let mut list = crate::lock(&self.inner.wakers);
                 let mut s = self.inner.state.load(Ordering::Acquire);
                 loop {
                     if s >> 32 == 0 {
