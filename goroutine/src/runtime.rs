@@ -137,6 +137,22 @@ pub fn dump() -> String {
     current().dump()
 }
 
+/// Runs `f` with the calling M's P held, passing the P's index (below [`MAX_PROCS_LIMIT`]), or
+/// `None` when the caller holds no P (a plain thread, or a goroutine whose P was just retaken).
+///
+/// For runtime-side crates (the `Gc` heap's allocation caches) that keep per-P state: while `f`
+/// runs, no other thread uses the same index, because a held P cannot be retaken. `f` must be
+/// short and must not block, park, yield or spawn (it runs with the scheduler's P locked; a
+/// blocking `f` stalls that P's run queue, a re-entrant runtime call may deadlock).
+#[doc(hidden)]
+pub fn with_current_proc<R>(f: impl FnOnce(Option<usize>) -> R) -> R {
+    current().with_current_proc(f)
+}
+
+/// The most Ps any runtime can have: the bound on the index [`with_current_proc`] passes.
+#[doc(hidden)]
+pub const MAX_PROCS_LIMIT: usize = MAX_PROCS;
+
 /// A snapshot of the current runtime's scheduler.
 pub fn stats() -> Stats {
     current().stats()

@@ -501,6 +501,15 @@ impl Sched {
         None
     }
 
+    /// Runs `f` with the calling M's P locked (see `runtime::with_current_proc`).
+    pub(crate) fn with_current_proc<R>(&'static self, f: impl FnOnce(Option<usize>) -> R) -> R {
+        let here = self.current_p();
+        let pid = here.as_ref().map(|r| r.ml.p.get());
+        let r = f(pid);
+        drop(here);
+        r
+    }
+
     /// The index of the calling M's P, without locking it (for choosing a timer heap, which has its
     /// own lock).
     fn current_p_index(&'static self) -> Option<usize> {
