@@ -14,9 +14,9 @@
 //!   there is no other wake path (`park.rs`).
 //! * `unsafe` lives in `stack` (memory mapping, guard pages, the overflow signal handler), `g` and
 //!   `sched` (the scheduling reference, P-local state, the coroutine), `erased` (a G's type-erased
-//!   closure and result), `join` (the result hand-over), `park` (waker vtables), `spawn` (pinning)
-//!   and `futex` (the syscall); `runq` is lock-free without any. Each block states its invariant in
-//!   a `SAFETY:` comment.
+//!   closure and result), `join` (the result hand-over), `park` (waker vtables), `spawn` (pinning),
+//!   `futex` and `fence` (the futex and membarrier syscalls); `runq` is lock-free without any.
+//!   Each block states its invariant in a `SAFETY:` comment.
 //!
 //! # Thread-locals and goroutines
 //! A goroutine may be resumed on a different OS thread after any blocking call (a park, a yield, a
@@ -35,6 +35,7 @@
 #![warn(missing_docs)]
 
 mod erased;
+mod fence;
 pub mod futex;
 mod g;
 mod join;

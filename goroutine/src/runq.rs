@@ -409,7 +409,22 @@ impl LocalQueue {
     ///
     /// Returns `None` if there was nothing to steal, or if `dst` is `self`.
     /// The caller must be `dst`'s owner.
+    #[cfg(test)]
     pub(crate) fn steal_into(&self, dst: &LocalQueue, steal_runnext: bool) -> Option<usize> {
+        self.steal_into_if(dst, steal_runnext, || true)
+    }
+
+    /// [`steal_into`](Self::steal_into), where taking `runnext` after the back-off also needs
+    /// `still_stuck()`: the scheduler passes "the victim has not switched goroutines meanwhile", so
+    /// a P that is busy running goroutine after goroutine (a ping-pong pair handing each other
+    /// the `runnext` slot) keeps them, and only a G stuck behind a long-running one is taken.
+    pub(crate) fn steal_into_if(
+        &self,
+        dst: &LocalQueue,
+        steal_runnext: bool,
+        still_stuck: impl FnOnce() -> bool,
+    ) -> Option<usize> {
+        let mut still_stuck = Some(still_stuck);
         if std::ptr::eq(self, dst) {
             return None;
         }
@@ -441,6 +456,9 @@ impl LocalQueue {
                     return None;
                 }
                 sync::runnext_backoff();
+                if !still_stuck.take().is_some_and(|f| f()) {
+                    return None;
+                }
                 // Acquire: synchronizes with the owner's Release swap that
                 // stored `next` (module doc, point 4).
                 if self

@@ -30,9 +30,29 @@
 //! * `locked` (Go's `sched.lock`) guards the global queue, the idle P list and the idle M list; the
 //!   counters `npidle` and `global_len` only change under it, so a thread that pushes onto the global
 //!   queue and then reads `npidle` cannot miss an M that is going idle.
-//! * A P's `local` state is touched only by the M that holds the P (`status == P_RUNNING`).
+//! * A P's `local` state is touched only by the M that holds the P, and only while that M is in
+//!   runtime code (its `in_user` flag clear, the P's word `pword(m, P_HELD)` confirmed after
+//!   clearing it).
 //! * Work pushed to a *local* queue is never lost even if `wakep` misses an idle M: the P that pushed
 //!   it runs it. Only parallelism may be delayed, which the spinning protocol keeps rare.
+//!
+//! # Taking a P from user code
+//! sysmon may take a P from an M whose goroutine runs too long or blocks without `blocking` — but
+//! never while that M is in runtime code using the P's local state. An M switches between the two
+//! on every goroutine switch, so the handshake must cost next to nothing there:
+//! * the M owns a flag, `M::in_user`, that only it writes: set (Release) just before it resumes
+//!   user code, cleared just after. After clearing it, the M issues the light side of an
+//!   asymmetric fence ([`crate::fence`]) and reads its P's word: `pword(me, P_HELD)` means the P
+//!   is still its own (and stays so until it sets the flag again); `P_RETAKING` means sysmon is
+//!   deciding, and the M waits for the outcome; anything else means the P is gone.
+//! * sysmon CASes the word `pword(m, P_HELD) -> pword(m, P_RETAKING)`, issues the heavy side of the
+//!   fence, and reads M's flag. Set: M is in user code and will see the claim when it leaves, so
+//!   the P is sysmon's (`pword(SYSMON_M, P_HELD)`, then `handoffp`); the Acquire read of the flag
+//!   makes the M's last writes to the P's local state visible to the next owner. Clear: M is in
+//!   (or entering) runtime code; sysmon puts `pword(m, P_HELD)` back.
+//! The fence pairing guarantees the M's read of the word and sysmon's read of the flag cannot
+//! both miss the other side's write, so a P is never used by two Ms at once; the M's fast path
+//! is two plain stores and a load, with no locked instruction.
 
 use std::cell::{Cell, UnsafeCell};
 use std::collections::VecDeque;
@@ -70,11 +90,11 @@ const NO_P: usize = usize::MAX;
 // A P's status word: the owning M's id in the high 32 bits, the state in the low 8 (see `P::owner`).
 /// In the idle list, or never used.
 const P_IDLE: u64 = 0;
-/// Owned by an M that is running a goroutine or task (user code): sysmon may retake it.
-const P_RUNNING: u64 = 1;
-/// Owned by an M that is in runtime code touching the P (the scheduler loop on g0, or a short
-/// runtime call from a goroutine): nobody else may take it.
-const P_LOCKED: u64 = 2;
+/// Held by the M in the word (or by sysmon, `SYSMON_M`, while it hands the P on). Whether the
+/// holder is in user code, and so whether sysmon may retake the P, is the holder's `M::in_user`.
+const P_HELD: u64 = 1;
+/// sysmon is deciding whether it may take the P from its M (see "Taking a P from user code").
+const P_RETAKING: u64 = 2;
 /// Owned by an M whose goroutine is in a blocking section (`blocking`): anyone may retake it.
 const P_SYSCALL: u64 = 3;
 /// Past `max_procs` after a `set_max_procs` shrink; may come back when it grows again.
@@ -210,16 +230,14 @@ fn fmt_wait(d: std::time::Duration) -> String {
 pub(crate) struct PRef {
     pub(crate) ml: &'static MLocal,
     pub(crate) p: &'static P,
-    /// Whether dropping this hands the P back to `P_RUNNING` (it was taken from a goroutine).
+    /// Whether dropping this returns the M to user code (it was taken from a goroutine).
     release: bool,
 }
 
 impl Drop for PRef {
     fn drop(&mut self) {
         if self.release {
-            self.p
-                .owner
-                .store(pword(self.ml.m.id, P_RUNNING), Ordering::Release);
+            self.ml.m.in_user.store(true, Ordering::Release);
         }
     }
 }
@@ -230,13 +248,16 @@ pub(crate) struct P {
     /// This P's timers; any M may run the due ones (see `timer.rs`).
     pub(crate) timers: TimerHeap,
     /// Who owns the P and what its owner is doing: `pword(m, state)`. Ownership moves only by
-    /// storing a new word under `Sched::locked` (idle list), by the owner itself, or by a CAS from
-    /// `P_RUNNING`/`P_SYSCALL` (sysmon's retake, a blocking section's hand-off); `P_LOCKED` is never
-    /// taken away, which is what makes `local` safe to touch while it is held.
+    /// storing a new word under `Sched::locked` (idle list), by the owner itself, by sysmon's
+    /// retake (see "Taking a P from user code"), or by a CAS from `P_SYSCALL` (a blocking
+    /// section's hand-off).
     pub(crate) owner: AtomicU64,
     /// Bumped by the owner every time it schedules a new goroutine; sysmon compares snapshots to
     /// find goroutines that run too long.
     pub(crate) schedtick: AtomicU32,
+    /// Bumped by the owner every time it runs a goroutine or task, time slice inherited or not:
+    /// a thief that sees it move knows the P is not stuck behind one goroutine.
+    pub(crate) nswitch: AtomicU32,
     /// Bumped by the owner every time a goroutine enters a blocking section.
     pub(crate) syscalltick: AtomicU32,
     /// Set by sysmon: the running goroutine should yield at its next safe point.
@@ -256,9 +277,10 @@ struct PLocal {
     goid_end: u64,
 }
 
-// SAFETY: `local` is only accessed by the M that owns the P while the P is `P_LOCKED` by that M (the
-// scheduler loop, or a `PRef` from `current_p`), and `P_LOCKED` is never taken away; ownership
-// moves between Ms through `owner` (Release/Acquire), under `Sched::locked` or through an M's note.
+// SAFETY: `local` is only accessed by the M that holds the P while that M is in runtime code (the
+// scheduler loop, or a `PRef` from `current_p`), which sysmon's retake handshake never interrupts;
+// ownership moves between Ms through `owner` and `M::in_user` (Release/Acquire), under
+// `Sched::locked` or through an M's note.
 // Everything else is atomic or immutable.
 unsafe impl Sync for P {}
 
@@ -270,6 +292,7 @@ impl P {
             owner: AtomicU64::new(pword(0, P_IDLE)),
             schedtick: AtomicU32::new(0),
             syscalltick: AtomicU32::new(0),
+            nswitch: AtomicU32::new(0),
             preempt: AtomicBool::new(false),
             created: AtomicU64::new(0),
             exited: AtomicU64::new(0),
@@ -308,6 +331,9 @@ pub(crate) struct M {
     /// P index + 1 handed over by `startm` (0: none).
     next_p: AtomicUsize,
     next_spinning: std::sync::atomic::AtomicBool,
+    /// Set while this M runs user code (a goroutine or a task's poll); written only by this M.
+    /// sysmon may retake the M's P only while it is set (see "Taking a P from user code").
+    in_user: AtomicBool,
 }
 
 /// An M's private half, living on its thread's stack for the life of the thread.
@@ -365,6 +391,8 @@ pub(crate) struct Sched {
     goid_gen: AtomicU64,
     threads: AtomicUsize,
     idle_threads: AtomicUsize,
+    /// Every M ever started (Ms never exit), for sysmon to find a P's owner.
+    allm: Mutex<Vec<Arc<M>>>,
     /// The idle M sleeping until the earliest timer, and that deadline (see `timer.rs`).
     timer_sleeper: Mutex<Option<(Arc<M>, u64)>>,
     /// Mirror of `timer_sleeper`'s deadline ([`NEVER`] when there is none), read without the lock.
@@ -409,6 +437,7 @@ impl Sched {
         );
         stack::install_overflow_handler();
         crate::panic::install_hook();
+        crate::fence::init();
         let allp: Box<[OnceLock<Box<P>>]> = (0..MAX_PROCS).map(|_| OnceLock::new()).collect();
         let sched = Box::leak(Box::new(Sched {
             allp,
@@ -425,6 +454,7 @@ impl Sched {
             goid_gen: AtomicU64::new(1),
             threads: AtomicUsize::new(0),
             idle_threads: AtomicUsize::new(0),
+            allm: Mutex::new(Vec::new()),
             timer_sleeper: Mutex::new(None),
             timer_sleep_until: AtomicU64::new(NEVER),
             offp_timer_rr: AtomicUsize::new(0),
@@ -466,39 +496,35 @@ impl Sched {
         self.gomaxprocs.load(Ordering::Relaxed)
     }
 
-    /// The calling thread's M and its P, locked for a short runtime operation, if this is an M of
-    /// this runtime that still owns a P. From the scheduler loop (P already `P_LOCKED`) this costs a
-    /// load; from a goroutine, one CAS `P_RUNNING -> P_LOCKED` and a store back when the `PRef`
-    /// drops. `None` when the P was retaken while the goroutine ran: callers then take their
-    /// off-P path (the global queue), and the goroutine gives its M back at its next safe point.
+    /// The calling thread's M and its P, held for a short runtime operation, if this is an M of
+    /// this runtime that still owns a P. From the scheduler loop this costs a load; from a
+    /// goroutine, the M leaves user code for the duration (two plain stores and a load, see
+    /// "Taking a P from user code"). `None` when the P was retaken while the goroutine ran:
+    /// callers then take their off-P path (the global queue), and the goroutine gives its M back
+    /// at its next safe point.
     fn current_p(&'static self) -> Option<PRef> {
         let ml = current_m()?;
-        let pid = ml.p.get();
-        if !std::ptr::eq(ml.sched, self) || pid == NO_P {
+        if !std::ptr::eq(ml.sched, self) || ml.p.get() == NO_P {
             return None;
         }
-        let p = self.p(pid);
-        let me = ml.m.id;
-        let w = p.owner.load(Ordering::Acquire);
-        if w == pword(me, P_LOCKED) {
-            return Some(PRef {
-                ml,
-                p,
-                release: false,
-            });
+        let from_user = ml.m.in_user.load(Ordering::Relaxed);
+        let held = if from_user {
+            self.leave_user(ml)
+        } else {
+            // In runtime code the P cannot be taken away: the word is ours.
+            true
+        };
+        if !held {
+            if from_user {
+                ml.m.in_user.store(true, Ordering::Release);
+            }
+            return None;
         }
-        if w == pword(me, P_RUNNING)
-            && p.owner
-                .compare_exchange(w, pword(me, P_LOCKED), Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-        {
-            return Some(PRef {
-                ml,
-                p,
-                release: true,
-            });
-        }
-        None
+        Some(PRef {
+            ml,
+            p: self.p(ml.p.get()),
+            release: from_user,
+        })
     }
 
     /// Runs `f` with the calling M's P locked (see `runtime::with_current_proc`).
@@ -687,13 +713,11 @@ impl Sched {
         self.npidle.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// Takes an idle P for M `m` (which will hold it `P_LOCKED`).
+    /// Takes an idle P for M `m`.
     fn pidleget(&self, l: &mut Locked, m: u32) -> Option<usize> {
         let id = l.pidle.pop()?;
         self.npidle.fetch_sub(1, Ordering::SeqCst);
-        self.p(id)
-            .owner
-            .store(pword(m, P_LOCKED), Ordering::Release);
+        self.p(id).owner.store(pword(m, P_HELD), Ordering::Release);
         Some(id)
     }
 
@@ -749,7 +773,7 @@ impl Sched {
         self.hand_p(m, m_id, pid, spinning);
     }
 
-    /// Gives P `pid` (already owned `P_LOCKED` in M `m_id`'s name) to the idle M `m`, or to a new M.
+    /// Gives P `pid` (already `P_HELD` in M `m_id`'s name) to the idle M `m`, or to a new M.
     fn hand_p(&'static self, m: Option<Arc<M>>, m_id: u32, pid: usize, spinning: bool) {
         match m {
             Some(m) => {
@@ -776,7 +800,7 @@ impl Sched {
         {
             let m = l.midle.pop();
             let m_id = m.as_ref().map_or_else(|| self.next_m_id(), |m| m.id);
-            p.owner.store(pword(m_id, P_LOCKED), Ordering::Release);
+            p.owner.store(pword(m_id, P_HELD), Ordering::Release);
             drop(l);
             self.hand_p(m, m_id, pid, false);
         } else {
@@ -791,7 +815,9 @@ impl Sched {
             note: Note::new(),
             next_p: AtomicUsize::new(0),
             next_spinning: std::sync::atomic::AtomicBool::new(false),
+            in_user: AtomicBool::new(false),
         });
+        crate::lock(&self.allm).push(m.clone());
         let sched: &'static Sched = self;
         let spawned = std::thread::Builder::new()
             .name(format!("{}-m{n}", self.name))
@@ -1004,11 +1030,16 @@ impl Sched {
                         let Some(v) = self.allp[victim].get() else {
                             continue;
                         };
-                        // Last pass: take a running victim's runnext too (after giving it a
-                        // moment to run it itself, inside steal_into).
+                        // Last pass: take a running victim's runnext too, after giving it a
+                        // moment to run it itself (inside steal_into), and only if the victim
+                        // ran nothing else meanwhile: a P that keeps switching (a ping-pong
+                        // pair handing each other runnext) is not stuck, and moving the pair to
+                        // another M would only add wake-ups and cache misses.
                         let take_next = pass == STEAL_TRIES - 1
-                            && matches!(v.state(), P_RUNNING | P_LOCKED | P_SYSCALL);
-                        if let Some(it) = v.runq.steal_into(&p.runq, take_next) {
+                            && matches!(v.state(), P_HELD | P_RETAKING | P_SYSCALL);
+                        let seen = v.nswitch.load(Ordering::Relaxed);
+                        let stuck = || v.nswitch.load(Ordering::Relaxed) == seen;
+                        if let Some(it) = v.runq.steal_into_if(&p.runq, take_next, stuck) {
                             return (RunItem(it), false);
                         }
                     }
@@ -1136,6 +1167,10 @@ impl Sched {
                 Ordering::Relaxed,
             );
         }
+        p.nswitch.store(
+            p.nswitch.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
         p.preempt.store(false, Ordering::Relaxed);
         // SAFETY: the item came out of a run queue, which owns what it points at.
         match unsafe { item.into_work() } {
@@ -1150,32 +1185,39 @@ impl Sched {
         }
     }
 
-    /// About to run user code (a goroutine or a task's poll): the P becomes `P_RUNNING`, which lets
-    /// sysmon retake it if the code runs too long or blocks.
+    /// About to run user code (a goroutine or a task's poll): from here sysmon may retake the P
+    /// if the code runs too long or blocks. The Release store publishes this M's writes to the
+    /// P's local state to whoever retakes it.
     fn enter_user(&self, ml: &MLocal) {
-        self.p(ml.p.get())
-            .owner
-            .store(pword(ml.m.id, P_RUNNING), Ordering::Release);
+        ml.m.in_user.store(true, Ordering::Release);
     }
 
-    /// Back from user code: locks the P again. Returns `false`, with `ml.p` cleared, if the P was
-    /// retaken meanwhile (or given up by a blocking section that found no P on its way out).
+    /// Back from user code: the M confirms it still holds its P (see "Taking a P from user code").
+    /// Returns `false`, with `ml.p` cleared, if the P was retaken meanwhile (or given up by a
+    /// blocking section that found no P on its way out).
     fn leave_user(&self, ml: &MLocal) -> bool {
+        ml.m.in_user.store(false, Ordering::Relaxed);
+        crate::fence::light();
         let pid = ml.p.get();
         if pid == NO_P {
             return false;
         }
-        let me = ml.m.id;
-        let kept = self
-            .p(pid)
-            .owner
-            .compare_exchange(
-                pword(me, P_RUNNING),
-                pword(me, P_LOCKED),
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            )
-            .is_ok();
+        let mine = pword(ml.m.id, P_HELD);
+        let owner = &self.p(pid).owner;
+        let mut w = owner.load(Ordering::Acquire);
+        let mut spins = 0u32;
+        while w == pword(ml.m.id, P_RETAKING) {
+            // sysmon is between its claim and its decision: a few instructions and one
+            // membarrier, unless the OS preempted it.
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+            w = owner.load(Ordering::Acquire);
+        }
+        let kept = w == mine;
         if !kept {
             ml.p.set(NO_P);
             if ml.spinning.replace(false) {
@@ -1333,7 +1375,7 @@ impl Sched {
         }
         let p = self.p(pid);
         p.preempt.load(Ordering::Relaxed)
-            || p.owner.load(Ordering::Relaxed) != pword(ml.m.id, P_RUNNING)
+            || p.owner.load(Ordering::Relaxed) != pword(ml.m.id, P_HELD)
     }
 
     /// sysmon's round over the Ps (see `sysmon.rs`). Returns how many Ps it acted on.
@@ -1349,7 +1391,7 @@ impl Sched {
             };
             let w = p.owner.load(Ordering::Acquire);
             match w & P_STATE_MASK {
-                P_RUNNING | P_LOCKED => {
+                P_HELD => {
                     rec.syscall_seen = false;
                     let t = p.schedtick.load(Ordering::Relaxed);
                     if t != rec.schedtick {
@@ -1371,15 +1413,7 @@ impl Sched {
                     // period: a loop without runtime calls, or a call that blocks the thread. Take
                     // the P (only out of user code).
                     if now.saturating_sub(rec.flagged_at) >= PREEMPT_GRACE_NS
-                        && w & P_STATE_MASK == P_RUNNING
-                        && p.owner
-                            .compare_exchange(
-                                w,
-                                pword(SYSMON_M, P_LOCKED),
-                                Ordering::Acquire,
-                                Ordering::Relaxed,
-                            )
-                            .is_ok()
+                        && self.retake_from_user(p, w)
                     {
                         rec.flagged_at = 0;
                         rec.schedwhen = now;
@@ -1399,7 +1433,7 @@ impl Sched {
                     if p.owner
                         .compare_exchange(
                             w,
-                            pword(SYSMON_M, P_LOCKED),
+                            pword(SYSMON_M, P_HELD),
                             Ordering::Acquire,
                             Ordering::Relaxed,
                         )
@@ -1416,6 +1450,47 @@ impl Sched {
         acted
     }
 
+    /// sysmon's side of "Taking a P from user code": takes P `p`, whose word was `w`
+    /// (`pword(m, P_HELD)`), from M `m` if that M is in user code. On success the word is
+    /// `pword(SYSMON_M, P_HELD)` and the caller must hand the P on.
+    fn retake_from_user(&self, p: &P, w: u64) -> bool {
+        let m_id = (w >> 32) as u32;
+        if m_id == SYSMON_M {
+            return false;
+        }
+        let Some(m) = crate::lock(&self.allm)
+            .iter()
+            .find(|m| m.id == m_id)
+            .cloned()
+        else {
+            return false;
+        };
+        if !m.in_user.load(Ordering::Relaxed) {
+            return false; // in runtime code now; not worth a fence
+        }
+        if p.owner
+            .compare_exchange(
+                w,
+                pword(m_id, P_RETAKING),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            return false;
+        }
+        crate::fence::heavy();
+        if m.in_user.load(Ordering::Acquire) {
+            // The M is in user code and will find the claim when it leaves: the P is ours.
+            p.owner.store(pword(SYSMON_M, P_HELD), Ordering::Release);
+            true
+        } else {
+            // The M is back in runtime code (or about to look): it keeps the P.
+            p.owner.store(w, Ordering::Release);
+            false
+        }
+    }
+
     /// Go's `entersyscall`: the calling goroutine is about to block its thread in `f` of
     /// `blocking(f)`. Its P becomes `P_SYSCALL`, retakeable; if other work is waiting it is handed
     /// off at once.
@@ -1428,7 +1503,7 @@ impl Sched {
         let me = ml.m.id;
         if p.owner
             .compare_exchange(
-                pword(me, P_RUNNING),
+                pword(me, P_HELD),
                 pword(me, P_SYSCALL),
                 Ordering::AcqRel,
                 Ordering::Relaxed,
@@ -1445,7 +1520,7 @@ impl Sched {
             && p.owner
                 .compare_exchange(
                     pword(me, P_SYSCALL),
-                    pword(SYSMON_M, P_LOCKED),
+                    pword(SYSMON_M, P_HELD),
                     Ordering::AcqRel,
                     Ordering::Relaxed,
                 )
@@ -1466,12 +1541,12 @@ impl Sched {
         if pid != NO_P {
             let p = self.p(pid);
             let w = p.owner.load(Ordering::Acquire);
-            if w == pword(me, P_RUNNING) {
+            if w == pword(me, P_HELD) {
                 return;
             }
             if w == pword(me, P_SYSCALL)
                 && p.owner
-                    .compare_exchange(w, pword(me, P_RUNNING), Ordering::AcqRel, Ordering::Relaxed)
+                    .compare_exchange(w, pword(me, P_HELD), Ordering::AcqRel, Ordering::Relaxed)
                     .is_ok()
             {
                 return;
@@ -1479,12 +1554,8 @@ impl Sched {
         }
         let got = self.pidleget(&mut self.lock(), me);
         match got {
-            Some(id) => {
-                ml.p.set(id);
-                self.p(id)
-                    .owner
-                    .store(pword(me, P_RUNNING), Ordering::Release);
-            }
+            // The goroutine goes on in user code (`in_user` is still set), now on P `id`.
+            Some(id) => ml.p.set(id),
             None => {
                 ml.p.set(NO_P);
                 g::suspend(g::current_g(), Suspend::Preempt);

@@ -10,16 +10,15 @@
 //!   goroutine yields to the global queue at its next safe point (any runtime call). If the flag is
 //!   still ignored a round and a millisecond later — a tight loop with no runtime call, or an
 //!   unmarked blocking call such as `std::thread::sleep` or a std `Mutex` — sysmon takes the P away
-//!   from its M (a CAS on the P's
-//!   status word from `P_RUNNING`) and hands it to another M, so every other goroutine keeps
-//!   running. The hog keeps its thread; at its next runtime call it finds its P gone, queues itself
+//!   from its M (the handshake of `sched.rs`, "Taking a P from user code") and hands it to another
+//!   M, so every other goroutine keeps running. The hog keeps its thread; at its next runtime call it finds its P gone, queues itself
 //!   and gives the M back.
 //! * **Blocking sections.** A P whose goroutine is inside `blocking(f)` (`P_SYSCALL`) and that sysmon
 //!   sees in the same section on two consecutive rounds is handed off (the section hands it off at
 //!   once itself when other work is waiting).
 //!
-//! sysmon never touches a P in `P_LOCKED`: that state means its M is inside runtime code using the
-//! P's local state, and is never taken away.
+//! sysmon never takes a P whose M is in runtime code (its `in_user` flag clear): that M may be
+//! using the P's local state.
 
 use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use std::sync::Once;
