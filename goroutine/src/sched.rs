@@ -50,6 +50,7 @@
 //!   the P is sysmon's (`pword(SYSMON_M, P_HELD)`, then `handoffp`); the Acquire read of the flag
 //!   makes the M's last writes to the P's local state visible to the next owner. Clear: M is in
 //!   (or entering) runtime code; sysmon puts `pword(m, P_HELD)` back.
+//!
 //! The fence pairing guarantees the M's read of the word and sysmon's read of the flag cannot
 //! both miss the other side's write, so a P is never used by two Ms at once; the M's fast path
 //! is two plain stores and a load, with no locked instruction.
