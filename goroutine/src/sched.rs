@@ -344,12 +344,13 @@ pub(crate) struct MLocal {
     p: Cell<usize>,
     spinning: Cell<bool>,
     rng: Cell<u32>,
+    /// The G this M is running right now (null in the scheduler loop and in task polls): what
+    /// `g::current_g` returns, kept here so that it costs no thread-local of its own.
+    pub(crate) curg: Cell<*const G>,
 }
 
 thread_local! {
     static CURRENT_M: Cell<*const MLocal> = const { Cell::new(std::ptr::null()) };
-    /// The id of the goroutine or task running on this thread (0: none); read by the panic hook.
-    static CURRENT_ID: Cell<u64> = const { Cell::new(0) };
 }
 
 /// The M this thread is, if it is one. Never inlined (thread-locals and migration, see `g.rs`).
@@ -364,13 +365,7 @@ pub(crate) fn current_m() -> Option<&'static MLocal> {
 /// The id of the goroutine or async task running on this thread, if any.
 #[inline(never)]
 pub(crate) fn current_id() -> Option<GoroutineId> {
-    std::num::NonZeroU64::new(CURRENT_ID.with(|c| c.get())).map(GoroutineId)
-}
-
-#[inline(never)]
-fn set_current_id(id: u64) {
-    CURRENT_ID.with(|c| c.set(id));
-    stack::set_running_goroutine(id);
+    std::num::NonZeroU64::new(stack::running_goroutine()).map(GoroutineId)
 }
 
 struct Locked {
@@ -844,6 +839,7 @@ impl Sched {
             p: Cell::new(pid),
             spinning: Cell::new(spinning),
             rng: Cell::new(seed),
+            curg: Cell::new(std::ptr::null()),
         };
         CURRENT_M.with(|c| c.set(&ml));
         loop {
@@ -870,7 +866,12 @@ impl Sched {
     fn stopm(&self, ml: &MLocal) {
         debug_assert_eq!(ml.p.get(), NO_P);
         self.lock().midle.push(ml.m.clone());
-        self.idle_threads.fetch_add(1, Ordering::Relaxed);
+        let idle = self.idle_threads.fetch_add(1, Ordering::SeqCst) + 1;
+        if idle == self.threads.load(Ordering::SeqCst) && self.main_running.load(Ordering::SeqCst) {
+            // The last M to fall asleep: have sysmon look for a deadlock (Go's `checkdead`,
+            // which `mput` calls).
+            crate::sysmon::wake(ml.sched);
+        }
         loop {
             // Only an M that will find an idle P on waking sleeps until the timer: when every P is
             // busy, their Ms run the timers as they schedule, and a timed wake-up could only
@@ -1177,11 +1178,11 @@ impl Sched {
         match unsafe { item.into_work() } {
             Work::G(g) => self.execute(ml, g),
             Work::Task(r) => {
-                set_current_id(*r.metadata());
+                stack::set_running_goroutine(*r.metadata());
                 self.enter_user(ml);
                 r.run();
                 self.leave_user(ml);
-                set_current_id(0);
+                stack::set_running_goroutine(0);
             }
         }
     }
@@ -1232,8 +1233,8 @@ impl Sched {
     fn execute(&'static self, ml: &MLocal, g: Arc<G>) {
         let gp = Arc::as_ptr(&g);
         loop {
-            g::set_current_g(gp);
-            set_current_id(g.id.as_u64());
+            ml.curg.set(gp);
+            stack::set_running_goroutine(g.id.as_u64());
             // SAFETY: this M holds the G's scheduling reference, so it alone touches the coroutine.
             let coroutine = unsafe { g.coroutine(|| self.take_stack(ml)) };
             self.enter_user(ml);
@@ -1241,8 +1242,8 @@ impl Sched {
             let result = coroutine.resume(());
             g.running.store(false, Ordering::Relaxed);
             let kept = self.leave_user(ml);
-            g::set_current_g(std::ptr::null());
-            set_current_id(0);
+            ml.curg.set(std::ptr::null());
+            stack::set_running_goroutine(0);
             match result {
                 CoroutineResult::Yield(why) => {
                     g.check_stack();

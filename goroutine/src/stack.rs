@@ -608,6 +608,13 @@ pub(crate) struct OverflowChecker {
 }
 
 impl OverflowChecker {
+    /// Whether the stack is canary-protected (otherwise a guard page catches overflows and
+    /// [`check`](Self::check) has nothing to do).
+    #[inline]
+    pub(crate) fn uses_canary(&self) -> bool {
+        self.canary != 0
+    }
+
     /// Same as [`Stack::check_overflow`]: call it after every switch out of the goroutine.
     #[inline]
     pub(crate) fn check(&self, goid: u64) {
@@ -981,8 +988,9 @@ pub(crate) fn set_running_goroutine(goid: u64) {
 }
 
 /// The goroutine recorded by [`set_running_goroutine`] on this thread (0 if none or unreadable).
-/// Async-signal-safe.
-fn running_goroutine() -> u64 {
+/// Async-signal-safe. Never inlined, like every runtime thread-local read (see the crate docs).
+#[inline(never)]
+pub(crate) fn running_goroutine() -> u64 {
     RUNNING_GOROUTINE.try_with(Cell::get).unwrap_or(0)
 }
 

@@ -167,6 +167,10 @@ fn run(sched: &'static Sched) {
             }
         }
         if sched.all_procs_idle() {
+            // Announce the sleep before the deadlock check: an M that goes idle after the check
+            // (`stopm`, the last one to) sees `sleeping` and wakes us to check again, so the
+            // check never misses the moment the last M falls asleep.
+            s.sleeping.store(true, Ordering::SeqCst);
             if sched.is_deadlocked() {
                 // Confirm after a moment: an M may be between states.
                 std::thread::sleep(Duration::from_millis(10));
@@ -174,13 +178,10 @@ fn run(sched: &'static Sched) {
                     deadlock(sched);
                 }
             }
-            if trace.is_none() {
-                s.sleeping.store(true, Ordering::SeqCst);
-                if sched.all_procs_idle() && !QUIT.load(Ordering::SeqCst) {
-                    s.note.sleep();
-                }
-                s.sleeping.store(false, Ordering::SeqCst);
+            if trace.is_none() && sched.all_procs_idle() && !QUIT.load(Ordering::SeqCst) {
+                s.note.sleep();
             }
+            s.sleeping.store(false, Ordering::SeqCst);
             quiet = 0;
             continue;
         }
@@ -234,13 +235,11 @@ pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
 /// a long computation that makes no runtime calls, so that it yields instead of losing its
 /// processor to another thread. Costs a thread-local read and two loads.
 pub fn safe_point() {
-    let g = crate::g::current_g();
-    if g.is_null() {
+    let Some(ml) = crate::sched::current_m() else {
         return;
-    }
-    if let Some(ml) = crate::sched::current_m() {
-        if ml.sched.must_yield(ml) {
-            crate::g::suspend(g, crate::g::Suspend::Preempt);
-        }
+    };
+    let g = ml.curg.get();
+    if !g.is_null() && ml.sched.must_yield(ml) {
+        crate::g::suspend(g, crate::g::Suspend::Preempt);
     }
 }
