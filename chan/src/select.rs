@@ -6,15 +6,18 @@
 //!
 //! 1. Shuffle the cases (the *poll order*; uniform, so among ready cases each fires with equal
 //!    chance) and sort the enabled ones by channel address (the *lock order*; duplicates locked once).
-//! 2. Lock every channel in lock order; try each case in poll order. The first ready one fires: a
+//! 2. First, try each case in poll order with only its own channel locked: the first ready one
+//!    fires (see 3 for what firing does). Nothing ready: the full round.
+//! 3. Lock every channel in lock order; try each case in poll order. The first ready one fires: a
 //!    receive takes its value, a send takes a reservation (its message is evaluated by the caller
 //!    after the run returns). A receive that meets a waiting lazy sender binds to it and waits for
 //!    the value with the locks released.
-//! 3. Nothing ready: with `default`, unlock and report it. Otherwise link one waiter per case (all
-//!    on this stack frame, or inside the pinned future), unlock, and park until the context's state is
-//!    final, or the deadline passes and the abort wins.
-//! 4. Lock each other channel in turn and unlink what is still linked; the final state names the
-//!    case that fired (`RETRY`: start over at 2).
+//! 4. Nothing ready: with `default`, unlock and report it (the locked round makes `default` exact:
+//!    at one instant, no case was ready). Otherwise link one waiter per case (all on this stack
+//!    frame, or inside the pinned future), unlock, and park until the context's state is final, or
+//!    the deadline passes and the abort wins.
+//! 5. Lock each other channel in turn and unlink what is still linked; the final state names the
+//!    case that fired (`RETRY`: start over at 3).
 //!
 //! A blocking run allocates nothing: the context, the waiters, the orders are all on its stack.
 
@@ -476,6 +479,8 @@ impl Mode {
 struct Orders<const N: usize> {
     poll: [usize; N],
     lock: [usize; N],
+    /// Each case's channel address (`Case::id`), read once.
+    ids: [usize; N],
     /// Enabled cases: `lock[..enabled]`.
     enabled: usize,
 }
@@ -484,18 +489,23 @@ impl<const N: usize> Orders<N> {
     fn new<C: Case + ?Sized>(cases: &[&C; N]) -> Orders<N> {
         let mut poll = [0; N];
         // Inside-out Fisher-Yates: a uniform permutation.
+        let mut dice = sys::Dice::new();
         for i in 0..N {
-            let j = sys::random_below(i + 1);
+            let j = dice.below(i + 1);
             poll[i] = poll[j];
             poll[j] = i;
         }
+        let mut ids = [0; N];
+        for (id, case) in ids.iter_mut().zip(cases) {
+            *id = case.id();
+        }
         let mut lock = [0; N];
         let mut enabled = 0;
-        for (i, case) in cases.iter().enumerate() {
-            if case.id() != 0 {
+        for (i, &id) in ids.iter().enumerate() {
+            if id != 0 {
                 // Insertion sort by address (N is small).
                 let mut k = enabled;
-                while k > 0 && cases[lock[k - 1]].id() > case.id() {
+                while k > 0 && ids[lock[k - 1]] > id {
                     lock[k] = lock[k - 1];
                     k -= 1;
                 }
@@ -506,8 +516,14 @@ impl<const N: usize> Orders<N> {
         Orders {
             poll,
             lock,
+            ids,
             enabled,
         }
+    }
+
+    /// Whether case `i` takes part (its channel is not `None`).
+    fn is_enabled(&self, i: usize) -> bool {
+        self.ids[i] != 0
     }
 
     fn locked(&self) -> &[usize] {
@@ -521,7 +537,7 @@ impl<const N: usize> Orders<N> {
     unsafe fn lock_all<C: Case + ?Sized>(&self, cases: &[&C; N]) {
         let mut prev = 0;
         for &i in self.locked() {
-            let id = cases[i].id();
+            let id = self.ids[i];
             if id != prev {
                 // SAFETY: paired with `unlock_all` (function contract); address order.
                 unsafe { cases[i].lock() };
@@ -537,7 +553,7 @@ impl<const N: usize> Orders<N> {
     unsafe fn unlock_all<C: Case + ?Sized>(&self, cases: &[&C; N]) {
         let mut prev = 0;
         for &i in self.locked() {
-            let id = cases[i].id();
+            let id = self.ids[i];
             if id != prev {
                 // SAFETY: locked by `lock_all` (function contract).
                 unsafe { cases[i].unlock() };
@@ -572,6 +588,43 @@ pub fn select<const N: usize>(cases: [&dyn Case; N], mode: Mode) -> usize {
         return idle(mode, N);
     }
     let cx = Context::new();
+    // The fast path (crossbeam's `try_select`): one channel locked at a time, in poll order. A case
+    // found ready this way was ready when tried, and the first ready one in a uniform order is a
+    // uniform choice among the ready ones, so nothing Go promises changes; but a select over
+    // busy channels (the common case in a pipeline) no longer locks them all.
+    for &i in &orders.poll {
+        if !orders.is_enabled(i) {
+            continue;
+        }
+        // SAFETY: one lock, paired below on every path; nothing of `cx` is linked yet, and a waiter
+        // bound here lives in the case, in place until unlinked by its claimer.
+        unsafe {
+            cases[i].lock();
+            match cases[i].fire(&cx, i) {
+                Fire::No => cases[i].unlock(),
+                Fire::Now(wakers) => {
+                    cases[i].unlock();
+                    wakers.wake();
+                    sys::safe_point();
+                    return i;
+                }
+                Fire::Bound(wakers) => {
+                    cx.set_waker(sys::current_waker());
+                    cases[i].unlock();
+                    wakers.wake();
+                    let s = wait_guarded(&cx, None, WaitReason::Select);
+                    match protocol::tag(s) {
+                        DONE => {
+                            cases[i].accept(s);
+                            return i;
+                        }
+                        RETRY => break,
+                        _ => unreachable!("gort: a bound select woke in state {s:#x}"),
+                    }
+                }
+            }
+        }
+    }
     'round: loop {
         // SAFETY (whole round): locks are paired and taken in address order; `cx` and the cases'
         // waiters live on this frame or the caller's and stay in place until unlinked, which every

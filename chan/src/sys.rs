@@ -146,37 +146,115 @@ pub(crate) fn expired(_deadline: Instant) -> bool {
     true
 }
 
-/// A uniformly random number below `n` (`n > 0`), from a per-thread xorshift generator.
+/// 64 random bits from a per-thread xorshift64* generator.
 ///
 /// Only `select!`'s poll order uses it; it needs speed and spread, not secrecy.
 #[cfg(not(loom))]
 #[inline(never)] // a goroutine may move between threads: read the thread-local afresh each call
-pub(crate) fn random_below(n: usize) -> usize {
+fn random_u64() -> u64 {
     use std::cell::Cell;
     thread_local! {
-        static STATE: Cell<u64> = Cell::new({
+        // 0 until first use; seeded then (a `const` thread-local costs no lazy-init check).
+        static STATE: Cell<u64> = const { Cell::new(0) };
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        if x == 0 {
             // Seed from the thread-local's own address and the clock: distinct per thread and run.
             let t = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_nanos() as u64)
                 .unwrap_or(0);
-            let local = 0u8;
-            (t ^ (&local as *const u8 as u64).rotate_left(32)) | 1
-        });
-    }
-    STATE.with(|s| {
-        // xorshift64*, then Lemire's multiply-shift to map into 0..n without a division.
-        let mut x = s.get();
+            x = (t ^ (s as *const Cell<u64> as u64).rotate_left(32)) | 1;
+        }
         x ^= x >> 12;
         x ^= x << 25;
         x ^= x >> 27;
         s.set(x);
-        let r = x.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        ((u128::from(r >> 32) * n as u128) >> 32) as usize
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     })
 }
 
-#[cfg(loom)]
-pub(crate) fn random_below(_n: usize) -> usize {
-    0
+/// Uniform draws below small bounds, several per 64 random bits: each draw multiplies the
+/// remaining fraction by `n` and keeps the integer part (Lemire's multiply-shift, batched), and
+/// fresh bits are fetched once the fraction has fewer than 32 bits of precision left, so the bias
+/// stays below `n / 2^32`. A 4-case `select!` shuffles with one generator call instead of four.
+pub(crate) struct Dice {
+    bits: u64,
+    /// Bits of precision left in the fraction (each draw below `n` uses up about `log2(n)`).
+    precision: u32,
+}
+
+impl Dice {
+    pub(crate) fn new() -> Dice {
+        Dice {
+            bits: 0,
+            precision: 0,
+        }
+    }
+
+    /// A uniformly random number below `n` (`n > 0`).
+    #[cfg(not(loom))]
+    #[inline]
+    pub(crate) fn below(&mut self, n: usize) -> usize {
+        let n = n as u64;
+        let cost = u64::BITS - n.saturating_sub(1).leading_zeros();
+        if self.precision < 32 + cost {
+            self.bits = random_u64();
+            self.precision = u64::BITS;
+        }
+        self.precision -= cost;
+        let m = u128::from(self.bits) * u128::from(n);
+        self.bits = m as u64;
+        (m >> 64) as usize
+    }
+
+    /// Loom models want a deterministic order: always the first.
+    #[cfg(loom)]
+    pub(crate) fn below(&mut self, _n: usize) -> usize {
+        let _ = (self.bits, self.precision);
+        0
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::Dice;
+
+    #[test]
+    fn dice_shuffles_four_cases_uniformly() {
+        // Inside-out Fisher-Yates over 4 cases, as `select!` does: each of the 24 orders should
+        // come up about 1/24 of the time.
+        let mut counts = std::collections::HashMap::new();
+        let runs = 240_000;
+        for _ in 0..runs {
+            let mut dice = Dice::new();
+            let mut perm = [0usize; 4];
+            for i in 0..4 {
+                let j = dice.below(i + 1);
+                perm[i] = perm[j];
+                perm[j] = i;
+            }
+            *counts.entry(perm).or_insert(0u32) += 1;
+        }
+        assert_eq!(counts.len(), 24, "some orders never came up: {counts:?}");
+        let expected = runs as f64 / 24.0;
+        for (perm, &c) in &counts {
+            // 10,000 expected per order, standard deviation ~98: 6% is over 6 sigma.
+            assert!(
+                (f64::from(c) - expected).abs() < expected * 0.06,
+                "order {perm:?} came up {c} times, expected about {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn dice_covers_every_value_of_a_large_bound() {
+        let mut dice = Dice::new();
+        let mut seen = [false; 100];
+        for _ in 0..100_000 {
+            seen[dice.below(100)] = true;
+        }
+        assert!(seen.iter().all(|&s| s), "a value below 100 never came up");
+    }
 }

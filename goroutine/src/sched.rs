@@ -335,6 +335,9 @@ pub(crate) struct M {
     /// Set while this M runs user code (a goroutine or a task's poll); written only by this M.
     /// sysmon may retake the M's P only while it is set (see "Taking a P from user code").
     in_user: AtomicBool,
+    /// Set by sysmon: the goroutine this M runs should yield at its next safe point (it ran too
+    /// long, or its P was taken). Kept on the M, not the P, so that a safe point costs one load.
+    preempt: AtomicBool,
 }
 
 /// An M's private half, living on its thread's stack for the life of the thread.
@@ -812,6 +815,7 @@ impl Sched {
             next_p: AtomicUsize::new(0),
             next_spinning: std::sync::atomic::AtomicBool::new(false),
             in_user: AtomicBool::new(false),
+            preempt: AtomicBool::new(false),
         });
         crate::lock(&self.allm).push(m.clone());
         let sched: &'static Sched = self;
@@ -1174,6 +1178,7 @@ impl Sched {
             Ordering::Relaxed,
         );
         p.preempt.store(false, Ordering::Relaxed);
+        ml.m.preempt.store(false, Ordering::Relaxed);
         // SAFETY: the item came out of a run queue, which owns what it points at.
         match unsafe { item.into_work() } {
             Work::G(g) => self.execute(ml, g),
@@ -1368,16 +1373,16 @@ impl Sched {
         self.npidle.load(Ordering::SeqCst) >= self.max_procs()
     }
 
-    /// Whether the goroutine running on `ml` must yield at a safe point: sysmon flagged its P, or the
-    /// P is no longer this M's.
+    /// Whether the goroutine running on `ml` must yield at a safe point: sysmon flagged it, or its
+    /// M has no P any more.
+    #[inline]
     pub(crate) fn must_yield(&self, ml: &MLocal) -> bool {
-        let pid = ml.p.get();
-        if pid == NO_P {
-            return true;
-        }
-        let p = self.p(pid);
-        p.preempt.load(Ordering::Relaxed)
-            || p.owner.load(Ordering::Relaxed) != pword(ml.m.id, P_HELD)
+        ml.m.preempt.load(Ordering::Relaxed) || ml.p.get() == NO_P
+    }
+
+    /// The M with id `id`, if one was started (sysmon's rare look-ups).
+    fn m_by_id(&self, id: u32) -> Option<Arc<M>> {
+        crate::lock(&self.allm).iter().find(|m| m.id == id).cloned()
     }
 
     /// sysmon's round over the Ps (see `sysmon.rs`). Returns how many Ps it acted on.
@@ -1407,6 +1412,9 @@ impl Sched {
                         continue;
                     }
                     if !p.preempt.swap(true, Ordering::Relaxed) || rec.flagged_at == 0 {
+                        if let Some(m) = self.m_by_id((w >> 32) as u32) {
+                            m.preempt.store(true, Ordering::Relaxed);
+                        }
                         rec.flagged_at = now;
                         acted += 1;
                         continue;
@@ -1460,11 +1468,7 @@ impl Sched {
         if m_id == SYSMON_M {
             return false;
         }
-        let Some(m) = crate::lock(&self.allm)
-            .iter()
-            .find(|m| m.id == m_id)
-            .cloned()
-        else {
+        let Some(m) = self.m_by_id(m_id) else {
             return false;
         };
         if !m.in_user.load(Ordering::Relaxed) {
@@ -1483,8 +1487,10 @@ impl Sched {
         }
         crate::fence::heavy();
         if m.in_user.load(Ordering::Acquire) {
-            // The M is in user code and will find the claim when it leaves: the P is ours.
+            // The M is in user code and will find the claim when it leaves: the P is ours. Its
+            // goroutine gives the M back at its next safe point.
             p.owner.store(pword(SYSMON_M, P_HELD), Ordering::Release);
+            m.preempt.store(true, Ordering::Relaxed);
             true
         } else {
             // The M is back in runtime code (or about to look): it keeps the P.
