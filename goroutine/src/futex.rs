@@ -38,7 +38,6 @@ impl Note {
     }
 
     /// Like [`Note::sleep`], but gives up after `timeout`. Returns whether a wake was consumed.
-    #[allow(dead_code)] // sysmon and timers sleep with a deadline
     pub(crate) fn sleep_timeout(&self, timeout: Duration) -> bool {
         self.sleep_until(Some(std::time::Instant::now() + timeout))
     }
@@ -69,6 +68,15 @@ impl Note {
             };
             futex_wait(&self.state, SLEEPING, timeout);
         }
+    }
+
+    /// Consumes a pending wake without sleeping; returns whether there was one.
+    pub(crate) fn try_consume(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == NOTIFIED
+            && self
+                .state
+                .compare_exchange(NOTIFIED, EMPTY, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// Wakes the sleeper, or leaves a token for its next sleep.
