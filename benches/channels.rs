@@ -68,6 +68,8 @@
 //! `GORT_BENCH_QUICK=1` shrinks every workload 100x and shortens the measurement, for smoke runs
 //! (`GORT_BENCH_QUICK=1 cargo bench --bench channels -- --test`).
 
+mod common;
+use common::{cpus, quick, scaled, tokio_rt, tokio_run, SKYNET_DIV};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
@@ -87,47 +89,11 @@ const MATRIX_MESSAGES: usize = 100_000;
 /// Senders (and receivers, and channels in the select workloads) per matrix cell, as crossbeam's.
 const THREADS: usize = 4;
 
-/// Children per skynet node, as in Go's anchor.
-const SKYNET_DIV: usize = 10;
-
-fn quick() -> bool {
-    std::env::var_os("GORT_BENCH_QUICK").is_some_and(|v| !v.is_empty() && v != "0")
-}
-
-/// The full-size workload `n`, or `n / 100` in quick mode.
-fn scaled(n: usize) -> usize {
-    if quick() {
-        n / 100
-    } else {
-        n
-    }
-}
-
-fn cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
 /// The one explicit gort runtime every gort driver runs on (a runtime lives until the process exits,
 /// so it is built once).
 fn gort_rt() -> Runtime {
     static RT: OnceLock<Runtime> = OnceLock::new();
     *RT.get_or_init(|| Builder::new().max_procs(cpus()).build())
-}
-
-fn tokio_rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cpus())
-        .build()
-        .expect("tokio runtime")
-}
-
-/// Runs `fut` as a task on a tokio worker thread and waits for it (the tokio side's "main goroutine").
-fn tokio_run<F>(rt: &tokio::runtime::Runtime, fut: F) -> F::Output
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    rt.block_on(async move { tokio::spawn(fut).await.expect("driver task panicked") })
 }
 
 /// Ten flat samples of whole runs, `warm_up` then `measure` seconds at full size.
@@ -692,7 +658,7 @@ impl Cap {
 fn matrix(c: &mut Criterion) {
     let n = scaled(MATRIX_MESSAGES);
     let gort_rt = gort_rt();
-    let rt = tokio_rt();
+    let rt = tokio_rt(false);
     for workload in Workload::ALL {
         for cap in Cap::ALL {
             // One thread alone cannot fill a channel of capacity 0 or 1 with two messages.
@@ -759,7 +725,7 @@ async fn tokio_pingpong(n: usize) {
 fn pingpong_unbuffered(c: &mut Criterion) {
     let n = scaled(1_000_000);
     let gort_rt = gort_rt();
-    let rt = tokio_rt();
+    let rt = tokio_rt(false);
     let mut group = c.benchmark_group("pingpong_unbuffered");
     configure(&mut group, n, 1.0, 3.0);
     group.bench_function("gort", |b| b.iter(|| gort_rt.run(move || gort_pingpong(n))));
@@ -820,7 +786,7 @@ async fn tokio_select2(n: usize) {
 fn select2(c: &mut Criterion) {
     let n = scaled(1_000_000);
     let gort_rt = gort_rt();
-    let rt = tokio_rt();
+    let rt = tokio_rt(false);
     let mut group = c.benchmark_group("select2");
     configure(&mut group, n, 1.0, 3.0);
     group.bench_function("gort", |b| b.iter(|| gort_rt.run(move || gort_select2(n))));
@@ -888,7 +854,7 @@ async fn tokio_mpmc_4x4(n: usize, cap: usize) {
 
 fn mpmc_4x4(c: &mut Criterion) {
     let gort_rt = gort_rt();
-    let rt = tokio_rt();
+    let rt = tokio_rt(false);
     for (name, n, cap) in [
         ("mpmc_4x4_cap128", scaled(2_000_000), 128),
         ("mpmc_4x4_cap0", scaled(500_000), 0),
@@ -974,7 +940,7 @@ fn skynet_1m_channels(c: &mut Criterion) {
     let size = scaled(1_000_000);
     let expected = sum_below(size);
     let gort_rt = gort_rt();
-    let rt = tokio_rt();
+    let rt = tokio_rt(false);
     let mut group = c.benchmark_group("skynet_1m_channels");
     configure(&mut group, skynet_goroutines(size), 1.0, 5.0);
     group.bench_function("gort", |b| {

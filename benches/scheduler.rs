@@ -27,6 +27,8 @@
 //! `GORT_BENCH_QUICK=1` shrinks every workload 100x and shortens the measurement, for smoke runs
 //! (`GORT_BENCH_QUICK=1 cargo bench --bench scheduler -- --test`).
 
+mod common;
+use common::{quick, scaled, tokio_rt, tokio_run, SKYNET_DIV};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -38,42 +40,6 @@ use criterion::{
 };
 use gort::runtime::Runtime;
 use gort::sync::WaitGroup;
-
-/// Children per skynet node, as in Go's anchor.
-const SKYNET_DIV: usize = 10;
-
-fn quick() -> bool {
-    std::env::var_os("GORT_BENCH_QUICK").is_some_and(|v| !v.is_empty() && v != "0")
-}
-
-/// The full-size workload `n`, or `n / 100` in quick mode.
-fn scaled(n: usize) -> usize {
-    if quick() {
-        n / 100
-    } else {
-        n
-    }
-}
-
-fn cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-fn tokio_rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cpus())
-        .build()
-        .expect("tokio runtime")
-}
-
-/// Runs `fut` as a task on a tokio worker thread and waits for it (the tokio side's "main goroutine").
-fn tokio_run<F>(rt: &tokio::runtime::Runtime, fut: F) -> F::Output
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    rt.block_on(async move { tokio::spawn(fut).await.expect("driver task panicked") })
-}
 
 /// Ten flat samples of whole runs; `secs` is the measurement time at full size (about ten runs).
 fn configure(
@@ -146,7 +112,7 @@ async fn tokio_spawn_many(n: usize) {
 fn spawn_1m(c: &mut Criterion) {
     let n = scaled(1_000_000);
     let gort_rt = Runtime::global();
-    let rt = tokio_rt();
+    let rt = tokio_rt(false);
     let mut group = c.benchmark_group("spawn_1m");
     configure(&mut group, n, 8);
     group.bench_function("gort", |b| {
@@ -201,7 +167,7 @@ fn skynet_1m(c: &mut Criterion) {
     let size = scaled(1_000_000);
     let expected = size * (size - 1) / 2;
     let gort_rt = Runtime::global();
-    let rt = tokio_rt();
+    let rt = tokio_rt(false);
     let mut group = c.benchmark_group("skynet_1m");
     configure(&mut group, skynet_goroutines(size), 12);
     group.bench_function("gort", |b| {
@@ -250,7 +216,7 @@ async fn tokio_chained(depth: usize) {
 fn chained_spawn_1m(c: &mut Criterion) {
     let depth = scaled(1_000_000);
     let gort_rt = Runtime::global();
-    let rt = tokio_rt();
+    let rt = tokio_rt(false);
     let mut group = c.benchmark_group("chained_spawn_1m");
     configure(&mut group, depth, 5);
     group.bench_function("gort", |b| {
@@ -296,7 +262,7 @@ fn yield_1000x1000(c: &mut Criterion) {
     // 100x fewer yields in quick mode: 100 tasks x 100 yields.
     let (tasks, yields) = if quick() { (100, 100) } else { (1000, 1000) };
     let gort_rt = Runtime::global();
-    let rt = tokio_rt();
+    let rt = tokio_rt(false);
     let mut group = c.benchmark_group("yield_1000x1000");
     configure(&mut group, tasks * yields, 5);
     group.bench_function("gort", |b| {

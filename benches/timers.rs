@@ -10,6 +10,8 @@
 //!
 //! `GORT_BENCH_QUICK=1` shortens the measurement for smoke runs.
 
+mod common;
+use common::{quick, tokio_rt};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,23 +22,12 @@ use gort::runtime::Runtime;
 
 const SLEEP: Duration = Duration::from_micros(50);
 
-fn quick() -> bool {
-    std::env::var_os("GORT_BENCH_QUICK").is_some_and(|v| !v.is_empty() && v != "0")
-}
-
 fn configure<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
     let mut g = c.benchmark_group(name);
     g.sample_size(if quick() { 10 } else { 30 });
     g.warm_up_time(Duration::from_millis(if quick() { 10 } else { 500 }));
     g.measurement_time(Duration::from_millis(if quick() { 50 } else { 3000 }));
     g
-}
-
-fn tokio_rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_time()
-        .build()
-        .expect("tokio runtime")
 }
 
 /// `iters` sleeps in one goroutine (tokio: one task), timed from inside.
@@ -66,7 +57,7 @@ fn tokio_sleeps(rt: &tokio::runtime::Runtime, iters: u64) -> Duration {
 
 fn sleep_50us(c: &mut Criterion) {
     let rt = gort::runtime::Builder::new().build();
-    let trt = tokio_rt();
+    let trt = tokio_rt(true);
     let mut g = configure(c, "sleep_50us");
     g.bench_function("gort", |b| b.iter_custom(|iters| gort_sleeps(&rt, iters)));
     g.bench_function("tokio", |b| {
@@ -77,7 +68,7 @@ fn sleep_50us(c: &mut Criterion) {
 
 fn sleep_50us_beside_yielders(c: &mut Criterion) {
     let rt = gort::runtime::Builder::new().build();
-    let trt = tokio_rt();
+    let trt = tokio_rt(true);
     let stop = Arc::new(AtomicBool::new(false));
     for _ in 0..4 {
         let s = stop.clone();
