@@ -1,0 +1,382 @@
+//! `BENCHMARKS.md`: the machine, every median with its ratios and peak memory, the charts, and
+//! each issue target marked met or missed. Everything in it comes from one run of the command.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use crate::measure::Cell;
+use crate::spec::{self, Per, Target};
+
+/// The runtimes that appear as columns, in order.
+pub const RUNTIMES: &[&str] = &["gort", "tokio", "crossbeam", "flume"];
+
+/// Everything one sitting measured.
+#[derive(Default)]
+pub struct Results {
+    /// `(label, value)` lines describing the machine and toolchains.
+    pub machine: Vec<(String, String)>,
+    pub quick: bool,
+    /// group -> runtime -> result.
+    pub cells: BTreeMap<String, BTreeMap<String, Cell>>,
+    /// Go figures by key, with the peak RSS (KiB) of the run that printed each.
+    pub go: BTreeMap<String, (f64, u64)>,
+    /// Why Go figures are missing, when they are.
+    pub go_missing: Option<String>,
+    /// `(goroutines parked, RSS bytes per goroutine)` from the memory probe.
+    pub mem_probe: Vec<(u64, f64)>,
+    /// Raw output of the liveness bench and of Go's hog anchor.
+    pub liveness: Option<String>,
+    pub go_hog: Option<String>,
+    /// Measurements that failed, named in the report.
+    pub failures: Vec<String>,
+}
+
+/// Formats nanoseconds with a unit a reader takes in at a glance.
+pub fn fmt_ns(ns: f64) -> String {
+    if ns < 1e3 {
+        format!("{ns:.1} ns")
+    } else if ns < 1e6 {
+        format!("{:.1} µs", ns / 1e3)
+    } else if ns < 1e9 {
+        format!("{:.1} ms", ns / 1e6)
+    } else {
+        format!("{:.2} s", ns / 1e9)
+    }
+}
+
+fn fmt_mib(kib: u64) -> String {
+    format!("{:.0}", kib as f64 / 1024.0)
+}
+
+impl Results {
+    /// gort's, tokio's, ... median for `group` in the spec's unit.
+    pub fn value(&self, group: &str, runtime: &str) -> Option<f64> {
+        let per = spec::spec(group).map_or(Per::Element, |s| s.per);
+        self.cells.get(group)?.get(runtime).map(|c| c.per(per))
+    }
+
+    /// Go's figure for a named workload, in ns.
+    pub fn go_value(&self, group: &str) -> Option<(f64, u64)> {
+        let anchor = spec::spec(group)?.go?;
+        let &(v, rss) = self.go.get(anchor.key)?;
+        Some((if anchor.millis { v * 1e6 } else { v }, rss))
+    }
+
+    /// Each target: (issue, workload, target text, figures, met?). `None` verdict: not measured.
+    pub fn verdicts(&self) -> Vec<(u32, String, String, String, Option<bool>)> {
+        let mut out = Vec::new();
+        for s in spec::SPECS {
+            let gort = self.value(s.group, "gort");
+            for t in s.targets {
+                let (text, against) = match *t {
+                    Target::GoRatio(r) => (
+                        format!("<= {r}x Go"),
+                        self.go_value(s.group).map(|(v, _)| ("Go", v * r, v)),
+                    ),
+                    Target::TokioRatio(r) => (
+                        if r == 1.0 {
+                            "ahead of tokio".to_string()
+                        } else {
+                            format!("<= {r}x tokio")
+                        },
+                        self.value(s.group, "tokio").map(|v| ("tokio", v * r, v)),
+                    ),
+                    Target::AtMostNs(ns) => (format!("<= {}", fmt_ns(ns)), Some(("limit", ns, ns))),
+                };
+                let (figures, met) = match (gort, against) {
+                    (Some(g), Some((who, bound, theirs))) => (
+                        format!(
+                            "gort {} vs {who} {} ({:.2}x)",
+                            fmt_ns(g),
+                            fmt_ns(theirs),
+                            g / theirs
+                        ),
+                        Some(g <= bound),
+                    ),
+                    (Some(g), None) => {
+                        (format!("gort {}; no comparison measured", fmt_ns(g)), None)
+                    }
+                    (None, _) => ("not measured".to_string(), None),
+                };
+                out.push((s.issue, s.group.to_string(), text, figures, met));
+            }
+        }
+        // Issue 3: ahead of tokio on every matrix cell it can run.
+        for (group, cells) in &self.cells {
+            if !spec::is_matrix(group) {
+                continue;
+            }
+            if let (Some(g), Some(t)) = (cells.get("gort"), cells.get("tokio")) {
+                let (g, t) = (g.per(Per::Element), t.per(Per::Element));
+                out.push((
+                    3,
+                    group.clone(),
+                    "ahead of tokio".to_string(),
+                    format!("gort {} vs tokio {} ({:.2}x)", fmt_ns(g), fmt_ns(t), g / t),
+                    Some(g <= t),
+                ));
+            }
+        }
+        // Issue 2: memory per parked goroutine at 1M.
+        if let Some(&(n, per)) = self.mem_probe.iter().max_by_key(|(n, _)| *n) {
+            out.push((
+                2,
+                format!("RSS per parked goroutine ({n} parked)"),
+                "<= 4.5 KiB".to_string(),
+                format!("gort {per:.0} B"),
+                Some(per <= 4.5 * 1024.0),
+            ));
+        }
+        out
+    }
+
+    /// The markdown report; `charts` are `(title, relative path)` of the SVGs written beside it.
+    pub fn markdown(&self, charts: &[(String, String)]) -> String {
+        let mut md = String::new();
+        let _ = writeln!(md, "# gort benchmarks\n");
+        let _ = writeln!(
+            md,
+            "Written by `cargo run --release -p xtask -- bench-report`; every number below comes \
+             from that one run{}. Do not edit by hand: run the command again.\n",
+            if self.quick {
+                " in **quick mode** (shrunken workloads: a smoke test, not figures to quote)"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(md, "## Machine and toolchains\n");
+        for (k, v) in &self.machine {
+            let _ = writeln!(md, "- {k}: {v}");
+        }
+        if let Some(why) = &self.go_missing {
+            let _ = writeln!(md, "- Go: not measured ({why})");
+        }
+        if !self.failures.is_empty() {
+            let _ = writeln!(md, "\n**Measurements that failed:**\n");
+            for f in &self.failures {
+                let _ = writeln!(md, "- {f}");
+            }
+        }
+
+        let _ = writeln!(md, "\n## Targets\n");
+        if self.quick {
+            let _ = writeln!(
+                md,
+                "Quick mode shrinks gort's and tokio's workloads but not Go's: these verdicts only \
+                 show that the report works.\n"
+            );
+        }
+        let _ = writeln!(md, "| issue | workload | target | figures | verdict |");
+        let _ = writeln!(md, "| --- | --- | --- | --- | --- |");
+        for (issue, what, target, figures, met) in self.verdicts() {
+            let verdict = match met {
+                Some(true) => "met",
+                Some(false) => "**missed**",
+                None => "not measured",
+            };
+            let _ = writeln!(
+                md,
+                "| {issue} | {what} | {target} | {figures} | {verdict} |"
+            );
+        }
+
+        let _ = writeln!(
+            md,
+            "\n## Workloads with a Go anchor (`shared/anchors/go`)\n"
+        );
+        let _ = writeln!(
+            md,
+            "Medians; ratios are gort's time over the other's (below 1: gort is faster). Peak RSS \
+             is each process's maximum resident set, in MiB (criterion runs each benchmark in a \
+             process of its own, repeating the workload).\n"
+        );
+        let _ = writeln!(
+            md,
+            "| workload | gort | tokio | Go | gort/Go | gort/tokio | peak RSS MiB gort / tokio / Go |"
+        );
+        let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- | --- |");
+        for s in spec::SPECS {
+            if !self.cells.contains_key(s.group) {
+                continue;
+            }
+            let g = self.value(s.group, "gort");
+            let t = self.value(s.group, "tokio");
+            let go = self.go_value(s.group);
+            let rss = |rt: &str| {
+                self.cells[s.group]
+                    .get(rt)
+                    .map_or("-".to_string(), |c| fmt_mib(c.peak_rss_kib))
+            };
+            let _ = writeln!(
+                md,
+                "| `{}` {} | {} | {} | {} | {} | {} | {} / {} / {} |",
+                s.group,
+                s.what,
+                g.map_or("-".into(), fmt_ns),
+                t.map_or("-".into(), fmt_ns),
+                go.map_or("-".into(), |(v, _)| fmt_ns(v)),
+                ratio(g, go.map(|(v, _)| v)),
+                ratio(g, t),
+                rss("gort"),
+                rss("tokio"),
+                go.map_or("-".into(), |(_, kib)| fmt_mib(kib)),
+            );
+        }
+        for (title, path) in charts.iter().filter(|(t, _)| t.contains("anchor")) {
+            let _ = writeln!(md, "\n![{title}]({path})");
+        }
+
+        let _ = writeln!(
+            md,
+            "\n## Channel matrix (crossbeam-channel's benchmarks, per message)\n"
+        );
+        let _ = writeln!(
+            md,
+            "| cell | gort | crossbeam | flume | tokio | gort/tokio | peak RSS MiB gort / tokio |"
+        );
+        let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- | --- |");
+        for (group, cells) in self.cells.iter().filter(|(g, _)| spec::is_matrix(g)) {
+            let v = |rt: &str| cells.get(rt).map(|c| c.per(Per::Element));
+            let rss = |rt: &str| {
+                cells
+                    .get(rt)
+                    .map_or("-".to_string(), |c| fmt_mib(c.peak_rss_kib))
+            };
+            let _ = writeln!(
+                md,
+                "| `{group}` | {} | {} | {} | {} | {} | {} / {} |",
+                v("gort").map_or("-".into(), fmt_ns),
+                v("crossbeam").map_or("-".into(), fmt_ns),
+                v("flume").map_or("-".into(), fmt_ns),
+                v("tokio").map_or("-".into(), fmt_ns),
+                ratio(v("gort"), v("tokio")),
+                rss("gort"),
+                rss("tokio"),
+            );
+        }
+        for (title, path) in charts.iter().filter(|(t, _)| t.contains("matrix")) {
+            let _ = writeln!(md, "\n![{title}]({path})");
+        }
+
+        let others: Vec<_> = self
+            .cells
+            .iter()
+            .filter(|(g, _)| spec::spec(g).is_none() && !spec::is_matrix(g))
+            .collect();
+        if !others.is_empty() {
+            let _ = writeln!(
+                md,
+                "\n## Other benches (per element where the group has a throughput)\n"
+            );
+            let _ = writeln!(md, "| group | runtime | median | peak RSS MiB |");
+            let _ = writeln!(md, "| --- | --- | --- | --- |");
+            for (group, cells) in others {
+                for (rt, c) in cells {
+                    let _ = writeln!(
+                        md,
+                        "| `{group}` | {rt} | {} | {} |",
+                        fmt_ns(c.per(Per::Element)),
+                        fmt_mib(c.peak_rss_kib)
+                    );
+                }
+            }
+        }
+
+        if !self.mem_probe.is_empty() {
+            let _ = writeln!(
+                md,
+                "\n## Memory per parked goroutine (`examples/mem_probe.rs`)\n"
+            );
+            for (n, per) in &self.mem_probe {
+                let _ = writeln!(md, "- {n} goroutines parked: {per:.0} B of RSS each");
+            }
+            if let Some(&(go, _)) = self.go.get("parked_goroutine_bytes") {
+                let _ = writeln!(
+                    md,
+                    "- Go, 100000 parked: {go:.0} B each (`runtime.MemStats.Sys`)"
+                );
+            }
+        }
+        if self.liveness.is_some() || self.go_hog.is_some() {
+            let _ = writeln!(
+                md,
+                "\n## Liveness beside CPU hogs and blocking calls (issue 4)\n"
+            );
+            let _ = writeln!(md, "```");
+            if let Some(l) = &self.liveness {
+                let _ = write!(md, "{l}");
+            }
+            if let Some(h) = &self.go_hog {
+                let _ = writeln!(md, "Go (shared/anchors/go/hog):");
+                let _ = write!(md, "{h}");
+            }
+            let _ = writeln!(md, "```");
+        }
+        md
+    }
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "-".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(ns: f64, elements: Option<u64>) -> Cell {
+        Cell {
+            median_ns: ns,
+            elements,
+            peak_rss_kib: 2048,
+        }
+    }
+
+    #[test]
+    fn targets_are_judged_against_the_same_run() {
+        let mut r = Results::default();
+        r.cells.insert(
+            "spawn_1m".into(),
+            [
+                ("gort".to_string(), cell(100e6, Some(1_000_000))),
+                ("tokio".to_string(), cell(500e6, Some(1_000_000))),
+            ]
+            .into(),
+        );
+        r.go.insert("spawn_1m_ns_per_goroutine".into(), (250.0, 4096));
+        r.cells.insert(
+            "select_rx/unbounded".into(),
+            [
+                ("gort".to_string(), cell(7e6, Some(100_000))),
+                ("tokio".to_string(), cell(5e6, Some(100_000))),
+            ]
+            .into(),
+        );
+        let v = r.verdicts();
+        let spawn = v.iter().find(|x| x.1 == "spawn_1m").unwrap();
+        assert_eq!(spawn.4, Some(true), "100 ns <= 0.7 x 250 ns: {spawn:?}");
+        let rx = v.iter().find(|x| x.1 == "select_rx/unbounded").unwrap();
+        assert_eq!(rx.4, Some(false), "70 ns vs tokio's 50 ns: {rx:?}");
+        let skynet = v.iter().find(|x| x.1 == "skynet_1m").unwrap();
+        assert_eq!(skynet.4, None, "not measured");
+        let md = r.markdown(&[]);
+        assert!(
+            md.contains(
+                "| 2 | spawn_1m | <= 0.7x Go | gort 100.0 ns vs Go 250.0 ns (0.40x) | met |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("**missed**"));
+    }
+
+    #[test]
+    fn units_read_at_a_glance() {
+        assert_eq!(fmt_ns(12.34), "12.3 ns");
+        assert_eq!(fmt_ns(56_700.0), "56.7 µs");
+        assert_eq!(fmt_ns(197_600_000.0), "197.6 ms");
+        assert_eq!(fmt_ns(11.9e9), "11.90 s");
+    }
+}
