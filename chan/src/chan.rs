@@ -57,23 +57,24 @@ pub(crate) struct State<T> {
     pub(crate) sendq: Queue<T>,
 }
 
-/// What a receive attempt found.
+/// What a receive attempt found. A party to wake (a sender that moved into the buffer, or fired)
+/// goes into the caller's `Wakers`, kept apart so the common step stays a small value in registers.
 pub(crate) enum RecvStep<T> {
-    /// A value, and a sender to wake (one that moved into the buffer).
-    Got(T, Wakers),
+    /// A value.
+    Got(T),
     /// Closed and drained.
     Closed,
     /// A lazy sender fired (it got `RESERVED`): the caller must link itself claimed in place and wait
-    /// for the completion. Holds the sender's waker.
-    Bind(Wakers),
+    /// for the completion.
+    Bind,
     /// Nothing to receive.
     Empty,
 }
 
-/// What a send attempt found.
+/// What a send attempt found (a receiver to wake goes into the caller's `Wakers`).
 pub(crate) enum SendStep<T> {
-    /// Sent, with a receiver to wake.
-    Sent(Wakers),
+    /// Sent.
+    Sent,
     /// Closed or disconnected: the value comes back.
     Closed(T),
     /// Full, and no receiver waits: the value comes back.
@@ -247,11 +248,11 @@ impl<T> State<T> {
     /// # Safety
     /// Under the channel lock.
     #[inline]
-    pub(crate) unsafe fn recv_step(&mut self) -> RecvStep<T> {
+    pub(crate) unsafe fn recv_step(&mut self, wake: &mut Wakers) -> RecvStep<T> {
         if let Some(v) = self.buf.pop_front() {
             // SAFETY: under the lock (function contract).
-            let w = unsafe { self.refill() };
-            return RecvStep::Got(v, w);
+            unsafe { self.refill(wake) };
+            return RecvStep::Got(v);
         }
         // SAFETY: under the lock.
         if let Some(w) = unsafe { self.sendq.claim() } {
@@ -262,12 +263,14 @@ impl<T> State<T> {
                     // caller binds itself to it (claimed in place at the head of `recvq`).
                     self.reserved += 1;
                     self.claimed += 1;
-                    return RecvStep::Bind(Wakers::one(self.sendq.finish(w, RESERVED, |_| {})));
+                    wake.push(self.sendq.finish(w, RESERVED, |_| {}));
+                    return RecvStep::Bind;
                 }
                 let mut value = None;
                 let waker = self.sendq.finish(w, DONE, |w| value = w.take());
                 let value = value.expect("gort: a blocked sender without its value");
-                return RecvStep::Got(value, Wakers::one(waker));
+                wake.push(waker);
+                return RecvStep::Got(value);
             }
         }
         if self.closed && self.drained() {
@@ -282,24 +285,24 @@ impl<T> State<T> {
     ///
     /// # Safety
     /// Under the channel lock.
-    unsafe fn refill(&mut self) -> Wakers {
+    unsafe fn refill(&mut self, wake: &mut Wakers) {
         if self.full() || self.sendq.is_empty() {
-            return Wakers::default();
+            return;
         }
         // SAFETY: under the lock.
         let Some(w) = (unsafe { self.sendq.claim() }) else {
-            return Wakers::default();
+            return;
         };
         // SAFETY: `w` is claimed by us and linked in `sendq`.
         unsafe {
             if (*w).is_lazy() {
                 self.reserved += 1;
-                Wakers::one(self.sendq.finish(w, RESERVED, |_| {}))
+                wake.push(self.sendq.finish(w, RESERVED, |_| {}));
             } else {
                 let buf = &mut self.buf;
-                Wakers::one(self.sendq.finish(w, DONE, |w| {
+                wake.push(self.sendq.finish(w, DONE, |w| {
                     buf.push_back(w.take().expect("gort: a blocked sender without its value"))
-                }))
+                }));
             }
         }
     }
@@ -309,19 +312,19 @@ impl<T> State<T> {
     /// # Safety
     /// Under the channel lock.
     #[inline]
-    pub(crate) unsafe fn send_step(&mut self, value: T) -> SendStep<T> {
+    pub(crate) unsafe fn send_step(&mut self, value: T, wake: &mut Wakers) -> SendStep<T> {
         if self.closed || self.disconnected {
             return SendStep::Closed(value);
         }
         // SAFETY: under the lock.
         if let Some(w) = unsafe { self.recvq.claim() } {
             // SAFETY: `w` is claimed by us and linked in `recvq`; we own its slot.
-            let waker = unsafe { self.recvq.finish(w, DONE, |w| w.put(value)) };
-            return SendStep::Sent(Wakers::one(waker));
+            wake.push(unsafe { self.recvq.finish(w, DONE, |w| w.put(value)) });
+            return SendStep::Sent;
         }
         if !self.full() {
             self.buf.push_back(value);
-            return SendStep::Sent(Wakers::default());
+            return SendStep::Sent;
         }
         SendStep::Full(value)
     }
@@ -379,7 +382,7 @@ impl<T> State<T> {
         }
         // The value may have gone straight to a receiver, freeing room.
         // SAFETY: under the lock.
-        wakers.append(unsafe { self.refill() });
+        unsafe { self.refill(&mut wakers) };
         Ok(wakers)
     }
 
@@ -402,7 +405,7 @@ impl<T> State<T> {
             wakers.push(unsafe { self.recvq.finish(w, RETRY, |_| {}) });
         }
         // SAFETY: under the lock.
-        wakers.append(unsafe { self.refill() });
+        unsafe { self.refill(&mut wakers) };
         wakers
     }
 

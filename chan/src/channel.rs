@@ -17,7 +17,7 @@ use crate::error::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
 use crate::future::{RecvFuture, RecvWait, SendFuture};
-use crate::protocol::{self, Context, Waiter, ABORTED, CLOSED, DONE, RETRY};
+use crate::protocol::{self, Context, Waiter, Wakers, ABORTED, CLOSED, DONE, RETRY};
 use crate::sys::{self, Ordering, WaitReason};
 
 /// Creates a channel with a buffer of `cap` values: Go's `make(chan T, cap)`.
@@ -130,9 +130,10 @@ fn deadline_after(timeout: Duration) -> Wait {
 impl<T> Chan<T> {
     fn send_with(&self, value: T, wait: Wait) -> Result<(), SendFail<T>> {
         self.lock();
+        let mut wakers = Wakers::default();
         // SAFETY: we hold the lock.
-        let value = match unsafe { self.state().send_step(value) } {
-            SendStep::Sent(wakers) => {
+        let value = match unsafe { self.state().send_step(value, &mut wakers) } {
+            SendStep::Sent => {
                 self.unlock();
                 wakers.wake();
                 sys::safe_point();
@@ -183,9 +184,10 @@ impl<T> Chan<T> {
     fn recv_with(&self, wait: Wait) -> Result<T, RecvFail> {
         loop {
             self.lock();
+            let mut wakers = Wakers::default();
             // SAFETY: we hold the lock.
-            match unsafe { self.state().recv_step() } {
-                RecvStep::Got(v, wakers) => {
+            match unsafe { self.state().recv_step(&mut wakers) } {
+                RecvStep::Got(v) => {
                     self.unlock();
                     wakers.wake();
                     sys::safe_point();
@@ -196,7 +198,7 @@ impl<T> Chan<T> {
                     sys::safe_point();
                     return Err(RecvFail::Disconnected);
                 }
-                RecvStep::Bind(wakers) => {
+                RecvStep::Bind => {
                     // A select's send case fired for us; wait for its value (even for a try, or past
                     // a deadline: the send has happened, so the value must land somewhere).
                     let cx = Context::new();

@@ -16,7 +16,7 @@ use std::task::{Poll, Waker};
 
 use crate::chan::{Chan, RecvStep, SendStep};
 use crate::error::{RecvError, SendError};
-use crate::protocol::{self, Context, Waiter, CLOSED, DONE, RETRY, WAITING};
+use crate::protocol::{self, Context, Waiter, Wakers, CLOSED, DONE, RETRY, WAITING};
 
 const IDLE: u8 = 0;
 const LINKED: u8 = 1;
@@ -87,8 +87,9 @@ impl<T> RecvWait<T> {
             // in place (pinned) until it is unlinked, by its drop at the latest.
             unsafe {
                 let st = chan.state();
-                match st.recv_step() {
-                    RecvStep::Got(v, wakers) => {
+                let mut wakers = Wakers::default();
+                match st.recv_step(&mut wakers) {
+                    RecvStep::Got(v) => {
                         chan.unlock();
                         wakers.wake();
                         return Poll::Ready(Ok(v));
@@ -97,7 +98,7 @@ impl<T> RecvWait<T> {
                         chan.unlock();
                         return Poll::Ready(Err(RecvError));
                     }
-                    RecvStep::Bind(wakers) => {
+                    RecvStep::Bind => {
                         self.cx.claim_self(0);
                         self.cx.set_waker(waker);
                         st.recvq.push_front(&self.w, &self.cx, 0);
@@ -281,8 +282,9 @@ impl<T> Future for SendFuture<'_, T> {
                 unsafe {
                     let st = chan.state();
                     let value = this.w.take().expect(LOST);
-                    match st.send_step(value) {
-                        SendStep::Sent(wakers) => {
+                    let mut wakers = Wakers::default();
+                    match st.send_step(value, &mut wakers) {
+                        SendStep::Sent => {
                             this.phase.set(FINISHED);
                             chan.unlock();
                             wakers.wake();

@@ -595,12 +595,6 @@ impl Wakers {
         }
     }
 
-    /// Adds `other`'s wakers (at most two in all).
-    pub(crate) fn append(&mut self, other: Wakers) {
-        self.push(other.first);
-        self.push(other.second);
-    }
-
     /// Wakes them (call with no channel lock held).
     #[inline]
     pub(crate) fn wake(self) {

@@ -259,8 +259,9 @@ impl<T> Case for RecvCase<'_, T> {
         // SAFETY: under the lock, per the trait contract; the waiter is ours and unlinked.
         unsafe {
             let st = chan.state();
-            match st.recv_step() {
-                RecvStep::Got(v, wakers) => {
+            let mut wakers = Wakers::default();
+            match st.recv_step(&mut wakers) {
+                RecvStep::Got(v) => {
                     self.w.put(v);
                     self.outcome.set(VALUE);
                     Fire::Now(wakers)
@@ -269,7 +270,7 @@ impl<T> Case for RecvCase<'_, T> {
                     self.outcome.set(SHUT);
                     Fire::Now(Wakers::default())
                 }
-                RecvStep::Bind(wakers) => {
+                RecvStep::Bind => {
                     cx.claim_self(index);
                     st.recvq.push_front(&self.w, cx, index);
                     Fire::Bound(wakers)
