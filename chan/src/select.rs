@@ -581,6 +581,53 @@ impl<const N: usize> Orders<N> {
     }
 }
 
+/// How a blocking select's fired case ended.
+enum Settled {
+    /// Case `i` fired: the select returns it.
+    Fired(usize),
+    /// A bound receive's sender gave up: start a locked round over.
+    Retry,
+}
+
+/// Finishes what trying case `i` found (`None`: not ready, nothing done). A case that fired has
+/// `unlock` release the locks held, then its partners are woken; a receive bound to a lazy sender
+/// waits, with the locks released, for the value (or for `RETRY`).
+///
+/// # Safety
+/// Called under the locks `unlock` releases, with `fire` just returned by `case.fire(cx, i)`.
+unsafe fn settle<C: Case + ?Sized>(
+    case: &C,
+    i: usize,
+    fire: Fire,
+    cx: &Context,
+    unlock: impl FnOnce(),
+) -> Option<Settled> {
+    match fire {
+        Fire::No => None,
+        Fire::Now(wakers) => {
+            unlock();
+            wakers.wake();
+            sys::safe_point();
+            Some(Settled::Fired(i))
+        }
+        Fire::Bound(wakers) => {
+            cx.set_waker(sys::current_waker());
+            unlock();
+            wakers.wake();
+            let s = wait_guarded(cx, None, WaitReason::Select);
+            match protocol::tag(s) {
+                DONE => {
+                    // SAFETY: `DONE` was published by the claimer, which unlinked our waiter.
+                    unsafe { case.accept(s) };
+                    Some(Settled::Fired(i))
+                }
+                RETRY => Some(Settled::Retry),
+                _ => unreachable!("gort: a bound select woke in state {s:#x}"),
+            }
+        }
+    }
+}
+
 /// Runs a blocking `select!` over `cases`: returns the index of the case that fired, or `N` for
 /// `default` (hidden plumbing).
 pub fn select<const N: usize>(cases: [&dyn Case; N], mode: Mode) -> usize {
@@ -601,28 +648,12 @@ pub fn select<const N: usize>(cases: [&dyn Case; N], mode: Mode) -> usize {
         // bound here lives in the case, in place until unlinked by its claimer.
         unsafe {
             cases[i].lock();
-            match cases[i].fire(&cx, i) {
-                Fire::No => cases[i].unlock(),
-                Fire::Now(wakers) => {
-                    cases[i].unlock();
-                    wakers.wake();
-                    sys::safe_point();
-                    return i;
-                }
-                Fire::Bound(wakers) => {
-                    cx.set_waker(sys::current_waker());
-                    cases[i].unlock();
-                    wakers.wake();
-                    let s = wait_guarded(&cx, None, WaitReason::Select);
-                    match protocol::tag(s) {
-                        DONE => {
-                            cases[i].accept(s);
-                            return i;
-                        }
-                        RETRY => break,
-                        _ => unreachable!("gort: a bound select woke in state {s:#x}"),
-                    }
-                }
+            let fire = cases[i].fire(&cx, i);
+            // `settle` unlocks the one lock taken above.
+            match settle(cases[i], i, fire, &cx, || cases[i].unlock()) {
+                None => cases[i].unlock(),
+                Some(Settled::Fired(i)) => return i,
+                Some(Settled::Retry) => break,
             }
         }
     }
@@ -634,28 +665,12 @@ pub fn select<const N: usize>(cases: [&dyn Case; N], mode: Mode) -> usize {
         unsafe {
             orders.lock_all(&cases);
             for &i in &orders.poll {
-                match cases[i].fire(&cx, i) {
-                    Fire::No => {}
-                    Fire::Now(wakers) => {
-                        orders.unlock_all(&cases);
-                        wakers.wake();
-                        sys::safe_point();
-                        return i;
-                    }
-                    Fire::Bound(wakers) => {
-                        cx.set_waker(sys::current_waker());
-                        orders.unlock_all(&cases);
-                        wakers.wake();
-                        let s = wait_guarded(&cx, None, WaitReason::Select);
-                        match protocol::tag(s) {
-                            DONE => {
-                                cases[i].accept(s);
-                                return i;
-                            }
-                            RETRY => continue 'round,
-                            _ => unreachable!("gort: a bound select woke in state {s:#x}"),
-                        }
-                    }
+                let fire = cases[i].fire(&cx, i);
+                // `settle` unlocks what `lock_all` took.
+                match settle(cases[i], i, fire, &cx, || orders.unlock_all(&cases)) {
+                    None => {}
+                    Some(Settled::Fired(i)) => return i,
+                    Some(Settled::Retry) => continue 'round,
                 }
             }
             let deadline = match mode {

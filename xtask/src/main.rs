@@ -147,17 +147,19 @@ fn bench_report(args: &[String]) -> Result<(), String> {
             })
         })
         .collect();
-    if !anchor_rows.is_empty() {
-        chart::write(
-            &out.join("docs/bench/anchors.svg"),
-            "gort vs tokio vs Go: Go-anchored workloads",
-            &anchor_rows,
-        )?;
-        charts.push((
-            "Go-anchored workloads".to_string(),
-            "docs/bench/anchors.svg".to_string(),
-        ));
-    }
+    let mut emit = |file: &str, title: &str, rows: &[chart::Row]| -> Result<(), String> {
+        if !rows.is_empty() {
+            let rel = format!("docs/bench/{file}");
+            chart::write(&out.join(&rel), title, rows)?;
+            charts.push((title.to_string(), rel));
+        }
+        Ok(())
+    };
+    emit(
+        "anchors.svg",
+        "gort vs tokio vs Go: Go-anchored workloads",
+        &anchor_rows,
+    )?;
     let matrix_rows: Vec<chart::Row> = r
         .cells
         .iter()
@@ -174,17 +176,11 @@ fn bench_report(args: &[String]) -> Result<(), String> {
             })
         })
         .collect();
-    if !matrix_rows.is_empty() {
-        chart::write(
-            &out.join("docs/bench/matrix.svg"),
-            "channel matrix: gort vs crossbeam vs flume vs tokio",
-            &matrix_rows,
-        )?;
-        charts.push((
-            "channel matrix".to_string(),
-            "docs/bench/matrix.svg".to_string(),
-        ));
-    }
+    emit(
+        "matrix.svg",
+        "channel matrix: gort vs crossbeam vs flume vs tokio",
+        &matrix_rows,
+    )?;
     let path = out.join("BENCHMARKS.md");
     std::fs::write(&path, r.markdown(&charts))
         .map_err(|e| format!("xtask: writing {}: {e}", path.display()))?;

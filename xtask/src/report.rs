@@ -222,7 +222,7 @@ impl Results {
                 go.map_or("-".into(), |(_, kib)| fmt_mib(kib)),
             );
         }
-        for (title, path) in charts.iter().filter(|(t, _)| t.contains("anchor")) {
+        for (title, path) in charts.iter().filter(|(t, _)| t.contains("Go-anchored")) {
             let _ = writeln!(md, "\n![{title}]({path})");
         }
 
