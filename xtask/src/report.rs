@@ -117,6 +117,38 @@ impl Results {
                 ));
             }
         }
+        // Issue 4: liveness beside hogs and blocking calls (the liveness bench's `key gort value`
+        // lines).
+        for line in self.liveness.iter().flat_map(|l| l.lines()) {
+            let mut words = line.split_whitespace();
+            let (Some(key), Some("gort"), Some(value)) = (words.next(), words.next(), words.next())
+            else {
+                continue;
+            };
+            let Ok(v) = value.parse::<f64>() else {
+                continue;
+            };
+            let note = line
+                .split_once('(')
+                .map_or("", |(_, n)| n.trim_end_matches(')'));
+            match key {
+                "hog_ticker_worst_late_ms" => out.push((
+                    4,
+                    "10 ms ticker beside 2xP CPU hogs: worst lateness".to_string(),
+                    "<= 25 ms".to_string(),
+                    format!("gort {v:.1} ms ({note})"),
+                    Some(v <= 25.0),
+                )),
+                "progress_during_blocking_calls_yields_per_s" => out.push((
+                    4,
+                    format!("yields beside blocked threads ({note})"),
+                    "> 1M/s".to_string(),
+                    format!("gort {:.2}M/s", v / 1e6),
+                    Some(v > 1e6),
+                )),
+                _ => {}
+            }
+        }
         // Issue 2: memory per parked goroutine at 1M.
         if let Some(&(n, per)) = self.mem_probe.iter().max_by_key(|(n, _)| *n) {
             out.push((
@@ -362,6 +394,22 @@ mod tests {
         assert_eq!(rx.4, Some(false), "70 ns vs tokio's 50 ns: {rx:?}");
         let skynet = v.iter().find(|x| x.1 == "skynet_1m").unwrap();
         assert_eq!(skynet.4, None, "not measured");
+        r.liveness = Some(
+            "hog_ticker_worst_late_ms gort 5.2 (hogs 4, 50 ticks)\n\
+             hog_ticker_worst_late_ms tokio starved: 0 of 50 ticks in 3000 ms\n\
+             progress_during_blocking_calls_yields_per_s gort 900000 (unmarked std::thread::sleep)\n"
+                .into(),
+        );
+        let v = r.verdicts();
+        let hog = v.iter().find(|x| x.1.contains("hogs")).unwrap();
+        assert_eq!(hog.4, Some(true), "{hog:?}");
+        let slow = v.iter().find(|x| x.1.contains("unmarked")).unwrap();
+        assert_eq!(slow.4, Some(false), "0.9M/s is not over 1M/s: {slow:?}");
+        assert_eq!(
+            v.iter().filter(|x| x.0 == 4).count(),
+            2,
+            "tokio lines are not gort's"
+        );
         let md = r.markdown(&[]);
         assert!(
             md.contains(
