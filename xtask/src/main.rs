@@ -85,6 +85,26 @@ fn bench_report(args: &[String]) -> Result<(), String> {
             }
             continue;
         }
+        if name == "gc" {
+            // binary-trees is not a criterion group: the bench's own main runs it when the filter
+            // names it, in a process of its own (so the peak RSS is its own).
+            let mut cmd = Command::new(&exe);
+            cmd.args(["--bench", "binary_trees"]);
+            if quick {
+                cmd.env("GORT_BENCH_QUICK", "1");
+            }
+            match measure::run_measured(&mut cmd) {
+                Ok(run) if run.success => {
+                    r.bintree = report::BinTree::parse(&run.stdout, run.peak_rss_kib);
+                    if r.bintree.is_none() {
+                        r.failures
+                            .push("binary-trees printed no summary line".into());
+                    }
+                }
+                Ok(_) => r.failures.push("the binary-trees run failed".into()),
+                Err(e) => r.failures.push(e),
+            }
+        }
         for id in measure::list_benchmarks(&exe)? {
             eprintln!("xtask: {name}: {id}");
             let Some((group, runtime)) = id.rsplit_once('/') else {
@@ -99,6 +119,17 @@ fn bench_report(args: &[String]) -> Result<(), String> {
                 }
                 Err(e) => r.failures.push(e),
             }
+        }
+    }
+
+    // The network script (wrk against the HTTP servers, our load client against the echo
+    // servers); too long for a quick run.
+    let net_script = root.join("scripts/bench_net.sh");
+    if !quick && net_script.exists() {
+        match measure::run_measured(Command::new("bash").arg(&net_script).arg("5")) {
+            Ok(run) if run.success => r.net = report::parse_net_table(&run.stdout),
+            Ok(_) => r.failures.push("scripts/bench_net.sh failed".into()),
+            Err(e) => r.failures.push(e),
         }
     }
 
@@ -219,6 +250,15 @@ fn run_go_anchors(go: &Path, anchors: &Path, work: &Path, quick: bool, r: &mut R
         }
     }
     if !quick {
+        match measure::build_go(go, anchors, "bintree", work)
+            .and_then(|b| measure::run_measured(&mut Command::new(b)))
+        {
+            Ok(run) if run.success => {
+                r.go_bintree = report::BinTree::parse(&run.stdout, run.peak_rss_kib);
+            }
+            Ok(_) => r.failures.push("Go's bintree anchor failed".into()),
+            Err(e) => r.failures.push(e),
+        }
         match measure::build_go(go, anchors, "hog", work)
             .and_then(|b| measure::run_measured(&mut Command::new(b)))
         {

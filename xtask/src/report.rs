@@ -29,6 +29,77 @@ pub struct Results {
     pub go_hog: Option<String>,
     /// Measurements that failed, named in the report.
     pub failures: Vec<String>,
+    /// binary-trees (issue 6): gort's run and Go's `bintree` anchor.
+    pub bintree: Option<BinTree>,
+    pub go_bintree: Option<BinTree>,
+    /// `scripts/bench_net.sh`'s table: label -> (gort, tokio).
+    pub net: BTreeMap<String, (f64, f64)>,
+}
+
+/// The rows of `scripts/bench_net.sh`'s closing table (`label  gort  tokio  ratio`).
+pub fn parse_net_table(output: &str) -> BTreeMap<String, (f64, f64)> {
+    const LABELS: &[&str] = &[
+        "http plaintext req/s",
+        "http plaintext p99 (us)",
+        "echo msgs/s",
+        "echo p99 (us)",
+    ];
+    let mut out = BTreeMap::new();
+    for line in output.lines() {
+        for &label in LABELS {
+            if let Some(rest) = line.strip_prefix(label) {
+                let nums: Vec<f64> = rest
+                    .split_whitespace()
+                    .filter_map(|w| w.parse().ok())
+                    .collect();
+                if let [g, t, ..] = nums[..] {
+                    out.insert(label.to_string(), (g, t));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One binary-trees run: `binary_trees_D_ms T gc_cycles N max_pause_us P` as both programs print it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BinTree {
+    pub depth: u32,
+    pub ms: f64,
+    pub gc_cycles: u64,
+    pub max_pause_us: f64,
+    pub peak_rss_kib: u64,
+}
+
+impl BinTree {
+    /// Parses the summary line out of a binary-trees program's output (gort prefixes it with
+    /// `gort `); `peak_rss_kib` comes from the run.
+    pub fn parse(output: &str, peak_rss_kib: u64) -> Option<BinTree> {
+        let line = output
+            .lines()
+            .find(|l| l.trim_start_matches("gort ").starts_with("binary_trees_"))?;
+        let mut words = line.trim_start_matches("gort ").split_whitespace();
+        let key = words.next()?;
+        let depth = key
+            .strip_prefix("binary_trees_")?
+            .strip_suffix("_ms")?
+            .parse()
+            .ok()?;
+        let ms = words.next()?.parse().ok()?;
+        let rest: Vec<&str> = words.collect();
+        let field = |name: &str| {
+            rest.iter()
+                .position(|w| *w == name)
+                .and_then(|i| rest.get(i + 1)?.parse::<f64>().ok())
+        };
+        Some(BinTree {
+            depth,
+            ms,
+            gc_cycles: field("gc_cycles")? as u64,
+            max_pause_us: field("max_pause_us")?,
+            peak_rss_kib,
+        })
+    }
 }
 
 /// Formats nanoseconds with a unit a reader takes in at a glance.
@@ -148,6 +219,92 @@ impl Results {
                 )),
                 _ => {}
             }
+        }
+        // Issue 6: binary-trees against Go's, and handle clone+drop against Arc's.
+        if let Some(b) = &self.bintree {
+            let go = self.go_bintree.as_ref().filter(|g| g.depth == b.depth);
+            let what = format!("binary-trees depth {}", b.depth);
+            match go {
+                Some(g) => {
+                    out.push((
+                        6,
+                        what.clone(),
+                        "time <= Go".to_string(),
+                        format!(
+                            "gort {:.0} ms vs Go {:.0} ms ({:.2}x)",
+                            b.ms,
+                            g.ms,
+                            b.ms / g.ms
+                        ),
+                        Some(b.ms <= g.ms),
+                    ));
+                    out.push((
+                        6,
+                        what.clone(),
+                        "peak RSS <= Go".to_string(),
+                        format!(
+                            "gort {} MiB vs Go {} MiB",
+                            fmt_mib(b.peak_rss_kib),
+                            fmt_mib(g.peak_rss_kib)
+                        ),
+                        Some(b.peak_rss_kib <= g.peak_rss_kib),
+                    ));
+                }
+                None => out.push((
+                    6,
+                    what.clone(),
+                    "time and peak RSS <= Go".to_string(),
+                    format!("gort {:.0} ms; Go not measured at this depth", b.ms),
+                    None,
+                )),
+            }
+            out.push((
+                6,
+                what,
+                "max pause <= 1 ms".to_string(),
+                format!(
+                    "gort {:.0} us over {} collections{}",
+                    b.max_pause_us,
+                    b.gc_cycles,
+                    go.map_or(String::new(), |g| format!(" (Go {:.0} us)", g.max_pause_us))
+                ),
+                Some(b.max_pause_us <= 1000.0),
+            ));
+        }
+        if let Some(cells) = self.cells.get("gc_handles/clone_drop") {
+            if let (Some(g), Some(a)) = (cells.get("gort_gc"), cells.get("arc")) {
+                out.push((
+                    6,
+                    "Gc clone + drop".to_string(),
+                    "<= 1.5x Arc".to_string(),
+                    format!(
+                        "Gc {} vs Arc {} ({:.2}x)",
+                        fmt_ns(g.median_ns),
+                        fmt_ns(a.median_ns),
+                        g.median_ns / a.median_ns
+                    ),
+                    Some(g.median_ns <= 1.5 * a.median_ns),
+                ));
+            }
+        }
+        // Issue 5: HTTP/1.1 plaintext under wrk against the same server on tokio.
+        if let Some(&(g, t)) = self.net.get("http plaintext req/s") {
+            out.push((
+                5,
+                "HTTP/1.1 plaintext, wrk -t1 -c100".to_string(),
+                ">= 1.1x tokio req/s".to_string(),
+                format!("gort {g:.0} vs tokio {t:.0} req/s ({:.2}x)", g / t),
+                Some(g >= 1.1 * t),
+            ));
+        }
+        if let Some(&(g, t)) = self.net.get("http plaintext p99 (us)") {
+            out.push((
+                5,
+                "HTTP/1.1 plaintext, wrk -t1 -c100".to_string(),
+                "p99 <= tokio".to_string(),
+                format!("gort {g:.0} us vs tokio {t:.0} us"),
+                Some(g <= t),
+            ));
         }
         // Issue 2: memory per parked goroutine at 1M.
         if let Some(&(n, per)) = self.mem_probe.iter().max_by_key(|(n, _)| *n) {
@@ -314,6 +471,38 @@ impl Results {
             }
         }
 
+        if !self.net.is_empty() {
+            let _ = writeln!(md, "\n## Network on loopback (`scripts/bench_net.sh`)\n");
+            let _ = writeln!(md, "| workload | gort | tokio | gort/tokio |");
+            let _ = writeln!(md, "| --- | --- | --- | --- |");
+            for (label, (g, t)) in &self.net {
+                let _ = writeln!(md, "| {label} | {g:.0} | {t:.0} | {:.2} |", g / t);
+            }
+        }
+        if let Some(b) = &self.bintree {
+            let _ = writeln!(
+                md,
+                "\n## binary-trees (`benches/gc.rs` against `shared/anchors/go/bintree`)\n"
+            );
+            let _ = writeln!(
+                md,
+                "| program | depth | time | collections | max pause | peak RSS MiB |"
+            );
+            let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- |");
+            for (who, t) in [("gort", Some(b)), ("Go", self.go_bintree.as_ref())] {
+                if let Some(t) = t {
+                    let _ = writeln!(
+                        md,
+                        "| {who} | {} | {:.0} ms | {} | {:.0} µs | {} |",
+                        t.depth,
+                        t.ms,
+                        t.gc_cycles,
+                        t.max_pause_us,
+                        fmt_mib(t.peak_rss_kib)
+                    );
+                }
+            }
+        }
         if !self.mem_probe.is_empty() {
             let _ = writeln!(
                 md,
@@ -418,6 +607,46 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("**missed**"));
+    }
+
+    #[test]
+    fn binary_trees_lines_of_both_programs_parse() {
+        let gort = "stretch tree of depth 22\t check: 8388607\n\
+                    gort binary_trees_21_ms 9876 gc_cycles 40 max_pause_us 310 peak_rss_mib 200 assists 3\n";
+        assert_eq!(
+            BinTree::parse(gort, 204_800),
+            Some(BinTree {
+                depth: 21,
+                ms: 9876.0,
+                gc_cycles: 40,
+                max_pause_us: 310.0,
+                peak_rss_kib: 204_800
+            })
+        );
+        let go = "binary_trees_21_ms 11900 gc_cycles 120 max_pause_us 370\n";
+        assert_eq!(BinTree::parse(go, 1).map(|b| b.ms), Some(11900.0));
+        assert_eq!(BinTree::parse("no summary here", 1), None);
+    }
+
+    #[test]
+    fn the_network_table_parses() {
+        let out = "== HTTP ==\n\nworkload   gort   tokio   gort/tokio\n\
+                   http plaintext req/s          250000         229000      1.09x\n\
+                   http plaintext p99 (us)          500            570      0.88x\n\
+                   echo msgs/s                  900000         800000      1.12x\n";
+        let t = parse_net_table(out);
+        assert_eq!(t.get("http plaintext req/s"), Some(&(250000.0, 229000.0)));
+        assert_eq!(t.get("http plaintext p99 (us)"), Some(&(500.0, 570.0)));
+        assert_eq!(t.len(), 3);
+        let r = Results {
+            net: t,
+            ..Results::default()
+        };
+        let v = r.verdicts();
+        let rps = v.iter().find(|x| x.2.contains("req/s")).unwrap();
+        assert_eq!(rps.4, Some(false), "1.09x is short of 1.1x: {rps:?}");
+        let p99 = v.iter().find(|x| x.2.contains("p99")).unwrap();
+        assert_eq!(p99.4, Some(true));
     }
 
     #[test]
