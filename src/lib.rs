@@ -111,17 +111,20 @@
 //! A goroutine may resume on another OS thread after any blocking call. Do not keep a reference into a
 //! `thread_local!` across a blocking call, and do not hold thread-affine resources (locks that must be
 //! released on the thread that took them, `!Send` handles from C libraries) across one. Read the
-//! thread-local again after the call instead.
+//! thread-local again after the call instead. For state that belongs to a goroutine (a request id,
+//! a tracing span), declare it with [`goroutine_local!`]: each goroutine gets its own value, which
+//! follows it across threads and is dropped when it finishes.
 
 #![warn(missing_docs)]
 
 // Lets the macros' `::gort::...` paths resolve inside this crate's own docs and tests.
 extern crate self as gort;
 
+pub use gort_goroutine::local::GoroutineLocal;
 pub use gort_goroutine::{
     block_on, blocking, spawn, spawn_async, yield_now, GoroutineId, JoinError, JoinHandle,
 };
-pub use gort_goroutine::{runtime, sync};
+pub use gort_goroutine::{goroutine_local, runtime, sync};
 
 /// Go's channels: `bounded`, `unbounded`, `Sender`, `Receiver` and their errors (the `gort-chan`
 /// crate). See [`select!`] and [`select_async!`] for waiting on several at once.

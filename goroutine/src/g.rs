@@ -35,6 +35,7 @@ use std::sync::Arc;
 
 use crate::erased::Erased;
 use crate::join::{JoinSlot, JoinSource};
+use crate::local::Locals;
 use crate::park::WaitReason;
 use crate::sched::Sched;
 use crate::stack::{OverflowChecker, Stack};
@@ -132,13 +133,16 @@ pub(crate) struct G {
     /// one (warm, from the running P's cache) when it starts, so a burst of spawns costs a G each
     /// rather than a cold stack page each.
     entry: UnsafeCell<Erased<ENTRY_WORDS>>,
+    /// Goroutine-local values (`local.rs`); touched only by the goroutine itself.
+    locals: UnsafeCell<Locals>,
 }
 
-// SAFETY: `entry`, `entry_fn`, `coroutine`, `yielder` and `stack_check` are only touched by the one
-// M that currently holds the G's scheduling reference (see the module docs), and the hand-over
-// between Ms goes through a run queue, whose atomics order the accesses. The closure and the values
-// living on the coroutine's stack come from a `Send + 'static` closure; thread-bound state held
-// across a park is the user-facing caveat documented on the crate front page.
+// SAFETY: `entry`, `entry_fn`, `coroutine`, `yielder`, `stack_check` and `locals` are only touched by
+// the one M that currently holds the G's scheduling reference (see the module docs), and the
+// hand-over between Ms goes through a run queue, whose atomics order the accesses. The closure, the
+// goroutine-local values (`Send` by their type bound) and the values living on the coroutine's stack
+// come from `Send + 'static` code; thread-bound state held across a park is the user-facing caveat
+// documented on the crate front page.
 unsafe impl Send for G {}
 // SAFETY: as above; the fields other threads touch through `&G` are `park_state` (atomic), `join`
 // (its own protocol), and `id` and `sched` (not written while shared).
@@ -157,6 +161,9 @@ where
     // SAFETY: see the function contract.
     let f = unsafe { (*g.entry.get()).take::<F>() };
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    // Goroutine-local values go with the goroutine, before its handle sees the result.
+    // SAFETY: the goroutine itself, running.
+    unsafe { g.locals_mut().clear(g.id.as_u64()) };
     // SAFETY: the goroutine completes its own slot, once, with the `T` its handle was made for.
     unsafe { g.join.complete(outcome) };
 }
@@ -179,6 +186,7 @@ impl G {
             wait_since: AtomicU64::new(0),
             created_at: AtomicPtr::new(std::ptr::null_mut()),
             running: AtomicBool::new(false),
+            locals: UnsafeCell::new(Locals::default()),
         }
     }
 
@@ -223,9 +231,20 @@ impl G {
         self.entry_fn.set(Some(run_entry::<F, T>));
     }
 
+    /// The goroutine's local values.
+    ///
+    /// # Safety
+    /// Called by the goroutine itself while it runs, with no other borrow of them alive.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn locals_mut(&self) -> &mut Locals {
+        // SAFETY: see the function contract.
+        unsafe { &mut *self.locals.get() }
+    }
+
     /// Readies a finished G, which nothing else refers to, for a new goroutine.
     pub(crate) fn reinit(&mut self, id: GoroutineId) {
         debug_assert!(self.coroutine.get_mut().is_none());
+        debug_assert!(self.locals.get_mut().is_empty());
         self.id = id;
         *self.park_state.get_mut() = RUNNING;
         self.entry.get_mut().clear();

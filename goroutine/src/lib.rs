@@ -14,9 +14,9 @@
 //!   there is no other wake path (`park.rs`).
 //! * `unsafe` lives in `stack` (memory mapping, guard pages, the overflow signal handler), `g` and
 //!   `sched` (the scheduling reference, P-local state, the coroutine), `erased` (a G's type-erased
-//!   closure and result), `join` (the result hand-over), `park` (waker vtables), `spawn` (pinning),
-//!   `futex` and `fence` (the futex and membarrier syscalls); `runq` is lock-free without any.
-//!   Each block states its invariant in a `SAFETY:` comment.
+//!   closure and result), `join` (the result hand-over), `local` (goroutine-local values), `park`
+//!   (waker vtables), `spawn` (pinning), `futex` and `fence` (the futex and membarrier syscalls);
+//!   `runq` is lock-free without any. Each block states its invariant in a `SAFETY:` comment.
 //!
 //! # Thread-locals and goroutines
 //! A goroutine may be resumed on a different OS thread after any blocking call (a park, a yield, a
@@ -27,6 +27,9 @@
 //! * Thread-affine resources (a lock that must be released on the thread that took it, an OpenGL
 //!   context, a `!Send` handle from a C library that checks its thread) must not be held across a
 //!   blocking call.
+//!
+//! For per-goroutine state (a request id, a tracing span) use [`goroutine_local!`] instead: its
+//! values follow the goroutine across threads and are dropped when it finishes.
 //!
 //! The runtime itself follows the same rule: it reads its per-thread state only through
 //! `#[inline(never)]` accessors after each switch, so the compiler cannot reuse a thread-local address
@@ -39,6 +42,7 @@ mod fence;
 pub mod futex;
 mod g;
 mod join;
+pub mod local;
 mod panic;
 pub mod park;
 mod runq;
