@@ -163,3 +163,26 @@ fn many_blocking_goroutines_leave_room_for_others() {
         join_within(b, Duration::from_secs(30), "a blocking goroutine");
     }
 }
+
+#[test]
+fn runtime_calls_inside_a_blocking_section_work() {
+    // `f` of `blocking(f)` may itself spawn, send and join: those calls find the P on offer to
+    // other threads and take the paths that need no P; afterwards the goroutine gets a P back.
+    let rt = gort::runtime::Builder::new().max_procs(1).build();
+    let h = rt.spawn(|| {
+        let (tx, rx) = gort::chan::bounded::<u32>(1);
+        let inner = gort::blocking(move || {
+            std::thread::sleep(Duration::from_millis(5));
+            let child = gort::spawn(move || tx.send(7).unwrap());
+            child.join().unwrap();
+            rx.recv().unwrap()
+        });
+        // Back on a P: the runtime works as usual.
+        let after = gort::spawn(|| 35).join().unwrap();
+        inner + after
+    });
+    assert_eq!(
+        join_within(h, Duration::from_secs(20), "blocking section"),
+        42
+    );
+}

@@ -512,6 +512,13 @@ impl Sched {
             return None;
         }
         let from_user = ml.m.in_user.load(Ordering::Relaxed);
+        if from_user
+            && self.p(ml.p.get()).owner.load(Ordering::Relaxed) == pword(ml.m.id, P_SYSCALL)
+        {
+            // Inside `blocking(f)`: the P is on offer to other Ms; `f`'s runtime calls take the
+            // off-P paths, and `exitsyscall` takes the P back if nobody did.
+            return None;
+        }
         let held = if from_user {
             self.leave_user(ml)
         } else {
