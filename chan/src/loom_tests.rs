@@ -113,17 +113,20 @@ fn loom_abandoned_reservation_retries() {
     });
 }
 
-/// A receiver blocked on a buffered channel sees the buffered value, then the close.
+/// Plain blocking operations (solo contexts, claimed without a CAS) on a buffered channel: a
+/// receiver blocked on the empty buffer, a sender blocked on the full one and moved in by the
+/// receiver's refill; the values arrive in order, then the close.
 #[test]
 fn loom_close_wakes_receiver_after_drain() {
     model(None, || {
         let (tx, rx) = bounded::<u32>(1);
-        let t = thread::spawn(move || (rx.recv(), rx.recv()));
+        let t = thread::spawn(move || (rx.recv(), rx.recv(), rx.recv()));
         tx.send(1).unwrap();
+        tx.send(2).unwrap();
         drop(tx);
-        let (a, b) = t.join().unwrap();
-        assert_eq!(a, Ok(1));
-        assert!(b.is_err());
+        let (a, b, c) = t.join().unwrap();
+        assert_eq!((a, b), (Ok(1), Ok(2)));
+        assert!(c.is_err());
     });
 }
 

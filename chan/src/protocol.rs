@@ -49,6 +49,9 @@
 //!    partner on case *i*'s channel, or to `ABORTED` by the owner. Exactly one wins. A partner whose
 //!    CAS fails leaves the waiter alone if the word reads `CLAIMED(i)` for this very waiter (claimed in
 //!    place, see below) and otherwise unlinks it: that wait is over, and the waiter can never fire.
+//!    A *solo* context (a plain blocking `send`/`recv` without a deadline: one waiter, in one queue,
+//!    an owner that never aborts) has no race to decide: every write to its word before the final
+//!    one happens under that one channel's lock, so its claim is a plain load and store there.
 //! 3. **The winner finishes.** The claimer of case *i* owns waiter *i*'s slot and the context's waker
 //!    until it stores a final state: it unlinks the waiter, moves the value, takes the waker, stores the
 //!    final state with `Release`, and only then (after unlocking) wakes the waker it took. After that
@@ -181,6 +184,8 @@ pub(crate) const fn is_final(s: usize) -> bool {
 /// Not part of the public API (it is `pub` only because the hidden `select!` plumbing names it).
 pub struct Context {
     state: AtomicUsize,
+    /// Solo (rule 2): claimed by a plain store under its one channel's lock.
+    solo: bool,
     waker: Slot<Option<Waker>>,
     _pin: PhantomPinned,
 }
@@ -191,8 +196,19 @@ unsafe impl Sync for Context {}
 
 impl Context {
     pub(crate) fn new() -> Context {
+        Context::with_solo(false)
+    }
+
+    /// The context of a plain blocking operation with no deadline: one waiter, in one channel's
+    /// queue, never aborted (rule 2's solo context).
+    pub(crate) fn solo() -> Context {
+        Context::with_solo(true)
+    }
+
+    fn with_solo(solo: bool) -> Context {
         Context {
             state: AtomicUsize::new(WAITING),
+            solo,
             waker: Slot::new(None),
             _pin: PhantomPinned,
         }
@@ -237,6 +253,16 @@ impl Context {
     /// A partner's claim of case `case` (rule 2). `Err` holds the state that was there instead.
     #[inline]
     pub(crate) fn try_claim(&self, case: usize) -> Result<(), usize> {
+        if self.solo {
+            // Rule 2, solo: nothing but holders of this channel's lock (which we hold) writes the
+            // word before it is final, so a load and a store decide as a CAS would.
+            let s = self.state.load(Ordering::Relaxed);
+            if s != WAITING {
+                return Err(s);
+            }
+            self.state.store(word(CLAIMED, case), Ordering::Relaxed);
+            return Ok(());
+        }
         self.state
             .compare_exchange(
                 WAITING,
@@ -250,6 +276,7 @@ impl Context {
     /// The owner's abort (rule 2). `Err` holds the state that was there instead.
     #[inline]
     pub(crate) fn try_abort(&self) -> Result<(), usize> {
+        debug_assert!(!self.solo, "gort: a solo context never aborts");
         self.state
             .compare_exchange(WAITING, ABORTED, Ordering::Acquire, Ordering::Acquire)
             .map(drop)
