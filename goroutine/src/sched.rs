@@ -612,8 +612,16 @@ impl Sched {
         let Some(here) = self.current_p() else {
             return;
         };
-        // SAFETY: `here` holds the P locked.
-        let l = unsafe { here.p.local() };
+        self.gfput_on(here.p, g);
+    }
+
+    /// `gfput` onto P `p`, held by the caller's M in runtime code.
+    fn gfput_on(&self, p: &P, mut g: Arc<G>) {
+        if Arc::get_mut(&mut g).is_none() {
+            return;
+        }
+        // SAFETY: the caller holds `p` (function contract).
+        let l = unsafe { p.local() };
         l.gfree.push(g);
         if l.gfree.len() > P_GFREE_CACHE {
             let mut shared = crate::lock(&self.gfree);
@@ -1343,8 +1351,10 @@ impl Sched {
                         if let Some(c) = finished {
                             self.put_stack(ml, c.into_stack());
                         }
-                        self.note_exited();
-                        self.gfput(g);
+                        // This M holds its P in runtime code: no need to look it up again.
+                        let p = self.p(ml.p.get());
+                        P::bump(&p.exited);
+                        self.gfput_on(p, g);
                     } else {
                         if let Some(c) = finished {
                             self.stacks.free(c.into_stack());
