@@ -171,20 +171,41 @@ fn regex_escape(s: &str) -> String {
     out
 }
 
-/// Finds the `new/` result directory of benchmark `id` (criterion replaces `/` in group names)
-/// and reads the median and the throughput. Results older than `since` are stale and refused.
+/// Finds the `new/` result directory of benchmark `id` (criterion names directories after group and
+/// function with `/` replaced, so the id is matched against each `benchmark.json`'s `full_id`) and
+/// reads the median and the throughput. Results older than `since` are stale and refused.
 fn read_result(
     criterion_dir: &Path,
     id: &str,
     since: SystemTime,
 ) -> Result<(f64, Option<u64>), String> {
-    let (group, function) = id
-        .rsplit_once('/')
-        .ok_or_else(|| format!("xtask: benchmark id {id:?} has no function part"))?;
-    let dir = criterion_dir
-        .join(group.replace('/', "_"))
-        .join(function)
-        .join("new");
+    let read = |p: &Path| -> Result<Value, String> {
+        let text =
+            std::fs::read_to_string(p).map_err(|e| format!("xtask: {}: {e}", p.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("xtask: {}: {e}", p.display()))
+    };
+    let subdirs = |d: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(d)
+            .map(|it| {
+                it.filter_map(|e| Some(e.ok()?.path()))
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let dir = subdirs(criterion_dir)
+        .iter()
+        .flat_map(|g| subdirs(g))
+        .map(|f| f.join("new"))
+        .find(|new| {
+            read(&new.join("benchmark.json")).is_ok_and(|b| b["full_id"].as_str() == Some(id))
+        })
+        .ok_or_else(|| {
+            format!(
+                "xtask: no result for {id} under {}",
+                criterion_dir.display()
+            )
+        })?;
     let estimates = dir.join("estimates.json");
     let fresh = std::fs::metadata(&estimates)
         .and_then(|m| m.modified())
@@ -195,16 +216,11 @@ fn read_result(
             dir.display()
         ));
     }
-    let read = |p: PathBuf| -> Result<Value, String> {
-        let text =
-            std::fs::read_to_string(&p).map_err(|e| format!("xtask: {}: {e}", p.display()))?;
-        serde_json::from_str(&text).map_err(|e| format!("xtask: {}: {e}", p.display()))
-    };
-    let est = read(estimates)?;
+    let est = read(&estimates)?;
     let median = est["median"]["point_estimate"]
         .as_f64()
         .ok_or_else(|| format!("xtask: {id}: no median in estimates.json"))?;
-    let bench = read(dir.join("benchmark.json"))?;
+    let bench = read(&dir.join("benchmark.json"))?;
     let elements = bench["throughput"]["Elements"].as_u64();
     Ok((median, elements))
 }
@@ -333,6 +349,35 @@ mod tests {
         assert_eq!(kv.get("skynet_1m_ms"), Some(&650.4));
         assert_eq!(kv.get("spawn_1m_ns_per_goroutine"), Some(&252.3));
         assert_eq!(kv.get("go"), None);
+    }
+
+    #[test]
+    fn results_are_found_by_full_id_whatever_the_directory() {
+        let root = std::env::temp_dir().join(format!("xtask-criterion-{}", std::process::id()));
+        let new = root.join("gc_handles/clone_drop_gort_gc/new");
+        std::fs::create_dir_all(&new).unwrap();
+        std::fs::write(
+            new.join("benchmark.json"),
+            r#"{"full_id":"gc_handles/clone_drop/gort_gc","throughput":{"Elements":1000}}"#,
+        )
+        .unwrap();
+        let since = SystemTime::now() - std::time::Duration::from_secs(5);
+        std::fs::write(
+            new.join("estimates.json"),
+            r#"{"median":{"point_estimate":2500.0}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            read_result(&root, "gc_handles/clone_drop/gort_gc", since).unwrap(),
+            (2500.0, Some(1000))
+        );
+        assert!(read_result(&root, "gc_handles/clone_drop/arc", since).is_err());
+        let later = SystemTime::now() + std::time::Duration::from_secs(60);
+        assert!(
+            read_result(&root, "gc_handles/clone_drop/gort_gc", later).is_err(),
+            "a result older than the run is stale"
+        );
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]
