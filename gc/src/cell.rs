@@ -15,6 +15,7 @@
 //!   which records the move for the scan), then unlocks, both under one pin: the collector's
 //!   snapshot point never falls between the two, so a cell it finds locked never holds adopted
 //!   contents from before the snapshot.
+//!
 //! So while a guard lives, everything in the cell counts as outside the heap (a root), and the
 //! collector may skip an exclusively locked cell. A cell not (yet) in the heap does no accounting;
 //! `Gc::new` adopts it (and its contents) with the rest of the value.
@@ -157,7 +158,7 @@ impl<T> GcCell<T> {
 
     fn contents(&self) -> &T {
         // SAFETY: callers hold a read or write lock (or exclusive logical access).
-        unsafe { &**self.value.get() }
+        unsafe { &*self.value.get() }
     }
 }
 
@@ -367,7 +368,7 @@ impl<T: Trace> Deref for GcRefMut<'_, T> {
 impl<T: Trace> DerefMut for GcRefMut<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: the guard holds the cell's write lock.
-        unsafe { &mut **self.cell.value.get() }
+        unsafe { &mut *self.cell.value.get() }
     }
 }
 

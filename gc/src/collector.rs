@@ -246,13 +246,11 @@ fn trace_gray(o: ObjPtr, cycle: u32, gray: &mut Vec<ObjPtr>) {
     let mut t = Tracer::new(Mode::Mark { cycle, gray });
     // SAFETY: `h` heads a live object of the vtable's type.
     let r = catch_unwind(AssertUnwindSafe(|| unsafe { (h.vtable.trace)(h, &mut t) }));
-    if r.is_err() {
-        if !TRACE_PANICKED.swap(true, Ordering::SeqCst) {
-            eprintln!(
-                "gort: Trace::trace of {} panicked during marking; this collection frees nothing",
-                (h.vtable.type_name)()
-            );
-        }
+    if r.is_err() && !TRACE_PANICKED.swap(true, Ordering::SeqCst) {
+        eprintln!(
+            "gort: Trace::trace of {} panicked during marking; this collection frees nothing",
+            (h.vtable.type_name)()
+        );
     }
 }
 

@@ -259,9 +259,9 @@ impl Cache {
     }
 
     fn release_all(&mut self) {
-        for class in 0..NCLASSES {
-            if let Some(old) = self.classes[class].span.take() {
-                let mut central = lock(&CENTRAL[class]);
+        for (cc, central) in self.classes.iter_mut().zip(&CENTRAL) {
+            if let Some(old) = cc.span.take() {
+                let mut central = lock(central);
                 old.owned.store(false, Ordering::Relaxed);
                 if old.free_slots.load(Ordering::Relaxed) > 0 && !old.listed.load(Ordering::Relaxed)
                 {
@@ -273,14 +273,23 @@ impl Cache {
     }
 }
 
-struct PCache(UnsafeCell<Cache>);
-// SAFETY: P `i`'s cache is touched only inside `with_current_proc` by the M holding P `i` (the
-// hook guarantees no other thread uses the same index meanwhile); its counters are atomics that
-// `stats()` only reads.
+/// P `i`'s cache. `with_current_proc` makes P indices exclusive *within one runtime*; a process
+/// may run several runtimes (`runtime::Builder`), whose Ps share indices, so the cache also has a
+/// try-lock (`busy`): the loser of a race uses its thread's cache instead.
+struct PCache {
+    busy: AtomicBool,
+    cache: UnsafeCell<Cache>,
+}
+// SAFETY: the cache is touched only by the thread that set `busy` (acquire/release pair); its
+// counters are atomics that `stats()` only reads.
 unsafe impl Sync for PCache {}
 
-static P_CACHES: [PCache; MAX_PROCS_LIMIT] =
-    [const { PCache(UnsafeCell::new(Cache::new())) }; MAX_PROCS_LIMIT];
+static P_CACHES: [PCache; MAX_PROCS_LIMIT] = [const {
+    PCache {
+        busy: AtomicBool::new(false),
+        cache: UnsafeCell::new(Cache::new()),
+    }
+}; MAX_PROCS_LIMIT];
 
 /// A plain thread's cache and counters; released and folded into the totals at thread exit.
 struct ThreadCache {
@@ -344,12 +353,14 @@ pub(crate) fn alloc(layout: Layout) -> Slot {
     match class_of(layout.size(), layout.align()) {
         Some(class) => {
             let slot = with_current_proc(|p| match p {
-                Some(p) => {
-                    // SAFETY: we hold P `p` for the duration of this closure (see PCache).
-                    let cache = unsafe { &mut *P_CACHES[p].0.get() };
-                    Some(cache.alloc_small(class))
+                Some(p) if !P_CACHES[p].busy.swap(true, Ordering::Acquire) => {
+                    // SAFETY: we set `busy` (see PCache): nobody else touches this cache now.
+                    let cache = unsafe { &mut *P_CACHES[p].cache.get() };
+                    let r = cache.alloc_small(class);
+                    P_CACHES[p].busy.store(false, Ordering::Release);
+                    Some(r)
                 }
-                None => None,
+                _ => None,
             });
             let (span, i, refilled) = match slot {
                 Some(s) => s,
@@ -388,7 +399,7 @@ pub(crate) fn allocated() -> (u64, u64) {
     let mut bytes = THREAD_BYTES.load(Ordering::Relaxed) + LARGE_BYTES.load(Ordering::Relaxed);
     for c in &P_CACHES {
         // SAFETY: only the atomic counters are read; the cache's other fields are not touched.
-        let c = unsafe { &*c.0.get() };
+        let c = unsafe { &*c.cache.get() };
         objects += c.objects.load(Ordering::Relaxed);
         bytes += c.bytes.load(Ordering::Relaxed);
     }

@@ -82,6 +82,7 @@
 //!    from a reachable object), by `Gc::new`, or by `Weak::upgrade` — which shades in Mark, waits in
 //!    Terminating and refuses dead objects in Sweep. Marking ends only after `Terminating` has
 //!    waited out every pinned shade and drained the gray queue.
+//!
 //! So an object freed in `n`'s sweep was not reachable at `T0`, is not new, and cannot have been
 //! reached since: no handle to it exists outside dead objects.
 //!
