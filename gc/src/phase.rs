@@ -9,9 +9,9 @@
 //! * The phase word holds `(cycle, sequence, phase)`; every change bumps the sequence, so its
 //!   parity alternates.
 //! * [`Phases::pin`] loads the word, increments one of the pin counters of that parity (striped
-//!   across threads to avoid a shared cache line), and loads the word again; if it changed, it
-//!   undoes and retries. A pin therefore holds a counter of the parity of the state it acts on.
-//! * [`Phases::advance`] (collector only) stores the new state and then waits until every counter
+//!   across threads to avoid a shared cache line), and reads the word again with a
+//!   read-modify-write; if it changed, it undoes and retries. A pin therefore holds a counter of the parity of the state it acts on.
+//! * [`Phases::advance`] (collector only) swaps in the new state and then waits until every counter
 //!   of the *old* parity is zero. When it returns, no pinned operation is still acting on the old
 //!   state: each one that registered before the store is finished (the store could not be seen
 //!   before the increment, so it is waited for), and each one that registered after the store saw
@@ -121,7 +121,9 @@ fn stripe_index() -> usize {
     }
     #[cfg(loom)]
     {
-        loom::thread::current().id().as_u64() as usize % STRIPES
+        // Loom's ThreadId has no integer accessor; its Debug form ends in the thread's number.
+        let id = format!("{:?}", loom::thread::current().id());
+        id.bytes().map(usize::from).sum::<usize>() % STRIPES
     }
 }
 
@@ -158,7 +160,12 @@ impl Phases {
             let state = State::decode(w);
             let counter = &self.pins[state.parity()][stripe].0;
             counter.fetch_add(1, Ordering::SeqCst);
-            if self.state.load(Ordering::SeqCst) == w {
+            // The re-check is a read-modify-write, not a load: RMWs on the phase word are totally
+            // ordered with `advance`'s swap, so either this pin reads the new state (and retries)
+            // or the swap reads this RMW, and `advance`'s later loads of the counters see the
+            // increment (release/acquire suffices; no reliance on SeqCst loads, which loom does
+            // not model).
+            if self.state.fetch_add(0, Ordering::SeqCst) == w {
                 return Pin { counter, state };
             }
             counter.fetch_sub(1, Ordering::SeqCst);
@@ -174,7 +181,7 @@ impl Phases {
             phase,
             seq: old.seq.wrapping_add(1) & 0xff_ffff,
         };
-        self.state.store(new.encode(), Ordering::SeqCst);
+        self.state.swap(new.encode(), Ordering::SeqCst);
         for stripe in &self.pins[old.parity()] {
             let mut spins = 0u32;
             while stripe.0.load(Ordering::SeqCst) != 0 {
