@@ -61,7 +61,7 @@ static LEAKED_OBJECTS: AtomicU64 = AtomicU64::new(0);
 /// Go's `heapminimum`: the smallest goal.
 const MIN_GOAL: u64 = 4 << 20;
 /// Gray objects an assist traces per refill.
-const ASSIST_BATCH: usize = 256;
+const ASSIST_BATCH: usize = 1024;
 
 struct Control {
     /// Cycles finished.
@@ -255,9 +255,20 @@ fn trace_gray(o: ObjPtr, cycle: u32, gray: &mut Vec<ObjPtr>) {
 }
 
 fn drain(cycle: u32, local: &mut Vec<ObjPtr>) {
+    let mut traced = 0u32;
     loop {
         while let Some(o) = local.pop() {
             trace_gray(o, cycle, local);
+            traced = traced.wrapping_add(1);
+            // Share work with mark assists: allocating goroutines take it from the global queue.
+            if traced % 256 == 0 && local.len() > 2 * ASSIST_BATCH {
+                if let Ok(mut g) = GRAY.try_lock() {
+                    if g.len() < ASSIST_BATCH {
+                        let half = local.len() / 2;
+                        g.extend(local.drain(..half));
+                    }
+                }
+            }
         }
         let mut g = lock(&GRAY);
         if g.is_empty() {
@@ -281,8 +292,15 @@ fn for_each_object(spans: &[Arc<heap::Span>], mut f: impl FnMut(&Arc<heap::Span>
     }
 }
 
+/// `GORT_GCTRACE=1`: one line per cycle on stderr (Go's `GODEBUG=gctrace=1`).
+fn gctrace() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("GORT_GCTRACE").is_some_and(|v| v != "0"))
+}
+
 fn run_cycle(n: u32) {
     let started = Instant::now();
+    let live_at_start = in_use().1;
     TRACE_PANICKED.store(false, Ordering::SeqCst);
 
     // 1. Clear.
@@ -301,6 +319,7 @@ fn run_cycle(n: u32) {
         }
     });
     drain(n, &mut gray);
+    let marked_at = started.elapsed();
 
     // 3. Terminating.
     let pause = Instant::now();
@@ -316,17 +335,13 @@ fn run_cycle(n: u32) {
     MAX_PAUSE_NS.fetch_max(pause, Ordering::Relaxed);
     TOTAL_PAUSE_NS.fetch_add(pause, Ordering::Relaxed);
 
-    // 4. Sweep, pass one: weak slots, then handles between dead objects.
-    let mut dead_objs: Vec<(Arc<heap::Span>, usize)> = Vec::new();
+    // 4. Sweep, pass one: weak slots, then handles between dead objects. No slot is freed before
+    // pass two, so every dead object (and so every handle target) stays allocated meanwhile.
     for_each_object(&spans, |span, i, h| {
-        if h.is_dead(n) {
-            dead_objs.push((span.clone(), i));
-            crate::weak::clear_slot(h);
+        if !h.is_dead(n) {
+            return;
         }
-    });
-    dead_objs.retain(|(span, i)| {
-        // SAFETY: dead objects are allocated until pass two frees them.
-        let h = unsafe { &*span.slot_ptr(*i).cast::<Header>() };
+        crate::weak::clear_slot(h);
         let mut t = Tracer::new(Mode::Finalize { cycle: n });
         // SAFETY: `h` heads a live object of the vtable's type; nothing else can reach it.
         let r = catch_unwind(AssertUnwindSafe(|| unsafe { (h.vtable.trace)(h, &mut t) }));
@@ -335,36 +350,55 @@ fn run_cycle(n: u32) {
                 "gort: Trace::trace of {} panicked while finalizing it; the object is leaked",
                 (h.vtable.type_name)()
             );
-            span.leak(*i);
+            span.leak(i); // no longer ALLOC: pass two skips it
             LEAKED_OBJECTS.fetch_add(1, Ordering::Relaxed);
-            return false;
         }
-        true
     });
 
-    // Pass two: drop and free.
+    // Pass two: drop and free, span by span (dead = still ALLOC, scanned in n, not marked in n;
+    // objects allocated since the scan have `scan == 0`).
     let mut freed_bytes = 0u64;
-    let freed_objects = dead_objs.len() as u64;
-    for (span, i) in dead_objs {
-        let h = span.slot_ptr(i).cast::<Header>();
-        // SAFETY: a dead object's value is initialized and dropped exactly once, here; every
-        // handle it holds to another dead object was cleared in pass one.
-        let r = catch_unwind(AssertUnwindSafe(|| unsafe { ((*h).vtable.drop_value)(h) }));
-        if let Err(p) = r {
-            DROP_PANICS.fetch_add(1, Ordering::Relaxed);
-            let msg = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "<non-string panic>".into());
-            // SAFETY: the header outlives the value's drop (only the value was dropped).
-            let name = unsafe { ((*h).vtable.type_name)() };
-            eprintln!(
-                "gort: the Drop of a collected {name} panicked ({msg}); the collector goes on"
-            );
+    let mut freed_objects = 0u64;
+    let mut marked_bytes = 0u64;
+    for span in &spans {
+        let mut freed_here = 0;
+        for i in 0..span.slots() {
+            if span.state(i) != ALLOC {
+                continue;
+            }
+            let h = span.slot_ptr(i).cast::<Header>();
+            // SAFETY: an ALLOC slot holds an initialized object; only this thread frees.
+            if !unsafe { &*h }.is_dead(n) {
+                // SAFETY: as above.
+                if unsafe { &*h }.mark.load(Ordering::Relaxed) == n {
+                    marked_bytes += span.slot_size as u64;
+                }
+                continue;
+            }
+            // SAFETY: a dead object's value is initialized and dropped exactly once, here; every
+            // handle it holds to another dead object was cleared in pass one.
+            let r = catch_unwind(AssertUnwindSafe(|| unsafe { ((*h).vtable.drop_value)(h) }));
+            if let Err(p) = r {
+                DROP_PANICS.fetch_add(1, Ordering::Relaxed);
+                let msg = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "<non-string panic>".into());
+                // SAFETY: the header outlives the value's drop (only the value was dropped).
+                let name = unsafe { ((*h).vtable.type_name)() };
+                eprintln!(
+                    "gort: the Drop of a collected {name} panicked ({msg}); the collector goes on"
+                );
+            }
+            span.free_slot(i);
+            freed_here += 1;
         }
-        freed_bytes += span.slot_size as u64;
-        span.free(i);
+        if freed_here > 0 {
+            span.freed(freed_here);
+            freed_objects += freed_here as u64;
+            freed_bytes += (freed_here * span.slot_size) as u64;
+        }
     }
     FREED_OBJECTS.fetch_add(freed_objects, Ordering::Relaxed);
     FREED_BYTES.fetch_add(freed_bytes, Ordering::Relaxed);
@@ -372,10 +406,26 @@ fn run_cycle(n: u32) {
 
     // 5. Idle, and the next goal.
     PHASES.advance(n, Phase::Idle);
-    set_goal(in_use().1);
-    HEAP_MARKED.store(in_use().1, Ordering::Relaxed);
+    // Go's heap goal is relative to the heap marked live by this cycle, not to what was allocated
+    // meanwhile (that is next cycle's business).
+    set_goal(marked_bytes);
+    HEAP_MARKED.store(marked_bytes, Ordering::Relaxed);
     COLLECTIONS.fetch_add(1, Ordering::Relaxed);
     LAST_CYCLE_NS.store(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    if gctrace() {
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        eprintln!(
+            "gort gc {n}: {:.1} ms (mark {:.1} ms, pause {} us), {:.1} -> {:.1} MiB, freed {} objects, \
+             goal {:.1} MiB",
+            started.elapsed().as_secs_f64() * 1e3,
+            marked_at.as_secs_f64() * 1e3,
+            pause / 1000,
+            mib(live_at_start),
+            mib(in_use().1),
+            freed_objects,
+            mib(HEAP_GOAL.load(Ordering::Relaxed)),
+        );
+    }
 }
 
 /// Runs a full collection and returns when it is done (Go's `runtime.GC()`): every object that was

@@ -131,12 +131,17 @@ impl Span {
         self.states[i].store(LEAKED, Ordering::Release);
     }
 
-    /// The sweep freed slot `i` (its value is dropped): `ALLOC -> FREE`, and the span goes back on
-    /// its central list if no cache holds it.
-    pub(crate) fn free(self: &Arc<Span>, i: usize) {
+    /// The sweep freed slot `i` (its value is dropped): `ALLOC -> FREE`. Call [`Span::freed`]
+    /// once the span's sweep is done.
+    pub(crate) fn free_slot(&self, i: usize) {
         poison(self.slot_ptr(i), self.slot_size);
         self.states[i].store(FREE, Ordering::Release);
-        self.free_slots.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The sweep freed `n` slots of this span: count them, and put the span back on its central
+    /// list if no cache holds it (a large span leaves the registry instead).
+    pub(crate) fn freed(self: &Arc<Span>, n: usize) {
+        self.free_slots.fetch_add(n, Ordering::Relaxed);
         if self.class == LARGE {
             lock(&REGISTRY).retain(|s| !Arc::ptr_eq(s, self));
             return;
