@@ -61,7 +61,7 @@ static LEAKED_OBJECTS: AtomicU64 = AtomicU64::new(0);
 /// Go's `heapminimum`: the smallest goal.
 const MIN_GOAL: u64 = 4 << 20;
 /// Gray objects an assist traces per refill.
-const ASSIST_BATCH: usize = 1024;
+const ASSIST_BATCH: usize = 256;
 
 struct Control {
     /// Cycles finished.
@@ -318,7 +318,15 @@ fn run_cycle(n: u32) {
             gray.push(ObjPtr(std::ptr::NonNull::from(h)));
         }
     });
-    drain(n, &mut gray);
+    // Drain until a pass finds nothing new, so that termination only has the last moment's
+    // shading left to trace.
+    loop {
+        drain(n, &mut gray);
+        std::thread::yield_now();
+        if lock(&GRAY).is_empty() {
+            break;
+        }
+    }
     let marked_at = started.elapsed();
 
     // 3. Terminating.

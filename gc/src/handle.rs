@@ -98,13 +98,23 @@ impl<T: Trace + Send + 'static> Gc<T> {
                 std::any::type_name::<T>()
             );
         }
+        // Allocate black while marking, as Go does: a new object never needs tracing (the crate
+        // docs' argument covers new objects by their counts, traced or not), and marking it keeps
+        // the collector from tracing it when a write guard shades it. The phase is only peeked: a
+        // stale answer just leaves the object white (still safe), or marks it for a cycle whose
+        // marking is over (harmless: marks are compared with the current cycle's number).
+        let state = crate::collector::PHASES.peek();
+        let mark = match state.phase {
+            crate::phase::Phase::Mark | crate::phase::Phase::Terminating => state.cycle,
+            _ => 0,
+        };
         let slot = crate::heap::alloc(Layout::new::<GcBox<T>>());
         let p = slot.ptr().cast::<GcBox<T>>();
         // SAFETY: the slot is at least as large and aligned as a GcBox<T> (heap::alloc's contract)
         // and is ours until published.
         unsafe {
             p.write(GcBox {
-                header: Header::new(vtable::<T>()),
+                header: Header::new(vtable::<T>(), mark),
                 value,
             })
         };

@@ -67,11 +67,12 @@ pub(crate) struct GcBox<T> {
 }
 
 impl Header {
-    pub(crate) fn new(vtable: &'static VTable) -> Header {
+    /// A header with one handle, marked for `mark` (0: unmarked; see `Gc::new`).
+    pub(crate) fn new(vtable: &'static VTable, mark: u32) -> Header {
         Header {
             vtable,
             counts: AtomicU64::new(HANDLE_ONE),
-            mark: AtomicU32::new(0),
+            mark: AtomicU32::new(mark),
             scan: AtomicU32::new(0),
             weak: AtomicPtr::new(std::ptr::null_mut()),
         }

@@ -1,16 +1,21 @@
 //! The allocator: size classes, spans, per-P caches (Go's mheap/mcentral/mcache, simplified).
 //!
 //! * Objects up to 32 KiB are rounded up to one of [`CLASS_SIZES`]; each class has 64 KiB *spans*
-//!   cut into equal slots, with one state byte per slot (`FREE`, `ALLOC`, `LEAKED`).
-//! * Each P caches one span per class and allocates from it with no lock and no atomic
-//!   read-modify-write: it owns the span's `FREE -> ALLOC` transitions (a cursor walks the state
-//!   bytes). A plain thread (no P) has the same cache in a thread-local, released at thread exit.
+//!   cut into equal slots, with one state byte per slot (`FREE`, `RESERVED`, `ALLOC`, `LEAKED`).
+//! * Each P caches one span per class (`P_CACHES`, reached through the runtime's
+//!   `with_current_proc` hook) and owns that span's `FREE -> RESERVED` transitions: a cursor walks
+//!   the state bytes. A plain thread (no P) has the same cache in a thread-local.
+//! * Allocation does not go to the P every time: the hook costs two atomic read-modify-writes, so
+//!   a thread takes 32 free slots at once into a thread-local *magazine* and allocates from it
+//!   (`RESERVED -> ALLOC`) with no atomic read-modify-write at all. A goroutine touches its
+//!   thread's magazine only within one non-blocking call, so migration between threads is
+//!   harmless; at thread exit the unused slots go back (`RESERVED -> FREE`).
 //! * When its span is used up, a cache returns it and takes one from the class's *central* list of
 //!   spans with free slots, or a fresh span. That refill is where the pacer looks at the heap
 //!   (`collector::on_refill`), as Go's does in `mcache.refill`.
 //! * Only the collector's sweep turns `ALLOC` into `FREE` (after dropping the value), also in spans
-//!   a cache owns: the two sides never write the same slot's state concurrently. A span that gains
-//!   free slots and is not cached goes back on its central list.
+//!   a cache owns: allocators never write an `ALLOC` slot's state and the sweep never writes any
+//!   other. A span that gains free slots and is not cached goes back on its central list.
 //! * Larger objects (or alignment above 16) get a span of their own, freed to the system when the
 //!   object dies.
 //!
@@ -43,6 +48,10 @@ pub(crate) const FREE: u8 = 0;
 pub(crate) const ALLOC: u8 = 1;
 /// Never freed: its finalizing trace panicked, so its handles could not be accounted for.
 pub(crate) const LEAKED: u8 = 2;
+/// Taken from a span by a cache into a thread's magazine, not yet allocated.
+pub(crate) const RESERVED: u8 = 3;
+/// Slots a magazine holds.
+const MAGAZINE: usize = 32;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -170,13 +179,9 @@ struct ClassCache {
     cursor: usize,
 }
 
-/// One P's (or plain thread's) allocation cache and counters.
+/// One P's (or plain thread's) allocation cache: the span it allocates from, per class.
 pub(crate) struct Cache {
     classes: [ClassCache; NCLASSES],
-    /// Objects and bytes allocated through this cache, ever. Written only by the cache's holder,
-    /// read by `stats()` from anywhere.
-    objects: AtomicU64,
-    bytes: AtomicU64,
 }
 
 impl Cache {
@@ -188,40 +193,29 @@ impl Cache {
                     cursor: 0,
                 }
             }; NCLASSES],
-            objects: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
         }
     }
 
-    fn count(&self, bytes: usize) {
-        // Single writer (the cache's holder): a load and a store, no locked instruction.
-        self.objects
-            .store(self.objects.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        self.bytes.store(
-            self.bytes.load(Ordering::Relaxed) + bytes as u64,
-            Ordering::Relaxed,
-        );
-    }
-
-    /// A free slot of `class`: `(span, index, refilled)`; `refilled` asks the caller to run the
-    /// pacer's check once it has left the cache.
-    fn alloc_small(&mut self, class: usize) -> (&'static Span, usize, bool) {
-        let size = CLASS_SIZES[class];
+    /// Fills `mag` (empty) with free slots of `class`, all from one span (`FREE -> RESERVED`).
+    /// Returns whether the cache had to take a new span (the caller then runs the pacer check).
+    fn reserve(&mut self, class: usize, mag: &mut Magazine) -> bool {
         let mut refilled = false;
         loop {
             let cc = &mut self.classes[class];
             if let Some(span) = &cc.span {
-                while cc.cursor < span.slots() {
+                while cc.cursor < span.slots() && mag.len < MAGAZINE {
                     let i = cc.cursor;
                     cc.cursor += 1;
                     if span.states[i].load(Ordering::Acquire) == FREE {
-                        span.free_slots.fetch_sub(1, Ordering::Relaxed);
-                        // SAFETY: small spans are never deallocated (module invariants: they stay
-                        // in the registry forever), so the reference is valid for 'static.
-                        let span: &'static Span = unsafe { &*Arc::as_ptr(span) };
-                        self.count(size);
-                        return (span, i, refilled);
+                        span.states[i].store(RESERVED, Ordering::Relaxed);
+                        mag.slots[mag.len] = i as u32;
+                        mag.len += 1;
                     }
+                }
+                if mag.len > 0 {
+                    span.free_slots.fetch_sub(mag.len, Ordering::Relaxed);
+                    mag.span = Some(span.clone());
+                    return refilled;
                 }
             }
             self.refill(class);
@@ -285,8 +279,7 @@ struct PCache {
     busy: AtomicBool,
     cache: UnsafeCell<Cache>,
 }
-// SAFETY: the cache is touched only by the thread that set `busy` (acquire/release pair); its
-// counters are atomics that `stats()` only reads.
+// SAFETY: the cache is touched only by the thread that set `busy` (acquire/release pair).
 unsafe impl Sync for PCache {}
 
 static P_CACHES: [PCache; MAX_PROCS_LIMIT] = [const {
@@ -296,14 +289,34 @@ static P_CACHES: [PCache; MAX_PROCS_LIMIT] = [const {
     }
 }; MAX_PROCS_LIMIT];
 
-/// A plain thread's cache and counters; released and folded into the totals at thread exit.
+/// Slots reserved from one span, for allocation without touching the P: a thread takes them
+/// through its P's cache (or, off Ps, its own cache) 32 at a time.
+#[derive(Default)]
+struct Magazine {
+    span: Option<Arc<Span>>,
+    slots: [u32; MAGAZINE],
+    len: usize,
+}
+
+/// Per thread: the magazines, the cache used when the thread has no P, and the allocation
+/// counters (written only by this thread, read by `stats()`); given back at thread exit.
 struct ThreadCache {
+    magazines: RefCell<[Magazine; NCLASSES]>,
     cache: RefCell<Cache>,
     counters: Arc<(AtomicU64, AtomicU64)>,
 }
 
 impl Drop for ThreadCache {
     fn drop(&mut self) {
+        for mag in self.magazines.borrow_mut().iter_mut() {
+            if let Some(span) = mag.span.take() {
+                for &i in &mag.slots[..mag.len] {
+                    span.states[i as usize].store(FREE, Ordering::Release);
+                }
+                span.freed(mag.len);
+                mag.len = 0;
+            }
+        }
         self.cache.borrow_mut().release_all();
         let mut live = lock(&LIVE_THREAD_COUNTERS);
         live.retain(|c| !Arc::ptr_eq(c, &self.counters));
@@ -315,7 +328,11 @@ impl Drop for ThreadCache {
 thread_local!(static THREAD_CACHE: ThreadCache = {
     let counters = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
     lock(&LIVE_THREAD_COUNTERS).push(counters.clone());
-    ThreadCache { cache: RefCell::new(Cache::new()), counters }
+    ThreadCache {
+        magazines: RefCell::new(std::array::from_fn(|_| Magazine::default())),
+        cache: RefCell::new(Cache::new()),
+        counters,
+    }
 });
 /// Allocations of plain threads that have exited.
 static THREAD_OBJECTS: AtomicU64 = AtomicU64::new(0);
@@ -357,30 +374,46 @@ impl Slot {
 pub(crate) fn alloc(layout: Layout) -> Slot {
     match class_of(layout.size(), layout.align()) {
         Some(class) => {
-            let slot = with_current_proc(|p| match p {
-                Some(p) if !P_CACHES[p].busy.swap(true, Ordering::Acquire) => {
-                    // SAFETY: we set `busy` (see PCache): nobody else touches this cache now.
-                    let cache = unsafe { &mut *P_CACHES[p].cache.get() };
-                    let r = cache.alloc_small(class);
-                    P_CACHES[p].busy.store(false, Ordering::Release);
-                    Some(r)
+            let (slot, refilled) = THREAD_CACHE.with(|tc| {
+                let mut mags = tc.magazines.borrow_mut();
+                let mag = &mut mags[class];
+                let mut refilled = false;
+                if mag.len == 0 {
+                    mag.span = None;
+                    let via_p = with_current_proc(|p| match p {
+                        Some(p) if !P_CACHES[p].busy.swap(true, Ordering::Acquire) => {
+                            // SAFETY: we set `busy` (see PCache): nobody else touches this cache.
+                            let cache = unsafe { &mut *P_CACHES[p].cache.get() };
+                            let r = cache.reserve(class, mag);
+                            P_CACHES[p].busy.store(false, Ordering::Release);
+                            Some(r)
+                        }
+                        _ => None,
+                    });
+                    refilled = match via_p {
+                        Some(r) => r,
+                        None => tc.cache.borrow_mut().reserve(class, mag),
+                    };
                 }
-                _ => None,
+                mag.len -= 1;
+                let i = mag.slots[mag.len] as usize;
+                let span = mag.span.as_ref().expect("a filled magazine has a span");
+                // SAFETY: small spans are never deallocated (module invariants: they stay in the
+                // registry forever), so the reference is valid for 'static.
+                let span: &'static Span = unsafe { &*Arc::as_ptr(span) };
+                // Single writer (this thread): a load and a store, no locked instruction.
+                let c = &tc.counters;
+                c.0.store(c.0.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                c.1.store(
+                    c.1.load(Ordering::Relaxed) + CLASS_SIZES[class] as u64,
+                    Ordering::Relaxed,
+                );
+                (Slot::Small(span, i), refilled)
             });
-            let (span, i, refilled) = match slot {
-                Some(s) => s,
-                None => THREAD_CACHE.with(|c| {
-                    c.counters.0.fetch_add(1, Ordering::Relaxed);
-                    c.counters
-                        .1
-                        .fetch_add(CLASS_SIZES[class] as u64, Ordering::Relaxed);
-                    c.cache.borrow_mut().alloc_small(class)
-                }),
-            };
             if refilled {
                 crate::collector::on_refill();
             }
-            Slot::Small(span, i)
+            slot
         }
         None => {
             let size = layout.size().max(16).next_multiple_of(SMALL_ALIGN);
@@ -402,12 +435,6 @@ pub(crate) fn allocated() -> (u64, u64) {
     let mut objects =
         THREAD_OBJECTS.load(Ordering::Relaxed) + LARGE_OBJECTS.load(Ordering::Relaxed);
     let mut bytes = THREAD_BYTES.load(Ordering::Relaxed) + LARGE_BYTES.load(Ordering::Relaxed);
-    for c in &P_CACHES {
-        // SAFETY: only the atomic counters are read; the cache's other fields are not touched.
-        let c = unsafe { &*c.cache.get() };
-        objects += c.objects.load(Ordering::Relaxed);
-        bytes += c.bytes.load(Ordering::Relaxed);
-    }
     for c in lock(&LIVE_THREAD_COUNTERS).iter() {
         objects += c.0.load(Ordering::Relaxed);
         bytes += c.1.load(Ordering::Relaxed);

@@ -51,8 +51,8 @@ impl World {
     fn new() -> World {
         let w = World {
             phases: Phases::new(),
-            x: Header::new(&VTABLE),
-            y: Header::new(&VTABLE),
+            x: Header::new(&VTABLE, 0),
+            y: Header::new(&VTABLE, 0),
             cell: AtomicUsize::new(0),
             y_in_cell: AtomicBool::new(true),
             gray: Mutex::new(Vec::new()),
