@@ -614,3 +614,160 @@ fn handles_are_send_and_sync_when_the_value_is() {
     gc::collect();
     assert_eq!(drops.load(Ordering::SeqCst), 1);
 }
+
+/// Cells inside cells: the inner cells' handles move in and out of the heap's accounting with the
+/// outer guard, and a guard forgotten with `mem::forget` only leaks.
+#[test]
+fn nested_cells_and_forgotten_guards() {
+    let drops = counter();
+    type Inner = GcCell<Option<Gc<Node>>>;
+    let outer: Gc<GcCell<Vec<Inner>>> = Gc::new(GcCell::new(Vec::new()));
+    for i in 0..100 {
+        let inner = GcCell::new(Some(Node::new(i, &drops)));
+        outer.borrow_mut().push(inner);
+    }
+    gc::collect();
+    assert_eq!(drops.load(Ordering::SeqCst), 0);
+    // Swap nodes between inner cells through the outer guard, collecting in between.
+    for round in 0..10 {
+        {
+            let mut o = outer.borrow_mut();
+            let a = o[round].borrow_mut().take();
+            let b = o[99 - round].get_mut().take();
+            *o[round].get_mut() = b;
+            *o[99 - round].borrow_mut() = a;
+        }
+        gc::collect();
+        for cell in outer.borrow().iter() {
+            cell.borrow().as_ref().unwrap().check();
+        }
+    }
+    // Write through an inner cell alone (the outer is only read-locked).
+    for cell in outer.borrow().iter().take(10) {
+        let n = cell.borrow_mut().take().unwrap();
+        *cell.borrow_mut() = Some(Node::new(1000 + n.id, &drops));
+    }
+    gc::collect();
+    assert_eq!(drops.load(Ordering::SeqCst), 10);
+    // A forgotten write guard: the cell stays locked, its contents count as outside handles (a
+    // root) while its holder lives, and go away normally when the holder is collected.
+    let stuck = Gc::new(GcCell::new(Some(Node::new(5000, &drops))));
+    std::mem::forget(stuck.borrow_mut());
+    gc::collect();
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        10,
+        "the locked cell's node is kept"
+    );
+    drop(stuck);
+    drop(outer);
+    gc::collect();
+    gc::collect();
+    assert_eq!(drops.load(Ordering::SeqCst), 111);
+}
+
+/// Objects over 32 KiB (their own spans) and over-aligned objects hold and lose handles too.
+#[test]
+fn large_and_over_aligned_objects() {
+    let drops = counter();
+    #[derive(Trace)]
+    struct Big {
+        #[gc(skip)]
+        bytes: [u8; 40_000],
+        child: Gc<Node>,
+    }
+    #[derive(Trace)]
+    #[repr(align(64))]
+    struct Aligned {
+        child: Gc<Node>,
+    }
+    let big = Gc::new(Big {
+        bytes: [7; 40_000],
+        child: Node::new(1, &drops),
+    });
+    let aligned = Gc::new(Aligned {
+        child: Node::new(2, &drops),
+    });
+    assert_eq!(Gc::as_ptr(&aligned) as usize % 64, 0);
+    gc::collect();
+    big.child.check();
+    aligned.child.check();
+    assert_eq!(big.bytes[39_999], 7);
+    drop((big, aligned));
+    gc::collect();
+    assert_eq!(drops.load(Ordering::SeqCst), 2);
+}
+
+/// Threads that allocate and exit give their reserved slots back, and what they made is collected.
+#[test]
+fn exiting_threads_return_their_slots() {
+    let drops = counter();
+    let kept: Vec<Gc<Node>> = (0..4)
+        .map(|t| {
+            let drops = drops.clone();
+            std::thread::spawn(move || {
+                let mut last = Node::new(t * 1000, &drops);
+                for i in 1..500 {
+                    let n = Node::new(t * 1000 + i, &drops);
+                    n.link(&last);
+                    last = n;
+                }
+                last
+            })
+            .join()
+            .unwrap()
+        })
+        .collect();
+    gc::collect();
+    assert_eq!(drops.load(Ordering::SeqCst), 0);
+    for k in &kept {
+        k.check();
+    }
+    drop(kept);
+    gc::collect();
+    assert_eq!(drops.load(Ordering::SeqCst), 2000);
+}
+
+/// Two runtimes in one process: their Ps share indices, so their allocation caches must not.
+#[test]
+fn two_runtimes_allocate_side_by_side() {
+    let drops = counter();
+    let rt = gort::runtime::Builder::new().max_procs(2).build();
+    let d2 = drops.clone();
+    let other = std::thread::spawn(move || {
+        rt.run(move || {
+            let hs: Vec<_> = (0..4)
+                .map(|w| {
+                    let d = d2.clone();
+                    gort::go!(move || (0..2000)
+                        .map(|i| Node::new(w * 10_000 + i, &d))
+                        .collect::<Vec<_>>())
+                })
+                .collect();
+            hs.into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect::<Vec<_>>()
+        })
+    });
+    let mine: Vec<_> = (0..4)
+        .map(|w| {
+            let d = drops.clone();
+            gort::go!(move || (0..2000)
+                .map(|i| Node::new(100_000 + w * 10_000 + i, &d))
+                .collect::<Vec<_>>())
+        })
+        .collect();
+    let mine: Vec<Gc<Node>> = mine.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let theirs = other.join().unwrap();
+    let mut seen = HashSet::new();
+    for n in mine.iter().chain(theirs.iter()) {
+        n.check();
+        assert!(
+            seen.insert(Gc::as_ptr(n) as usize),
+            "two objects in one slot"
+        );
+    }
+    drop((mine, theirs));
+    gc::collect();
+    assert_eq!(drops.load(Ordering::SeqCst), 16_000);
+}

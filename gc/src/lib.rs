@@ -102,12 +102,29 @@
 //!
 //! # Allocation and pacing
 //! Like Go's: per-P caches of spans over 36 size classes (`heap.rs`), a central free list per
-//! class, objects over 32 KiB in spans of their own. Sweeping is done concurrently by the
-//! collector thread (not by allocators: dropping values runs user code, which must not run inside
-//! an unrelated `Gc::new`); allocation never waits for it. The pacer uses Go's heap goal,
-//! `live_after_last_cycle * (1 + GOGC/100)` with a 4 MiB floor; a cycle starts at 7/8 of the
-//! way to the goal, and a goroutine that allocates past the goal while marking traces a batch of
-//! gray objects itself (a mark assist). [`set_percent`] is `GOGC` (env `GORT_GC`).
+//! class, objects over 32 KiB in spans of their own. Each thread allocates from a *magazine* of 32
+//! slots it reserves through its P's cache, so the runtime's per-P hook is paid once per 32
+//! objects. Objects allocated while marking are allocated black. Sweeping is done concurrently
+//! by the collector thread, not by allocators (dropping values runs user code, which must not run
+//! inside an unrelated `Gc::new`); allocation never waits for it. The pacer uses Go's heap goal,
+//! `marked * (1 + GOGC/100)` with a 4 MiB floor, where `marked` is what the last cycle found
+//! live; a cycle starts at 7/8 of the way to the goal, and a goroutine that allocates past the
+//! goal while marking traces a batch of gray objects itself (a mark assist; the collector shares
+//! its work through the global gray queue). [`set_percent`] is `GOGC` (env `GORT_GC`);
+//! `GORT_GCTRACE=1` prints one line per cycle, like Go's `GODEBUG=gctrace=1`.
+//!
+//! # Costs and limits
+//! * A `GcCell` write guard traces the cell's contents twice (disown, adopt): writes to a cell
+//!   holding a large collection cost time proportional to its size. Prefer many small cells.
+//! * `Gc::new` traces the new value once (adoption), and every handle op is one atomic
+//!   read-modify-write on the object's counts word.
+//! * The only pause is mark termination, and only `GcCell` writes and `Weak::upgrade` can wait in
+//!   it; it is normally a few microseconds, but it first waits out pinned operations, so a thread
+//!   descheduled by the OS in the middle of one (a write's disown, an assist) stretches it.
+//! * One collector thread marks and sweeps; on a busy machine allocation can outrun it, and the
+//!   heap then grows past the goal (assists only help during marking).
+//! * `Gc<T>` needs `T: Sized + Send + 'static` (the collector drops values on its own thread);
+//!   there is no `Gc<dyn Trait>` yet.
 //!
 //! # Loom model
 //! `loom_tests.rs` models the protocol's core — pins and phase changes, the counts word with
