@@ -309,6 +309,7 @@ fn run_cycle(n: u32) {
     for_each_object(&spans, |_, _, h| h.clear_dirty());
 
     // 2. Mark: the snapshot point is when this returns.
+    let cleared_at = started.elapsed();
     PHASES.advance(n, Phase::Mark);
     let spans = heap::spans();
     let mut gray = Vec::new();
@@ -363,6 +364,7 @@ fn run_cycle(n: u32) {
         }
     });
 
+    let pass_one_at = started.elapsed();
     // Pass two: drop and free, span by span (dead = still ALLOC, scanned in n, not marked in n;
     // objects allocated since the scan have `scan == 0`).
     let mut freed_bytes = 0u64;
@@ -423,10 +425,13 @@ fn run_cycle(n: u32) {
     if gctrace() {
         let mib = |b: u64| b as f64 / (1 << 20) as f64;
         eprintln!(
-            "gort gc {n}: {:.1} ms (mark {:.1} ms, pause {} us), {:.1} -> {:.1} MiB, freed {} objects, \
-             goal {:.1} MiB",
+            "gort gc {n}: {:.1} ms (clear {:.1}, scan+mark {:.1}, sweep {:.1} + {:.1} ms; pause {} us), \
+             {:.1} -> {:.1} MiB, freed {} objects, goal {:.1} MiB",
             started.elapsed().as_secs_f64() * 1e3,
-            marked_at.as_secs_f64() * 1e3,
+            cleared_at.as_secs_f64() * 1e3,
+            (marked_at - cleared_at).as_secs_f64() * 1e3,
+            (pass_one_at - marked_at).as_secs_f64() * 1e3,
+            (started.elapsed() - pass_one_at).as_secs_f64() * 1e3,
             pause / 1000,
             mib(live_at_start),
             mib(in_use().1),

@@ -374,7 +374,7 @@ impl Slot {
 pub(crate) fn alloc(layout: Layout) -> Slot {
     match class_of(layout.size(), layout.align()) {
         Some(class) => {
-            let (slot, refilled) = THREAD_CACHE.with(|tc| {
+            let taken = THREAD_CACHE.try_with(|tc| {
                 let mut mags = tc.magazines.borrow_mut();
                 let mag = &mut mags[class];
                 let mut refilled = false;
@@ -410,6 +410,12 @@ pub(crate) fn alloc(layout: Layout) -> Slot {
                 );
                 (Slot::Small(span, i), refilled)
             });
+            let Ok((slot, refilled)) = taken else {
+                panic!(
+                    "gort: Gc::new called while this thread exits, after its allocation cache \
+                     was torn down (from a thread-local's destructor?)"
+                );
+            };
             if refilled {
                 crate::collector::on_refill();
             }
