@@ -20,7 +20,7 @@
 //! marked before the sweep), so no object reachable from the panicking one can be lost.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once};
 use std::task::Waker;
 use std::time::{Duration, Instant};
@@ -61,7 +61,7 @@ static LEAKED_OBJECTS: AtomicU64 = AtomicU64::new(0);
 /// Go's `heapminimum`: the smallest goal.
 const MIN_GOAL: u64 = 4 << 20;
 /// Gray objects an assist traces per refill.
-const ASSIST_BATCH: usize = 256;
+const ASSIST_BATCH: usize = 128;
 
 struct Control {
     /// Cycles finished.
@@ -183,8 +183,11 @@ pub(crate) fn on_refill() {
             lock(&CONTROL).kicked = true;
             WAKE_COLLECTOR.notify_one();
         }
-    } else if state.phase == Phase::Mark && live > HEAP_GOAL.load(Ordering::Relaxed) {
-        assist();
+    } else if live > HEAP_GOAL.load(Ordering::Relaxed) {
+        help_pass();
+        if state.phase == Phase::Mark {
+            assist();
+        }
     }
 }
 
@@ -292,6 +295,112 @@ fn for_each_object(spans: &[Arc<heap::Span>], mut f: impl FnMut(&Arc<heap::Span>
     }
 }
 
+/// The collector's passes over every span (clear, scan, finalize), shared with allocating
+/// goroutines: a goroutine that takes a span while the heap is past its goal processes a few spans
+/// of the current pass itself (Go's proportional sweeping and assists, for our passes). None of
+/// these passes runs `Drop` (user code other than `Trace`): dropping stays on the collector.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum PassKind {
+    /// Clear `DIRTY` (phase Clear).
+    Clear,
+    /// Stamp `scan` and shade roots (phase Mark).
+    Scan,
+    /// Sweep pass one for dead objects: weak slot, then handles (phase Sweep).
+    Finalize,
+}
+
+struct SpanPass {
+    kind: PassKind,
+    cycle: u32,
+    spans: Vec<Arc<heap::Span>>,
+    /// The next span to claim.
+    next: AtomicUsize,
+    /// Spans finished (their effects, gray objects included, published).
+    done: AtomicUsize,
+}
+
+/// The pass in progress, if any.
+static PASS: Mutex<Option<Arc<SpanPass>>> = Mutex::new(None);
+/// Spans processed by allocating goroutines.
+static SPAN_ASSISTS: AtomicU64 = AtomicU64::new(0);
+
+fn process_span(pass: &SpanPass, span: &Arc<heap::Span>, gray: &mut Vec<ObjPtr>) {
+    let n = pass.cycle;
+    for_each_object(std::slice::from_ref(span), |span, i, h| match pass.kind {
+        PassKind::Clear => h.clear_dirty(),
+        PassKind::Scan => {
+            h.scan.store(n, Ordering::Relaxed);
+            if h.is_root() && h.try_mark(n) {
+                gray.push(ObjPtr(std::ptr::NonNull::from(h)));
+            }
+        }
+        PassKind::Finalize => {
+            if !h.is_dead(n) {
+                return;
+            }
+            crate::weak::clear_slot(h);
+            let mut t = Tracer::new(Mode::Finalize { cycle: n });
+            // SAFETY: `h` heads a live object of the vtable's type; nothing else can reach it
+            // (it is dead), and no slot is freed before every span's pass one is done.
+            let r = catch_unwind(AssertUnwindSafe(|| unsafe { (h.vtable.trace)(h, &mut t) }));
+            if r.is_err() {
+                eprintln!(
+                    "gort: Trace::trace of {} panicked while finalizing it; the object is leaked",
+                    (h.vtable.type_name)()
+                );
+                span.leak(i); // no longer ALLOC: pass two skips it
+                LEAKED_OBJECTS.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+}
+
+/// Claims and processes up to `max` spans of `pass`. Gray objects go to the global queue before
+/// a span counts as done, so the collector, which waits for every span to be done, sees them.
+fn work_on(pass: &SpanPass, max: usize, gray: &mut Vec<ObjPtr>, publish: bool) -> usize {
+    let mut k = 0;
+    while k < max {
+        let i = pass.next.fetch_add(1, Ordering::Relaxed);
+        let Some(span) = pass.spans.get(i) else { break };
+        process_span(pass, span, gray);
+        if publish && !gray.is_empty() {
+            push_gray(std::mem::take(gray));
+        }
+        pass.done.fetch_add(1, Ordering::Release);
+        k += 1;
+    }
+    k
+}
+
+/// Runs a pass over `spans` with whoever helps; returns when every span is done.
+fn run_pass(kind: PassKind, cycle: u32, spans: &[Arc<heap::Span>], gray: &mut Vec<ObjPtr>) {
+    let pass = Arc::new(SpanPass {
+        kind,
+        cycle,
+        spans: spans.to_vec(),
+        next: AtomicUsize::new(0),
+        done: AtomicUsize::new(0),
+    });
+    *lock(&PASS) = Some(pass.clone());
+    work_on(&pass, usize::MAX, gray, false);
+    *lock(&PASS) = None;
+    let mut round = 0;
+    while pass.done.load(Ordering::Acquire) < pass.spans.len() {
+        round += 1;
+        crate::sync::backoff(round);
+    }
+}
+
+/// An allocating goroutine's share of the current span pass (see [`PassKind`]).
+fn help_pass() {
+    let pass = lock(&PASS).clone();
+    if let Some(pass) = pass {
+        let mut gray = Vec::new();
+        let k = work_on(&pass, 4, &mut gray, true);
+        SPAN_ASSISTS.fetch_add(k as u64, Ordering::Relaxed);
+    }
+}
+
 /// `GORT_GCTRACE=1`: one line per cycle on stderr (Go's `GODEBUG=gctrace=1`).
 fn gctrace() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -306,19 +415,14 @@ fn run_cycle(n: u32) {
     // 1. Clear.
     PHASES.advance(n, Phase::Clear);
     let spans = heap::spans();
-    for_each_object(&spans, |_, _, h| h.clear_dirty());
+    let mut gray = Vec::new();
+    run_pass(PassKind::Clear, n, &spans, &mut gray);
 
     // 2. Mark: the snapshot point is when this returns.
     let cleared_at = started.elapsed();
     PHASES.advance(n, Phase::Mark);
     let spans = heap::spans();
-    let mut gray = Vec::new();
-    for_each_object(&spans, |_, _, h| {
-        h.scan.store(n, Ordering::Relaxed);
-        if h.is_root() && h.try_mark(n) {
-            gray.push(ObjPtr(std::ptr::NonNull::from(h)));
-        }
-    });
+    run_pass(PassKind::Scan, n, &spans, &mut gray);
     // Drain until a pass finds nothing new, so that termination only has the last moment's
     // shading left to trace.
     loop {
@@ -346,24 +450,7 @@ fn run_cycle(n: u32) {
 
     // 4. Sweep, pass one: weak slots, then handles between dead objects. No slot is freed before
     // pass two, so every dead object (and so every handle target) stays allocated meanwhile.
-    for_each_object(&spans, |span, i, h| {
-        if !h.is_dead(n) {
-            return;
-        }
-        crate::weak::clear_slot(h);
-        let mut t = Tracer::new(Mode::Finalize { cycle: n });
-        // SAFETY: `h` heads a live object of the vtable's type; nothing else can reach it.
-        let r = catch_unwind(AssertUnwindSafe(|| unsafe { (h.vtable.trace)(h, &mut t) }));
-        if r.is_err() {
-            eprintln!(
-                "gort: Trace::trace of {} panicked while finalizing it; the object is leaked",
-                (h.vtable.type_name)()
-            );
-            span.leak(i); // no longer ALLOC: pass two skips it
-            LEAKED_OBJECTS.fetch_add(1, Ordering::Relaxed);
-        }
-    });
-
+    run_pass(PassKind::Finalize, n, &spans, &mut gray);
     let pass_one_at = started.elapsed();
     // Pass two: drop and free, span by span (dead = still ALLOC, scanned in n, not marked in n;
     // objects allocated since the scan have `scan == 0`).
@@ -497,6 +584,7 @@ pub fn stats() -> GcStats {
         total_pause: Duration::from_nanos(TOTAL_PAUSE_NS.load(Ordering::Relaxed)),
         last_cycle: Duration::from_nanos(LAST_CYCLE_NS.load(Ordering::Relaxed)),
         assists: ASSISTS.load(Ordering::Relaxed),
+        span_assists: SPAN_ASSISTS.load(Ordering::Relaxed),
         drop_panics: DROP_PANICS.load(Ordering::Relaxed),
         leaked_objects: LEAKED_OBJECTS.load(Ordering::Relaxed),
         percent: PERCENT.load(Ordering::Relaxed),
