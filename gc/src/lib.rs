@@ -128,14 +128,17 @@
 //! * `Gc<T>` needs `T: Sized + Send + 'static` (the collector drops values on its own thread);
 //!   there is no `Gc<dyn Trait>` yet.
 //!
-//! # Loom model
+//! # Loom models
 //! `loom_tests.rs` models the protocol's core — pins and phase changes, the counts word with
-//! `DIRTY`, the clear pass and root scan, a cell write's disown-and-shade, and the sweep decision —
-//! with loom's atomics, and checks that no object a mutator still holds is found dead. Run it with
-//! `scripts/loom_gc.sh` (under a second with the default bound of 3 preemptions, 25 s with
-//! `LOOM_MAX_PREEMPTIONS=6`). As a negative control, releasing a write guard without its pin makes
-//! the first model fail. Loom treats `SeqCst` as acquire/release, so the pins re-read the phase
-//! word with a read-modify-write rather than relying on store-load ordering.
+//! `DIRTY`, the clear pass and root scan, a cell write's disown-and-shade and adopt-and-unlock,
+//! `Weak::upgrade`, and the sweep's dead test — with loom's atomics, in three models (a cell write
+//! racing a cycle, a clone out of the heap then a drop of the holder, an upgrade racing a cycle),
+//! each checking that no object a mutator can still reach is found dead. Run them with
+//! `scripts/loom_gc.sh` (under a second with the default bound of 3 preemptions, 10 s with
+//! `LOOM_MAX_PREEMPTIONS=5`). As negative controls, releasing a write guard without its pin, or
+//! upgrading during marking without shading, makes the corresponding model fail. Loom treats
+//! `SeqCst` as acquire/release, so the pins re-read the phase word with a read-modify-write rather
+//! than relying on store-load ordering.
 
 #![warn(missing_docs)]
 // The loom build compiles only the protocol core (see `loom_tests.rs`).

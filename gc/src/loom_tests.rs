@@ -247,3 +247,47 @@ fn loom_clone_out_then_drop_the_holder() {
         assert!(!dead[1], "Y, held by the mutator, was found dead");
     });
 }
+
+/// `Weak::upgrade` racing a cycle: the mutator drops its only handle to Y (Y is garbage from then
+/// on) and later upgrades a weak handle to it, as `weak.rs` does it (pinned; shade while marking,
+/// wait out termination, refuse a dead object while sweeping). If the upgrade succeeds, the cycle
+/// must not find Y dead; if it finds Y dead, the upgrade must fail.
+#[test]
+fn loom_upgrade_races_a_cycle() {
+    model(|| {
+        let w = Arc::new(World::new());
+        // Y starts outside any cell: one handle, held by the mutator.
+        w.y_in_cell.store(false, Ordering::Relaxed);
+        w.y.disown();
+        let m = {
+            let w = w.clone();
+            thread::spawn(move || {
+                w.y.dec_handle(); // drop(y)
+                loop {
+                    let pin = w.phases.pin();
+                    match pin.state.phase {
+                        Phase::Terminating => {
+                            drop(pin);
+                            thread::yield_now();
+                        }
+                        Phase::Sweep if w.y.is_dead(pin.state.cycle) => return false,
+                        Phase::Mark => {
+                            w.y.inc_handle();
+                            if w.y.try_mark(pin.state.cycle) {
+                                w.gray.lock().unwrap().push(1);
+                            }
+                            return true;
+                        }
+                        _ => {
+                            w.y.inc_handle();
+                            return true;
+                        }
+                    }
+                }
+            })
+        };
+        let dead = w.collect();
+        let upgraded = m.join().unwrap();
+        assert!(!(upgraded && dead[1]), "an upgraded object was found dead");
+    });
+}
