@@ -47,7 +47,7 @@
 //! | `Deref`, `GcCell::borrow` | read | read | read | read |
 //! | `clone` | `handles += 1` | same | same | same |
 //! | `drop` | `handles -= 1`, set `DIRTY` (one CAS) | same | same | same |
-//! | `Gc::new` | adopt the value's handles (`internal += 1`, `DIRTY`), allocate (`scan = 0`) | same, allocated black (marked), may assist | same, black | same |
+//! | `Gc::new` | adopt the value's handles (`internal += 1`, `DIRTY`), allocate (`scan = 0`); past the goal, help the current span pass | same, allocated black (marked), may also assist marking | same, black | same |
 //! | `borrow_mut` | disown contents | disown and **shade** contents | wait | disown contents |
 //! | guard drop (pinned) | adopt contents, unlock | same | same | same |
 //! | `Weak::upgrade` | `handles += 1` | `handles += 1`, **shade** | wait | `None` if dead, else `handles += 1` |
