@@ -183,10 +183,18 @@ pub(crate) fn on_refill() {
             lock(&CONTROL).kicked = true;
             WAKE_COLLECTOR.notify_one();
         }
-    } else if live > HEAP_GOAL.load(Ordering::Relaxed) {
-        help_pass();
-        if state.phase == Phase::Mark {
-            assist();
+    } else {
+        let goal = HEAP_GOAL.load(Ordering::Relaxed).max(1);
+        if live > goal {
+            // Proportional help (Go's assist ratio, simplified): the further past the goal, the
+            // more of the collector's work each span of allocation pays for.
+            let rounds = (live / goal).min(16) as usize;
+            help_pass(4 * rounds);
+            if state.phase == Phase::Mark {
+                for _ in 0..rounds {
+                    assist();
+                }
+            }
         }
     }
 }
@@ -392,11 +400,11 @@ fn run_pass(kind: PassKind, cycle: u32, spans: &[Arc<heap::Span>], gray: &mut Ve
 }
 
 /// An allocating goroutine's share of the current span pass (see [`PassKind`]).
-fn help_pass() {
+fn help_pass(spans: usize) {
     let pass = lock(&PASS).clone();
     if let Some(pass) = pass {
         let mut gray = Vec::new();
-        let k = work_on(&pass, 4, &mut gray, true);
+        let k = work_on(&pass, spans, &mut gray, true);
         SPAN_ASSISTS.fetch_add(k as u64, Ordering::Relaxed);
     }
 }
@@ -466,8 +474,11 @@ fn run_cycle(n: u32) {
             let h = span.slot_ptr(i).cast::<Header>();
             // SAFETY: an ALLOC slot holds an initialized object; only this thread frees.
             if !unsafe { &*h }.is_dead(n) {
-                // SAFETY: as above.
-                if unsafe { &*h }.mark.load(Ordering::Relaxed) == n {
+                // Live at the snapshot: scanned and marked. Objects allocated black after their
+                // slot was scanned are not counted: our cycles are long, and counting what was
+                // allocated during them would let the goal run away. SAFETY: as above.
+                let o = unsafe { &*h };
+                if o.mark.load(Ordering::Relaxed) == n && o.scan.load(Ordering::Relaxed) == n {
                     marked_bytes += span.slot_size as u64;
                 }
                 continue;

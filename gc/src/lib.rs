@@ -108,9 +108,9 @@
 //! by the collector thread, not by allocators (dropping values runs user code, which must not run
 //! inside an unrelated `Gc::new`); allocation never waits for it. The pacer uses Go's heap goal,
 //! `marked * (1 + GOGC/100)` with a 4 MiB floor, where `marked` is what the last cycle found
-//! live; a cycle starts at 7/8 of the way to the goal. A goroutine that takes a span while the
-//! heap is past the goal helps: it processes a few spans of the collector's current clear, scan or
-//! finalize pass (Go's proportional sweep, for the passes that run no `Drop`), and while marking
+//! live at its snapshot; a cycle starts at 7/8 of the way to the goal. A goroutine that takes a
+//! span while the heap is past the goal helps, more the further past it is: it processes spans of
+//! the collector's current clear, scan or finalize pass (Go's proportional sweep, for the passes that run no `Drop`), and while marking
 //! it also traces a batch of gray objects (a mark assist; the collector shares its work through
 //! the global gray queue). [`set_percent`] is `GOGC` (env `GORT_GC`);
 //! `GORT_GCTRACE=1` prints one line per cycle, like Go's `GODEBUG=gctrace=1`.
