@@ -87,17 +87,6 @@ impl<T: Trace + Send + 'static> Gc<T> {
     /// If `value`'s `Trace` impl panics (the value is then leaked, never dropped).
     pub fn new(value: T) -> Gc<T> {
         gort_goroutine::runtime::safe_point();
-        // The handles inside `value` move into the heap: adopt them before the object exists.
-        let mut adopt = Tracer::new(Mode::Adopt);
-        if catch_unwind(AssertUnwindSafe(|| value.trace(&mut adopt))).is_err() {
-            // Some handles were adopted, some not; leaking keeps every count consistent with a
-            // handle that really exists (it just never goes away).
-            std::mem::forget(value);
-            panic!(
-                "gort: Trace::trace of {} panicked in Gc::new; the value was leaked",
-                std::any::type_name::<T>()
-            );
-        }
         // Allocate black while marking, as Go does: a new object never needs tracing (the crate
         // docs' argument covers new objects by their counts, traced or not), and marking it keeps
         // the collector from tracing it when a write guard shades it. The phase is only peeked: a
@@ -118,7 +107,26 @@ impl<T: Trace + Send + 'static> Gc<T> {
                 value,
             })
         };
+        // Publish first, adopt second. The value's handles stop counting as outside handles only
+        // once the object holding them is in the heap where the collector can see it: adopting
+        // first would open a window in which a child is neither a root (its handle is counted
+        // internal) nor reachable from any heap object the collector knows (the holder is not
+        // published), and a cycle's snapshot falling in it would free the child. The stress test
+        // under ASan caught exactly that in an earlier version.
         slot.publish();
+        let mut adopt = Tracer::new(Mode::Adopt);
+        // SAFETY: published just now and not yet shared: no other handle exists, so nobody but
+        // the collector (which only reads) can reach the value.
+        let value_ref = unsafe { &(*p).value };
+        if catch_unwind(AssertUnwindSafe(|| value_ref.trace(&mut adopt))).is_err() {
+            // Some handles were adopted, some not. Leaking the object (never traced, dropped or
+            // freed again) keeps every count consistent with a handle that really exists.
+            slot.leak();
+            panic!(
+                "gort: Trace::trace of {} panicked in Gc::new; the value was leaked",
+                std::any::type_name::<T>()
+            );
+        }
         Gc {
             ptr: AtomicPtr::new(p.cast::<Header>()),
             _value: PhantomData,

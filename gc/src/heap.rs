@@ -362,10 +362,18 @@ impl Slot {
         p
     }
     /// Publishes the initialized object to the collector.
-    pub(crate) fn publish(self) {
+    pub(crate) fn publish(&self) {
         match self {
-            Slot::Small(span, i) => span.publish(i),
+            Slot::Small(span, i) => span.publish(*i),
             Slot::Large(span) => span.publish(0),
+        }
+    }
+
+    /// Leaks the published object for good (its adoption panicked).
+    pub(crate) fn leak(&self) {
+        match self {
+            Slot::Small(span, i) => span.leak(*i),
+            Slot::Large(span) => span.leak(0),
         }
     }
 }

@@ -47,7 +47,7 @@
 //! | `Deref`, `GcCell::borrow` | read | read | read | read |
 //! | `clone` | `handles += 1` | same | same | same |
 //! | `drop` | `handles -= 1`, set `DIRTY` (one CAS) | same | same | same |
-//! | `Gc::new` | adopt the value's handles (`internal += 1`, `DIRTY`), allocate (`scan = 0`); past the goal, help the current span pass | same, allocated black (marked), may also assist marking | same, black | same |
+//! | `Gc::new` | allocate (`scan = 0`), publish, *then* adopt the value's handles (`internal += 1`, `DIRTY`); past the goal, help the current span pass | same, allocated black (marked), may also assist marking | same, black | same |
 //! | `borrow_mut` | disown contents | disown and **shade** contents | wait | disown contents |
 //! | guard drop (pinned) | adopt contents, unlock | same | same | same |
 //! | `Weak::upgrade` | `handles += 1` | `handles += 1`, **shade** | wait | `None` if dead, else `handles += 1` |
@@ -77,7 +77,11 @@
 //!    many-goroutines test in `tests/gc.rs` caught a cell locked mid-release across `T0`.)
 //! 2. *A new object that was scanned is marked*: it started with one outside handle, and every
 //!    way to lose it (drop, adoption) sets `DIRTY` after `T0`. *A new object that was not scanned
-//!    is not freed* (`scan != n`).
+//!    is not freed* (`scan != n`). Its children are protected by their own counts, because
+//!    `Gc::new` adopts them only after publishing the new object: until then they count as
+//!    outside handles, and once adopted they sit in an object the scan can see (or they were
+//!    adopted after `T0`, with `DIRTY`). (Adopting before publishing let a snapshot fall between
+//!    the two and free a child; the stress test under ASan caught it.)
 //! 3. *Nothing else can become reachable*: a handle is only ever made from a handle (clone, a read
 //!    from a reachable object), by `Gc::new`, or by `Weak::upgrade` — which shades in Mark, waits in
 //!    Terminating and refuses dead objects in Sweep. Marking ends only after `Terminating` has
