@@ -135,12 +135,13 @@
 //! # Loom models
 //! `loom_tests.rs` models the protocol's core — pins and phase changes, the counts word with
 //! `DIRTY`, the clear pass and root scan, a cell write's disown-and-shade and adopt-and-unlock,
-//! `Weak::upgrade`, and the sweep's dead test — with loom's atomics, in three models (a cell write
-//! racing a cycle, a clone out of the heap then a drop of the holder, an upgrade racing a cycle),
-//! each checking that no object a mutator can still reach is found dead. Run them with
-//! `scripts/loom_gc.sh` (under a second with the default bound of 3 preemptions, 10 s with
-//! `LOOM_MAX_PREEMPTIONS=5`). As negative controls, releasing a write guard without its pin, or
-//! upgrading during marking without shading, makes the corresponding model fail. Loom treats
+//! `Weak::upgrade`, `Gc::new`'s publish-then-adopt, and the sweep's dead test — with loom's
+//! atomics, in four models (a cell write racing a cycle, a clone out of the heap then a drop of
+//! the holder, an upgrade racing a cycle, a new object adopting a handle during a cycle), each
+//! checking that no object a mutator can still reach is found dead. Run them with
+//! `scripts/loom_gc.sh` (under a second with the default bound of 3 preemptions). As negative
+//! controls, releasing a write guard without its pin, upgrading during marking without shading,
+//! or adopting before publishing makes the corresponding model fail. Loom treats
 //! `SeqCst` as acquire/release, so the pins re-read the phase word with a read-modify-write rather
 //! than relying on store-load ordering.
 

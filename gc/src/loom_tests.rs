@@ -291,3 +291,51 @@ fn loom_upgrade_races_a_cycle() {
         assert!(!(upgraded && dead[1]), "an upgraded object was found dead");
     });
 }
+
+/// `Gc::new` racing a cycle: the mutator holds Y (one outside handle) and moves it into a new
+/// object X, as `handle.rs` does it: publish X (the slot becomes visible to the scan), *then*
+/// adopt X's handles. The mutator keeps X. Y must never be found dead. (With the two steps
+/// swapped the model fails: a snapshot between them sees Y as internal and X not yet published.)
+#[test]
+fn loom_new_object_adopts_after_publishing() {
+    model(|| {
+        let w = Arc::new(World::new());
+        // Y: one outside handle (not in X's cell); X: not allocated yet.
+        w.y_in_cell.store(false, Ordering::Relaxed);
+        w.y.disown();
+        let x_published = Arc::new(AtomicBool::new(false));
+        let m = {
+            let (w, x_published) = (w.clone(), x_published.clone());
+            thread::spawn(move || {
+                // X's value holds Y's handle from now on (written before publication).
+                w.y_in_cell.store(true, Ordering::Relaxed);
+                x_published.store(true, Ordering::Release); // publish
+                w.y.adopt(); // adopt the value's handles
+            })
+        };
+        // The collector's cycle, scanning X only once it is published.
+        w.phases.advance(CYCLE, Phase::Clear);
+        w.x.clear_dirty();
+        w.y.clear_dirty();
+        w.phases.advance(CYCLE, Phase::Mark);
+        let mut gray = Vec::new();
+        let x_seen = x_published.load(Ordering::Acquire);
+        if x_seen {
+            w.x.scan.store(CYCLE, Ordering::Relaxed);
+            if w.x.is_root() && w.x.try_mark(CYCLE) {
+                gray.push(0);
+            }
+        }
+        w.y.scan.store(CYCLE, Ordering::Relaxed);
+        if w.y.is_root() && w.y.try_mark(CYCLE) {
+            gray.push(1);
+        }
+        w.drain(&mut gray);
+        w.phases.advance(CYCLE, Phase::Terminating);
+        w.drain(&mut gray);
+        w.phases.advance(CYCLE, Phase::Sweep);
+        let y_dead = w.y.is_dead(CYCLE);
+        m.join().unwrap();
+        assert!(!y_dead, "Y, held by the new object X, was found dead");
+    });
+}
