@@ -60,6 +60,8 @@ static LEAKED_OBJECTS: AtomicU64 = AtomicU64::new(0);
 
 /// Go's `heapminimum`: the smallest goal.
 const MIN_GOAL: u64 = 4 << 20;
+/// Gray objects mark termination traces itself; with more, it returns to marking first.
+const TERMINATION_BACKLOG: usize = 256;
 /// Gray objects an assist traces per refill.
 const ASSIST_BATCH: usize = 128;
 
@@ -442,9 +444,20 @@ fn run_cycle(n: u32) {
     }
     let marked_at = started.elapsed();
 
-    // 3. Terminating.
-    let pause = Instant::now();
+    // 3. Terminating. If the pinned operations that finished meanwhile (assists, writes) left
+    // much gray work, go back to marking rather than trace it while writers wait; after a few
+    // tries, finish anyway.
+    let mut pause = Instant::now();
     PHASES.advance(n, Phase::Terminating);
+    for _ in 0..4 {
+        if lock(&GRAY).len() <= TERMINATION_BACKLOG {
+            break;
+        }
+        PHASES.advance(n, Phase::Mark);
+        drain(n, &mut gray);
+        pause = Instant::now();
+        PHASES.advance(n, Phase::Terminating);
+    }
     drain(n, &mut gray);
     if TRACE_PANICKED.load(Ordering::SeqCst) {
         for_each_object(&spans, |_, _, h| {
