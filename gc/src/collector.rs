@@ -7,9 +7,9 @@
 //!    objects with an outside handle or `DIRTY` are roots and are shaded. Then trace gray objects
 //!    until none are left; mutators shade through `GcCell` writes and `Weak::upgrade`, and
 //!    allocating goroutines help (assists) when the heap passes its goal.
-//! 3. **Terminating**: wait out pinned operations, drain the last gray objects. This is the only
-//!    window in which a mutator operation (a `GcCell` write, an upgrade) can wait; its length is
-//!    the reported pause.
+//! 3. **Terminating**: wait out pinned operations, drain the last gray objects (going back to Mark
+//!    first, a few times at most, if they left a backlog). This is the only window in which a
+//!    mutator operation (a `GcCell` write, an upgrade) can wait; its length is the reported pause.
 //! 4. **Sweep**: dead = scanned in `n` and not marked. Pass one clears every dead object's weak
 //!    slot, then its handles to other dead objects, and gives back its handles to live ones; pass
 //!    two drops each dead value (a panicking `Drop` is caught and reported) and frees its slot.

@@ -56,7 +56,8 @@
 //! **Mark**; the moment `advance` returns is the *snapshot point* `T0`. It scans every allocated
 //! object (stamping `scan = n`) and shades the roots — objects with `handles > internal` or
 //! `DIRTY` — then traces gray objects (a `GcCell` is read under a shared `try` lock; one held by a
-//! writer is skipped). **Terminating** drains what pinned operations shaded. **Sweep** frees
+//! writer is skipped). **Terminating** drains what pinned operations shaded (if they left more
+//! than a little, the collector goes back to **Mark** first, a bounded number of times). **Sweep** frees
 //! exactly the objects *scanned in `n` and not marked in `n`*.
 //!
 //! **Why no live object is freed.** Call an object *new* if it was allocated after `T0`.
