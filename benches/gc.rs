@@ -15,6 +15,19 @@
 //!   (leaks them too). 20,000 operations in quick runs.
 //!
 //! `GORT_BENCH_QUICK=1` shrinks every workload for smoke runs.
+//!
+//! Measured 2026-11-27 on the 2-core development machine, one sitting (medians):
+//!
+//! | workload | gort | reference |
+//! | --- | --- | --- |
+//! | binary-trees 21 (Go anchor, same sitting) | 32.6 s, peak RSS 3.40 GB, max pause 34 µs, 35 cycles | Go 1.19: 15.7 s, 341 MB, max pause 4.8 ms, 82 cycles |
+//! | handle clone + drop | 5.2 ns | `Arc` 4.1 ns (1.29x) |
+//! | dumpster workload, 1M ops | 62.7 ms | dumpster `sync` 54.7 ms, `Arc` 26.3 ms, `Rc` 24.3 ms (both leak the cycles) |
+//!
+//! gort's pause is its mark termination (only `GcCell` writes and upgrades can wait in it); Go's
+//! is stop-the-world. Binary-trees misses the time and memory targets: one collector thread makes
+//! four passes over the heap per cycle (clear, scan, finalize, drop) while four goroutines
+//! allocate, so the heap runs far past its goal (see `gort_gc` docs, "Costs and limits").
 
 use std::cell::RefCell;
 use std::rc::Rc;
