@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs gort-goroutine's unit tests under AddressSanitizer.
+# Runs gort-goroutine's unit tests, goroutines end to end, and the traced heap (gort-gc) under
+# AddressSanitizer.
 #
 # Needs a nightly toolchain (`rustup toolchain install nightly`): -Zsanitizer is unstable.
 # The explicit --target keeps RUSTFLAGS away from build scripts and proc macros, and the
@@ -35,3 +36,8 @@ cargo +nightly test --target x86_64-unknown-linux-gnu -p gort-goroutine --featur
 # Goroutines end to end through the facade: context switches, parking, stealing, G and stack reuse.
 # (The million-goroutine test is left out: ASan's shadow memory makes it too slow to be useful.)
 cargo +nightly test --target x86_64-unknown-linux-gnu -p gort --features sanitizer --test goroutines -- "$@"
+# The traced heap: its unit tests and doc-free soundness suites, with freed heap slots poisoned
+# (the `sanitizer` feature makes the allocator call __asan_poison_memory_region on every freed slot
+# and unpoison it on reuse), so a use of a collected object is a reported use-after-poison.
+cargo +nightly test --target x86_64-unknown-linux-gnu -p gort-gc --features sanitizer --lib -- "$@"
+cargo +nightly test --target x86_64-unknown-linux-gnu -p gort --features sanitizer --test gc --test gc_trace_panic --test gc_stress -- "$@"

@@ -107,6 +107,27 @@
 //! }
 //! ```
 //!
+//! ## Garbage-collected heap
+//! [`gc::Gc<T>`](gc::Gc) is Go's pointer: a handle to a value in a traced heap, freed by a
+//! concurrent mark-sweep collector once unreachable, cycles included. Derive [`Trace`] for the
+//! types you store (`#[gc(skip)]` for fields without handles) and use [`gc::GcCell`] for the parts
+//! that change. Reads, clones, drops and allocation never wait for the collector; `gc::collect()`
+//! runs a full cycle, `gc::stats()` reports it, `gc::set_percent` (env `GORT_GC`) is Go's `GOGC`.
+//!
+//! ```
+//! #[derive(gort::Trace)]
+//! struct Node { next: gort::gc::GcCell<Option<gort::gc::Gc<Node>>> }
+//!
+//! #[gort::main]
+//! fn main() {
+//!     let a = gort::gc::Gc::new(Node { next: Default::default() });
+//!     let b = gort::gc::Gc::new(Node { next: gort::gc::GcCell::new(Some(a.clone())) });
+//!     *a.next.borrow_mut() = Some(b); // a cycle
+//!     drop(a);
+//!     gort::gc::collect(); // frees both
+//! }
+//! ```
+//!
 //! ## Thread-locals
 //! A goroutine may resume on another OS thread after any blocking call. Do not keep a reference into a
 //! `thread_local!` across a blocking call, and do not hold thread-affine resources (locks that must be
@@ -140,6 +161,14 @@ pub mod time {
     pub use gort_goroutine::time::{sleep, sleep_until};
 }
 pub use gort_macros::{go, main, test};
+
+/// The traced heap (the `gort-gc` crate): [`gc::Gc`], [`gc::GcCell`], [`gc::Weak`], [`gc::collect`],
+/// [`gc::stats`], [`gc::set_percent`].
+pub use gort_gc as gc;
+/// `Trace`, the trait of values that can live in the traced heap, and its derive
+/// (`#[derive(gort::Trace)]`).
+pub use gort_gc::Trace;
+pub use gort_macros::Trace;
 
 /// Items the macros expand to. Not part of the public API.
 #[doc(hidden)]

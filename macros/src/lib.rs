@@ -26,6 +26,7 @@
 mod entry;
 mod go;
 mod select;
+mod trace;
 
 use proc_macro::TokenStream;
 
@@ -280,6 +281,21 @@ pub fn go(input: TokenStream) -> TokenStream {
 #[proc_macro]
 pub fn select_impl(input: TokenStream) -> TokenStream {
     match select::expand_select(input.into()) {
+        Ok(tokens) => tokens.into(),
+        Err(err) => err.to_compile_error().into(),
+    }
+}
+
+/// `#[derive(Trace)]`: lets a struct or enum live in gort's traced heap (`gort::gc::Gc`).
+///
+/// Every field is traced unless marked `#[gc(skip)]` (for fields that hold no `Gc`, or hold
+/// handles that should act as roots); every type parameter gets a `Trace` bound. Use it through
+/// the facade as `#[derive(gort::Trace)]`. The container attribute `#[gc(crate = path)]` names
+/// the gc crate when it is not `::gort::gc`. Unions and other `#[gc]` attributes are compile
+/// errors. The expansion is documented in `trace.rs`.
+#[proc_macro_derive(Trace, attributes(gc))]
+pub fn derive_trace(input: TokenStream) -> TokenStream {
+    match trace::expand_trace(input.into()) {
         Ok(tokens) => tokens.into(),
         Err(err) => err.to_compile_error().into(),
     }

@@ -1,0 +1,257 @@
+//! `Gc<T>`: a counted handle to a traced heap object.
+//!
+//! A handle is one pointer. Creating one (`Gc::new`, `clone`, `Weak::upgrade`) adds one to the
+//! object's `handles` count; dropping one subtracts it and sets `DIRTY` (`header.rs`). Handles are
+//! never freed by their count: only the collector frees, and only objects its marking proved
+//! unreachable. A handle inside a dead object may be *cleared* (set to null) by the sweep before
+//! any `Drop` runs; using a cleared handle panics.
+
+use std::alloc::Layout;
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr::NonNull;
+
+use crate::header::{GcBox, Header, VTable};
+use crate::sync::{AtomicPtr, Ordering};
+use crate::trace::{Mode, Trace, Tracer};
+use crate::weak::Weak;
+
+/// A handle to a value in gort's garbage-collected heap (Go's pointer; `Arc` without counting
+/// cycles as live).
+///
+/// `Gc::new` moves the value into the heap; clones are cheap (one atomic add) and all point to the
+/// same object; the object is dropped by the collector once no handle outside the heap can reach it,
+/// cycles included. The value is shared and immutable: use a [`GcCell`](crate::GcCell) inside it
+/// for the parts that change.
+///
+/// ```
+/// use gort_gc::{Gc, GcCell, Trace, Tracer};
+/// struct Node { next: GcCell<Option<Gc<Node>>> }
+/// // SAFETY: reports its one handle slot, which changes only through the GcCell.
+/// unsafe impl Trace for Node {
+///     fn trace(&self, t: &mut Tracer<'_>) { self.next.trace(t) }
+/// }
+/// let a = Gc::new(Node { next: GcCell::new(None) });
+/// let b = Gc::new(Node { next: GcCell::new(Some(a.clone())) });
+/// *a.next.borrow_mut() = Some(b.clone()); // a cycle
+/// assert!(Gc::ptr_eq(a.next.borrow().as_ref().unwrap(), &b));
+/// drop((a, b));
+/// gort_gc::collect(); // the cycle is collected
+/// ```
+pub struct Gc<T> {
+    ptr: AtomicPtr<Header>,
+    _value: PhantomData<*const T>,
+}
+
+// SAFETY: a Gc gives shared access to the T from any thread that has a handle, and the collector
+// drops the T on its own thread: like Arc, it needs T: Send + Sync to cross threads.
+unsafe impl<T: Send + Sync> Send for Gc<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send + Sync> Sync for Gc<T> {}
+
+fn vtable<T: Trace + Send + 'static>() -> &'static VTable {
+    struct Table<T>(PhantomData<T>);
+    impl<T: Trace + Send + 'static> Table<T> {
+        const VTABLE: VTable = VTable {
+            trace: trace_value::<T>,
+            drop_value: drop_value::<T>,
+            type_name: std::any::type_name::<T>,
+        };
+    }
+    &Table::<T>::VTABLE
+}
+
+/// # Safety
+/// `h` is the header of a live `GcBox<T>`.
+unsafe fn trace_value<T: Trace>(h: *const Header, t: &mut Tracer) {
+    // SAFETY: by the contract, `h` starts a live GcBox<T> (repr(C): header first).
+    unsafe { (*h.cast::<GcBox<T>>()).value.trace(t) }
+}
+
+/// # Safety
+/// `h` is the header of a `GcBox<T>` whose value is initialized and dropped exactly once, here.
+unsafe fn drop_value<T>(h: *mut Header) {
+    // SAFETY: by the contract.
+    unsafe { std::ptr::drop_in_place(std::ptr::addr_of_mut!((*h.cast::<GcBox<T>>()).value)) }
+}
+
+impl<T: Trace + Send + 'static> Gc<T> {
+    /// Moves `value` into the heap and returns the first handle to it.
+    ///
+    /// Never waits for a collection: it allocates from the current P's cache, and may help the
+    /// collector mark (an *assist*) when allocation outruns marking. It is a goroutine safe point.
+    ///
+    /// # Panics
+    /// If `value`'s `Trace` impl panics (the value is then leaked, never dropped).
+    pub fn new(value: T) -> Gc<T> {
+        gort_goroutine::runtime::safe_point();
+        // Allocate black while marking, as Go does: a new object never needs tracing (the crate
+        // docs' argument covers new objects by their counts, traced or not), and marking it keeps
+        // the collector from tracing it when a write guard shades it. The phase is only peeked: a
+        // stale answer just leaves the object white (still safe), or marks it for a cycle whose
+        // marking is over (harmless: marks are compared with the current cycle's number).
+        let state = crate::collector::PHASES.peek();
+        let mark = match state.phase {
+            crate::phase::Phase::Mark | crate::phase::Phase::Terminating => state.cycle,
+            _ => 0,
+        };
+        let slot = crate::heap::alloc(Layout::new::<GcBox<T>>());
+        let p = slot.ptr().cast::<GcBox<T>>();
+        // SAFETY: the slot is at least as large and aligned as a GcBox<T> (heap::alloc's contract)
+        // and is ours until published.
+        unsafe {
+            p.write(GcBox {
+                header: Header::new(vtable::<T>(), mark),
+                value,
+            })
+        };
+        // Publish first, adopt second. The value's handles stop counting as outside handles only
+        // once the object holding them is in the heap where the collector can see it: adopting
+        // first would open a window in which a child is neither a root (its handle is counted
+        // internal) nor reachable from any heap object the collector knows (the holder is not
+        // published), and a cycle's snapshot falling in it would free the child. The stress test
+        // under ASan caught exactly that in an earlier version.
+        slot.publish();
+        let mut adopt = Tracer::new(Mode::Adopt);
+        // SAFETY: published just now and not yet shared: no other handle exists, so nobody but
+        // the collector (which only reads) can reach the value.
+        let value_ref = unsafe { &(*p).value };
+        if catch_unwind(AssertUnwindSafe(|| value_ref.trace(&mut adopt))).is_err() {
+            // Some handles were adopted, some not. Leaking the object (never traced, dropped or
+            // freed again) keeps every count consistent with a handle that really exists.
+            slot.leak();
+            panic!(
+                "gort: Trace::trace of {} panicked in Gc::new; the value was leaked",
+                std::any::type_name::<T>()
+            );
+        }
+        Gc {
+            ptr: AtomicPtr::new(p.cast::<Header>()),
+            _value: PhantomData,
+        }
+    }
+
+    /// A [`Weak`] handle: does not keep the object alive; `upgrade` gives `None` once collected.
+    pub fn downgrade(this: &Gc<T>) -> Weak<T> {
+        Weak::new(this.header())
+    }
+}
+
+impl<T> Gc<T> {
+    pub(crate) fn header_ptr(&self) -> NonNull<Header> {
+        match NonNull::new(self.ptr.load(Ordering::Relaxed)) {
+            Some(p) => p,
+            None => dead_handle(),
+        }
+    }
+
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: a non-cleared handle keeps its object allocated (crate docs: an object with a
+        // handle outside the dead set is never freed).
+        unsafe { self.header_ptr().as_ref() }
+    }
+
+    /// Wraps a handle whose count was already taken (by `Weak::upgrade`).
+    pub(crate) fn from_counted(h: NonNull<Header>) -> Gc<T> {
+        Gc {
+            ptr: AtomicPtr::new(h.as_ptr()),
+            _value: PhantomData,
+        }
+    }
+
+    /// True if both handles point to the same object.
+    pub fn ptr_eq(a: &Gc<T>, b: &Gc<T>) -> bool {
+        a.ptr.load(Ordering::Relaxed) == b.ptr.load(Ordering::Relaxed)
+    }
+
+    /// The object's address, for identity (hashing, debugging).
+    pub fn as_ptr(this: &Gc<T>) -> *const T {
+        let p = this.header_ptr().as_ptr().cast::<GcBox<T>>();
+        // SAFETY: only computes a field address inside the live object.
+        unsafe { std::ptr::addr_of!((*p).value) }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn dead_handle() -> ! {
+    panic!(
+        "gort: use of a Gc handle to a collected object (a Drop of a dead object reached another \
+         dead object; its handles were cleared before any Drop ran)"
+    )
+}
+
+impl<T> Deref for Gc<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        let p = self.header_ptr().as_ptr().cast::<GcBox<T>>();
+        // SAFETY: the object is alive while this handle is (see `header`), and its value is never
+        // mutated except through GcCell, which hands out only guarded references.
+        unsafe { &(*p).value }
+    }
+}
+
+impl<T> Clone for Gc<T> {
+    fn clone(&self) -> Gc<T> {
+        let h = self.header_ptr();
+        // SAFETY: live, as in `header`.
+        unsafe { h.as_ref() }.inc_handle();
+        Gc::from_counted(h)
+    }
+}
+
+impl<T> Drop for Gc<T> {
+    fn drop(&mut self) {
+        if let Some(h) = NonNull::new(self.ptr.load(Ordering::Relaxed)) {
+            // SAFETY: live until this decrement (our handle counts); we do not touch it after.
+            unsafe { h.as_ref() }.dec_handle();
+        }
+    }
+}
+
+// SAFETY: reports its one handle.
+unsafe impl<T> Trace for Gc<T> {
+    fn trace(&self, t: &mut Tracer<'_>) {
+        t.visit_handle(&self.ptr);
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Gc<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<T: fmt::Display> fmt::Display for Gc<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&**self, f)
+    }
+}
+
+impl<T: PartialEq> PartialEq for Gc<T> {
+    fn eq(&self, other: &Gc<T>) -> bool {
+        **self == **other
+    }
+}
+
+impl<T: Eq> Eq for Gc<T> {}
+
+impl<T: std::hash::Hash> std::hash::Hash for Gc<T> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (**self).hash(state)
+    }
+}
+
+impl<T> AsRef<T> for Gc<T> {
+    fn as_ref(&self) -> &T {
+        self
+    }
+}
+
+impl<T> std::borrow::Borrow<T> for Gc<T> {
+    fn borrow(&self) -> &T {
+        self
+    }
+}

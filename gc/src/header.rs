@@ -1,0 +1,193 @@
+//! The object header every heap object starts with, and the *counts word* at its heart.
+//!
+//! The counts word packs three things so that one atomic load gives the collector a consistent view:
+//!
+//! * bits 0..32, `handles`: every live `Gc` handle to the object, wherever it is;
+//! * bits 32..63, `internal`: how many of those handles sit inside heap objects (*adopted* by the
+//!   object that holds them, see the crate docs);
+//! * bit 63, `DIRTY`: set by every operation that *lowers* `handles - internal` (dropping a handle,
+//!   adopting one into the heap), cleared only by the collector's clear pass.
+//!
+//! An object is a root for a cycle when, at its scan, `handles > internal` (a handle outside the
+//! heap exists) or `DIRTY` is set (one existed since the clear pass). The operations that lower the
+//! external count set `DIRTY` in the *same* read-modify-write, so no interleaving can drop a handle
+//! and hide it from the scan.
+
+use crate::sync::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use crate::trace::Tracer;
+#[cfg(not(loom))]
+use crate::weak::WeakSlot;
+#[cfg(loom)]
+pub(crate) struct WeakSlot;
+
+pub(crate) const HANDLE_ONE: u64 = 1;
+pub(crate) const HANDLE_MASK: u64 = 0xffff_ffff;
+pub(crate) const INTERNAL_ONE: u64 = 1 << 32;
+pub(crate) const INTERNAL_MASK: u64 = 0x7fff_ffff << 32;
+pub(crate) const DIRTY: u64 = 1 << 63;
+/// More handles than this to one object is refused with a panic (the counter has 2^32 values;
+/// the gap absorbs racing increments that are undone).
+pub(crate) const MAX_HANDLES: u64 = 1 << 31;
+
+pub(crate) fn handles_of(w: u64) -> u64 {
+    w & HANDLE_MASK
+}
+pub(crate) fn internal_of(w: u64) -> u64 {
+    (w & INTERNAL_MASK) >> 32
+}
+
+/// Per-type operations, one static table per `T`.
+pub(crate) struct VTable {
+    /// Traces the value (the header is that of a `GcBox<T>`).
+    pub(crate) trace: unsafe fn(*const Header, &mut Tracer),
+    /// Drops the value in place.
+    pub(crate) drop_value: unsafe fn(*mut Header),
+    /// The value's type, for reports.
+    pub(crate) type_name: fn() -> &'static str,
+}
+
+/// The header of every heap object; a `GcBox<T>` is this followed by the value.
+#[repr(C)]
+pub(crate) struct Header {
+    pub(crate) vtable: &'static VTable,
+    pub(crate) counts: AtomicU64,
+    /// The cycle in which the object was marked (0: never).
+    pub(crate) mark: AtomicU32,
+    /// The cycle in which the root scan saw the object (0: never). Only scanned objects can die.
+    pub(crate) scan: AtomicU32,
+    /// The object's weak slot, created by the first `Gc::downgrade` (a leaked `Arc`).
+    pub(crate) weak: AtomicPtr<WeakSlot>,
+}
+
+/// A heap object: header, then value.
+#[repr(C)]
+pub(crate) struct GcBox<T> {
+    pub(crate) header: Header,
+    pub(crate) value: T,
+}
+
+impl Header {
+    /// A header with one handle, marked for `mark` (0: unmarked; see `Gc::new`).
+    pub(crate) fn new(vtable: &'static VTable, mark: u32) -> Header {
+        Header {
+            vtable,
+            counts: AtomicU64::new(HANDLE_ONE),
+            mark: AtomicU32::new(mark),
+            scan: AtomicU32::new(0),
+            weak: AtomicPtr::new(std::ptr::null_mut()),
+        }
+    }
+
+    /// A new handle from an existing one (clone). Only raises the external count: no barrier.
+    pub(crate) fn inc_handle(&self) {
+        let old = self.counts.fetch_add(HANDLE_ONE, Ordering::Relaxed);
+        if handles_of(old) >= MAX_HANDLES {
+            self.counts.fetch_sub(HANDLE_ONE, Ordering::Relaxed);
+            handle_overflow();
+        }
+    }
+
+    /// A handle goes away: one fewer handle, and `DIRTY`, in one step.
+    pub(crate) fn dec_handle(&self) {
+        let mut cur = self.counts.load(Ordering::Relaxed);
+        loop {
+            debug_assert!(handles_of(cur) > 0, "gort: handle count underflow");
+            let new = (cur - HANDLE_ONE) | DIRTY;
+            match self
+                .counts
+                .compare_exchange_weak(cur, new, Ordering::SeqCst, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// A handle moves into the heap (`Gc::new`, a `GcCell` write guard released): one more
+    /// internal handle, and `DIRTY`, in one step.
+    pub(crate) fn adopt(&self) {
+        let mut cur = self.counts.load(Ordering::Relaxed);
+        loop {
+            let internal = internal_of(cur);
+            // A cell broken by a panicking Trace may have left counts imprecise: keep the field in
+            // range (saturating only ever makes the object look *more* external, never less).
+            let new = if internal >= MAX_HANDLES {
+                cur | DIRTY
+            } else {
+                (cur + INTERNAL_ONE) | DIRTY
+            };
+            match self
+                .counts
+                .compare_exchange_weak(cur, new, Ordering::SeqCst, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// A handle leaves the heap (a `GcCell` write guard taken, or its holder finalized): one fewer
+    /// internal handle. Raises the external count, so no `DIRTY`. Saturates at zero.
+    pub(crate) fn disown(&self) {
+        let mut cur = self.counts.load(Ordering::Relaxed);
+        loop {
+            if internal_of(cur) == 0 {
+                return;
+            }
+            match self.counts.compare_exchange_weak(
+                cur,
+                cur - INTERNAL_ONE,
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// The collector's clear pass.
+    pub(crate) fn clear_dirty(&self) {
+        if self.counts.load(Ordering::SeqCst) & DIRTY != 0 {
+            self.counts.fetch_and(!DIRTY, Ordering::SeqCst);
+        }
+    }
+
+    /// The collector's root test (see the module docs).
+    pub(crate) fn is_root(&self) -> bool {
+        let w = self.counts.load(Ordering::SeqCst);
+        w & DIRTY != 0 || handles_of(w) > internal_of(w)
+    }
+
+    /// Marks the object for `cycle`; true if this call did it (the caller then owes a trace).
+    pub(crate) fn try_mark(&self, cycle: u32) -> bool {
+        let cur = self.mark.load(Ordering::Relaxed);
+        cur != cycle
+            && self
+                .mark
+                .compare_exchange(cur, cycle, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// Dead after `cycle`'s marking: scanned in it and not marked. Meaningful from that cycle's
+    /// sweep phase until the object is freed.
+    pub(crate) fn is_dead(&self, cycle: u32) -> bool {
+        self.scan.load(Ordering::Acquire) == cycle && self.mark.load(Ordering::Acquire) != cycle
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn handle_overflow() -> ! {
+    panic!("gort: more than 2^31 Gc handles to one object (handle counter would overflow)");
+}
+
+#[cfg(test)]
+impl Header {
+    /// Test hook: forces the handle count, to reach the overflow check without 2^31 clones.
+    pub(crate) fn set_handles_for_test(&self, n: u64) {
+        let cur = self.counts.load(Ordering::SeqCst);
+        self.counts
+            .store((cur & !HANDLE_MASK) | n, Ordering::SeqCst);
+    }
+}

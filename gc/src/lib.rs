@@ -1,0 +1,217 @@
+//! gort's garbage-collected heap: [`Gc<T>`], [`GcCell<T>`], [`Weak<T>`], the [`Trace`] trait, and a
+//! concurrent mark-sweep collector paced like Go's.
+//!
+//! ```
+//! use gort_gc::{Gc, GcCell, Trace, Tracer};
+//!
+//! struct Node { name: String, edges: GcCell<Vec<Gc<Node>>> }
+//! // SAFETY: reports every handle; they change only through the GcCell.
+//! // (With the facade: `#[derive(gort::Trace)]` and `#[gc(skip)] name: String`.)
+//! unsafe impl Trace for Node {
+//!     fn trace(&self, t: &mut Tracer<'_>) { self.edges.trace(t) }
+//! }
+//!
+//! let a = Gc::new(Node { name: "a".into(), edges: GcCell::new(vec![]) });
+//! let b = Gc::new(Node { name: "b".into(), edges: GcCell::new(vec![a.clone()]) });
+//! a.edges.borrow_mut().push(b.clone()); // a <-> b: a cycle
+//! assert_eq!(a.edges.borrow()[0].name, "b");
+//! let before = gort_gc::stats().freed_objects;
+//! drop((a, b));
+//! gort_gc::collect();
+//! assert!(gort_gc::stats().freed_objects >= before + 2);
+//! ```
+//!
+//! This crate owns the heap: the allocator (`heap`: size classes, spans, per-P caches), object
+//! headers and their counts word (`header`), handles (`handle`, `weak`), the write barrier
+//! (`cell`), tracing (`trace`), the phase word and pins (`phase`) and the collector with its pacer
+//! (`collector`). `unsafe` lives in `heap` (raw span memory), `handle` (the object behind a
+//! pointer), `cell` (the lock's data), `weak` (the slot's address) and `collector` (walking spans,
+//! dropping dead values); each block states its invariant.
+//!
+//! # Roots without stack maps: handle counting
+//! Every handle anywhere — a stack, a `Box`, a `Vec`, a channel, a static, another thread — adds
+//! one to its object's `handles` count. Handles inside heap objects are also counted as
+//! `internal`: a value's handles are *adopted* when `Gc::new` moves it into the heap and when a
+//! [`GcCell`] write guard is released, and *disowned* when a write guard is taken or their holder
+//! is finalized. So `handles - internal` is the number of handles outside the heap, and an object
+//! with any is a **root**. Nothing scans stacks and nothing registers roots.
+//!
+//! # The collection protocol
+//! A cycle `n` has five phases (`phase.rs`); the collector moves between them with
+//! `Phases::advance`, which waits until no *pinned* operation still acts on the old phase.
+//! Only `GcCell` writes (taking and releasing the guard), `Weak::upgrade` and mark assists pin;
+//! nothing else ever waits.
+//!
+//! | operation | Idle / Clear | Mark | Terminating | Sweep |
+//! |---|---|---|---|---|
+//! | `Deref`, `GcCell::borrow` | read | read | read | read |
+//! | `clone` | `handles += 1` | same | same | same |
+//! | `drop` | `handles -= 1`, set `DIRTY` (one CAS) | same | same | same |
+//! | `Gc::new` | allocate (`scan = 0`), publish, *then* adopt the value's handles (`internal += 1`, `DIRTY`); past the goal, help the current span pass | same, allocated black (marked), may also assist marking | same, black | same |
+//! | `borrow_mut` | disown contents | disown and **shade** contents | wait | disown contents |
+//! | guard drop (pinned) | adopt contents, unlock | same | same | same |
+//! | `Weak::upgrade` | `handles += 1` | `handles += 1`, **shade** | wait | `None` if dead, else `handles += 1` |
+//!
+//! The collector, for cycle `n`: **Clear** clears every object's `DIRTY`. Then the phase becomes
+//! **Mark**; the moment `advance` returns is the *snapshot point* `T0`. It scans every allocated
+//! object (stamping `scan = n`) and shades the roots — objects with `handles > internal` or
+//! `DIRTY` — then traces gray objects (a `GcCell` is read under a shared `try` lock; one held by a
+//! writer is skipped). **Terminating** drains what pinned operations shaded (if they left more
+//! than a little, the collector goes back to **Mark** first, a bounded number of times). **Sweep** frees
+//! exactly the objects *scanned in `n` and not marked in `n`*.
+//!
+//! **Why no live object is freed.** Call an object *new* if it was allocated after `T0`.
+//! 1. *Everything reachable at `T0` is marked* (snapshot at the beginning). Take a path at `T0`
+//!    from an outside handle to `X1`, then through heap handles to `Xk`. `X1` is a root at its
+//!    scan: either its outside handle still exists, or an operation lowered `handles - internal`
+//!    after `T0` — a drop or an adoption, both of which set `DIRTY` in the same atomic step, after
+//!    the clear pass, so the scan sees it. Each marked `Xi` is traced; its handle to `Xi+1` is
+//!    either still there (an object's value only changes inside a `GcCell`), or a write guard
+//!    removed it. A guard taken after `T0` shaded it (the pin makes the phase reliable). A guard
+//!    taken before `T0` had disowned it, so at `T0` it was an *outside* handle and case `X1`
+//!    applies. A cell the tracer skips is write-locked, and its contents are disowned: taking a
+//!    guard locks and disowns under one pin, releasing it adopts and unlocks under one pin, and
+//!    `advance` waits out pins, so no cell can be locked with *adopted* contents across `T0`
+//!    (a release that began before `T0` has unlocked by then). A release that begins after `T0`
+//!    adopts handles that were outside the heap after `T0`, so their objects were roots at their
+//!    scan or are `DIRTY` at it. (The first version of this crate adopted without a pin; the
+//!    many-goroutines test in `tests/gc.rs` caught a cell locked mid-release across `T0`.)
+//! 2. *A new object that was scanned is marked*: it started with one outside handle, and every
+//!    way to lose it (drop, adoption) sets `DIRTY` after `T0`. *A new object that was not scanned
+//!    is not freed* (`scan != n`). Its children are protected by their own counts, because
+//!    `Gc::new` adopts them only after publishing the new object: until then they count as
+//!    outside handles, and once adopted they sit in an object the scan can see (or they were
+//!    adopted after `T0`, with `DIRTY`). (Adopting before publishing let a snapshot fall between
+//!    the two and free a child; the stress test under ASan caught it.)
+//! 3. *Nothing else can become reachable*: a handle is only ever made from a handle (clone, a read
+//!    from a reachable object), by `Gc::new`, or by `Weak::upgrade` — which shades in Mark, waits in
+//!    Terminating and refuses dead objects in Sweep. Marking ends only after `Terminating` has
+//!    waited out every pinned shade and drained the gray queue.
+//!
+//! So an object freed in `n`'s sweep was not reachable at `T0`, is not new, and cannot have been
+//! reached since: no handle to it exists outside dead objects.
+//!
+//! Reporting fewer handles than a value holds (`#[gc(skip)]`, a forgotten guard) only makes them
+//! count as outside handles: a leak, never a premature free.
+//!
+//! # Safe destruction
+//! The sweep works in two passes. Pass one, for every dead object: clear its weak slot, then walk
+//! its handles: a handle to another dead object is *cleared* (set to null), a handle to a live
+//! object gives back its `internal` count. Pass two drops each dead value and frees its slot. So
+//! before any `Drop` runs, no dead object holds a handle to another; a `Drop` that reaches a dead
+//! object through a cleared handle panics (`gort: use of a Gc handle to a collected object`), and
+//! one that upgrades a `Weak` to a dead object gets `None`: no use-after-free, no resurrection. A
+//! panicking `Drop` is caught and reported on stderr (`stats().drop_panics`), and the sweep goes
+//! on. A `Trace` that panics during marking makes that cycle free nothing; during finalization it
+//! leaks that object.
+//!
+//! # Allocation and pacing
+//! Like Go's: per-P caches of spans over 36 size classes (`heap.rs`), a central free list per
+//! class, objects over 32 KiB in spans of their own. Each thread allocates from a *magazine* of 32
+//! slots it reserves through its P's cache, so the runtime's per-P hook is paid once per 32
+//! objects. Objects allocated while marking are allocated black. Sweeping is done concurrently
+//! by the collector thread, not by allocators (dropping values runs user code, which must not run
+//! inside an unrelated `Gc::new`); allocation never waits for it. The pacer uses Go's heap goal,
+//! `marked * (1 + GOGC/100)` with a 4 MiB floor, where `marked` is what the last cycle found
+//! live at its snapshot; a cycle starts at 7/8 of the way to the goal. A goroutine that takes a
+//! span while the heap is past the goal helps, more the further past it is: it processes spans of
+//! the collector's current clear, scan or finalize pass (Go's proportional sweep, for the passes that run no `Drop`), and while marking
+//! it also traces a batch of gray objects (a mark assist; the collector shares its work through
+//! the global gray queue). [`set_percent`] is `GOGC` (env `GORT_GC`);
+//! `GORT_GCTRACE=1` prints one line per cycle, like Go's `GODEBUG=gctrace=1`.
+//!
+//! # Costs and limits
+//! * A `GcCell` write guard traces the cell's contents twice (disown, adopt): writes to a cell
+//!   holding a large collection cost time proportional to its size. Prefer many small cells.
+//! * `Gc::new` traces the new value once (adoption), and every handle op is one atomic
+//!   read-modify-write on the object's counts word.
+//! * The only pause is mark termination, and only `GcCell` writes and `Weak::upgrade` can wait in
+//!   it; it is normally a few microseconds, but it first waits out pinned operations, so a thread
+//!   descheduled by the OS in the middle of one (a write's disown, an assist) stretches it.
+//! * One collector thread marks and sweeps; on a busy machine allocation can outrun it, and the
+//!   heap then grows past the goal (assists only help during marking).
+//! * `Gc<T>` needs `T: Sized + Send + 'static` (the collector drops values on its own thread);
+//!   there is no `Gc<dyn Trait>` yet.
+//!
+//! # Loom models
+//! `loom_tests.rs` models the protocol's core — pins and phase changes, the counts word with
+//! `DIRTY`, the clear pass and root scan, a cell write's disown-and-shade and adopt-and-unlock,
+//! `Weak::upgrade`, `Gc::new`'s publish-then-adopt, and the sweep's dead test — with loom's
+//! atomics, in four models (a cell write racing a cycle, a clone out of the heap then a drop of
+//! the holder, an upgrade racing a cycle, a new object adopting a handle during a cycle), each
+//! checking that no object a mutator can still reach is found dead. Run them with
+//! `scripts/loom_gc.sh` (under a second with the default bound of 3 preemptions). As negative
+//! controls, releasing a write guard without its pin, upgrading during marking without shading,
+//! or adopting before publishing makes the corresponding model fail. Loom treats
+//! `SeqCst` as acquire/release, so the pins re-read the phase word with a read-modify-write rather
+//! than relying on store-load ordering.
+
+#![warn(missing_docs)]
+// The loom build compiles only the protocol core (see `loom_tests.rs`).
+#![cfg_attr(loom, allow(dead_code))]
+
+#[cfg(not(loom))]
+mod cell;
+#[cfg(not(loom))]
+mod collector;
+#[cfg(not(loom))]
+mod handle;
+mod header;
+#[cfg(not(loom))]
+mod heap;
+#[cfg(all(loom, test))]
+mod loom_tests;
+mod phase;
+mod sync;
+mod trace;
+#[cfg(not(loom))]
+mod weak;
+
+#[cfg(not(loom))]
+pub use cell::{GcCell, GcRef, GcRefMut};
+#[cfg(not(loom))]
+pub use collector::{collect, set_percent, stats};
+#[cfg(not(loom))]
+pub use handle::Gc;
+pub use trace::{Trace, Tracer};
+#[cfg(not(loom))]
+pub use weak::Weak;
+
+/// A snapshot of the heap and the collector, from [`stats`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GcStats {
+    /// Objects allocated and not yet freed (includes unreachable ones not collected yet).
+    pub live_objects: u64,
+    /// Bytes in those objects' slots (size-class rounded, headers included).
+    pub heap_bytes: u64,
+    /// The pacer's current heap goal in bytes (`u64::MAX` when collection is off).
+    pub heap_goal: u64,
+    /// Bytes of spans obtained from the system.
+    pub span_bytes: u64,
+    /// Completed collection cycles.
+    pub collections: u64,
+    /// Objects freed so far.
+    pub freed_objects: u64,
+    /// The longest mark termination: the only window in which any mutator operation (a `GcCell`
+    /// write or a `Weak::upgrade`) could wait for the collector.
+    pub max_pause: std::time::Duration,
+    /// All mark terminations together.
+    pub total_pause: std::time::Duration,
+    /// Wall time of the last cycle (concurrent with the program).
+    pub last_cycle: std::time::Duration,
+    /// Mark assists run by allocating goroutines.
+    pub assists: u64,
+    /// Spans of the collector's clear, scan and finalize passes processed by allocating
+    /// goroutines (when the heap is past its goal).
+    pub span_assists: u64,
+    /// `Drop`s of collected objects that panicked (caught and reported).
+    pub drop_panics: u64,
+    /// Objects leaked because their `Trace` panicked while they were finalized.
+    pub leaked_objects: u64,
+    /// The current [`set_percent`] value (negative: off).
+    pub percent: i32,
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests;

@@ -1,0 +1,341 @@
+//! Loom models of the collection protocol (the crate docs' "collection protocol"), run by
+//! `scripts/loom_gc.sh`.
+//!
+//! Under `cfg(loom)` the crate builds only its protocol core — `phase.rs` (pins and `advance`),
+//! `header.rs` (the counts word, `DIRTY`, marks and scan stamps) and the atomics shim — with loom's
+//! atomics. The models drive that real code from a mutator thread and a collector thread over a
+//! two-object heap: `X` is a root (the mutator holds a handle), `Y` lives in `X`'s cell. The
+//! cell's lock word and contents are modelled in a few lines that follow `cell.rs` step for step
+//! (lock then disown-and-shade under one pin; adopt then unlock under one pin), and the collector
+//! follows `collector.rs::run_cycle` (clear, advance to Mark, scan, trace with a `try` read lock,
+//! Terminating, drain, Sweep). Each model asserts the safety property: an object the mutator can
+//! still reach is never found dead.
+
+use loom::sync::atomic::{AtomicBool, AtomicUsize};
+use loom::sync::{Arc, Mutex};
+use loom::thread;
+
+use crate::header::{Header, VTable};
+use crate::phase::{Phase, Phases};
+use crate::sync::Ordering;
+use crate::trace::Tracer;
+
+const WRITER: usize = 1 << (usize::BITS - 1);
+const CYCLE: u32 = 1;
+
+unsafe fn no_trace(_: *const Header, _: &mut Tracer) {}
+unsafe fn no_drop(_: *mut Header) {}
+fn name() -> &'static str {
+    "model"
+}
+static VTABLE: VTable = VTable {
+    trace: no_trace,
+    drop_value: no_drop,
+    type_name: name,
+};
+
+struct World {
+    phases: Phases,
+    x: Header,
+    y: Header,
+    /// X's cell: lock word (readers, WRITER) and whether Y's handle is in it.
+    cell: AtomicUsize,
+    y_in_cell: AtomicBool,
+    /// The global gray queue (0 = X, 1 = Y).
+    gray: Mutex<Vec<usize>>,
+    log: Mutex<Vec<String>>,
+}
+
+impl World {
+    /// X: one outside handle. Y: one handle, inside X's cell (adopted).
+    fn new() -> World {
+        let w = World {
+            phases: Phases::new(),
+            x: Header::new(&VTABLE, 0),
+            y: Header::new(&VTABLE, 0),
+            cell: AtomicUsize::new(0),
+            y_in_cell: AtomicBool::new(true),
+            gray: Mutex::new(Vec::new()),
+            log: Mutex::new(Vec::new()),
+        };
+        w.y.adopt();
+        w
+    }
+
+    fn log(&self, s: String) {
+        self.log.lock().unwrap().push(s);
+    }
+
+    fn obj(&self, i: usize) -> &Header {
+        if i == 0 {
+            &self.x
+        } else {
+            &self.y
+        }
+    }
+
+    /// `GcCell::borrow_mut` on X's cell (in the heap): lock, then disown (and shade while
+    /// marking) under one pin; waits out Terminating.
+    fn lock_cell_for_write(&self) {
+        loop {
+            let pin = self.phases.pin();
+            if pin.state.phase == Phase::Terminating {
+                drop(pin);
+                thread::yield_now();
+                continue;
+            }
+            if self
+                .cell
+                .compare_exchange(0, WRITER, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                self.log(format!("M: locked in {:?}", pin.state.phase));
+                if self.y_in_cell.load(Ordering::Relaxed) {
+                    if pin.state.phase == Phase::Mark && self.y.try_mark(pin.state.cycle) {
+                        self.gray.lock().unwrap().push(1);
+                    }
+                    self.y.disown();
+                }
+                return;
+            }
+            drop(pin);
+            thread::yield_now();
+        }
+    }
+
+    /// Dropping the write guard: adopt, then unlock, under one pin.
+    fn release_cell(&self) {
+        let pin = self.phases.pin();
+        self.log(format!("M: release in {:?}", pin.state.phase));
+        if self.y_in_cell.load(Ordering::Relaxed) {
+            self.y.adopt();
+        }
+        self.cell.store(0, Ordering::SeqCst);
+        drop(pin);
+    }
+
+    /// `GcCell::try_read`: a read lock unless a writer holds the cell.
+    fn try_read(&self) -> bool {
+        let mut s = self.cell.load(Ordering::Relaxed);
+        loop {
+            if s & WRITER != 0 {
+                return false;
+            }
+            match self
+                .cell
+                .compare_exchange(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(now) => s = now,
+            }
+        }
+    }
+
+    /// The collector's trace of X: its cell under a `try` read lock (skipped if write-locked).
+    fn trace_x(&self, gray: &mut Vec<usize>) {
+        let r = self.try_read();
+        self.log(format!(
+            "C: trace X read={r} y_in_cell={}",
+            self.y_in_cell.load(Ordering::Relaxed)
+        ));
+        if r {
+            if self.y_in_cell.load(Ordering::Relaxed) && self.y.try_mark(CYCLE) {
+                gray.push(1);
+            }
+            self.cell.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    fn drain(&self, gray: &mut Vec<usize>) {
+        loop {
+            while let Some(i) = gray.pop() {
+                if i == 0 {
+                    self.trace_x(gray);
+                }
+            }
+            let mut g = self.gray.lock().unwrap();
+            if g.is_empty() {
+                return;
+            }
+            gray.append(&mut g);
+        }
+    }
+
+    /// One cycle, as `run_cycle`; returns which objects it found dead.
+    fn collect(&self) -> [bool; 2] {
+        self.phases.advance(CYCLE, Phase::Clear);
+        self.x.clear_dirty();
+        self.y.clear_dirty();
+        self.phases.advance(CYCLE, Phase::Mark);
+        let mut gray = Vec::new();
+        for i in 0..2 {
+            let h = self.obj(i);
+            h.scan.store(CYCLE, Ordering::Relaxed);
+            self.log(format!(
+                "C: scan {i} root={} counts={:x}",
+                h.is_root(),
+                h.counts.load(Ordering::SeqCst)
+            ));
+            if h.is_root() && h.try_mark(CYCLE) {
+                gray.push(i);
+            }
+        }
+        self.drain(&mut gray);
+        self.phases.advance(CYCLE, Phase::Terminating);
+        self.drain(&mut gray);
+        self.phases.advance(CYCLE, Phase::Sweep);
+        [self.x.is_dead(CYCLE), self.y.is_dead(CYCLE)]
+    }
+}
+
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut b = loom::model::Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = Some(3);
+    }
+    b.check(f);
+}
+
+/// A writer moves Y out of X's cell and back while a cycle runs: the write guard can span the
+/// snapshot point, and the release (adopt + unlock) can race the trace of X. Y stays reachable
+/// (X is a root, Y ends in X's cell), so it must never be found dead.
+#[test]
+fn loom_cell_write_races_a_cycle() {
+    model(|| {
+        let w = Arc::new(World::new());
+        let m = {
+            let w = w.clone();
+            thread::spawn(move || {
+                w.lock_cell_for_write();
+                w.y_in_cell.store(false, Ordering::Relaxed); // Y's handle now on the stack
+                thread::yield_now();
+                w.y_in_cell.store(true, Ordering::Relaxed); // and back into the cell
+                w.release_cell();
+            })
+        };
+        let dead = w.collect();
+        m.join().unwrap();
+        assert!(!dead[0], "the root X was found dead");
+        assert!(
+            !dead[1],
+            "Y, reachable from the root X, was found dead: {:?}",
+            w.log.lock().unwrap()
+        );
+    });
+}
+
+/// The mutator reads Y's handle out of X (a clone: no barrier) and drops its handle to X (a
+/// `DIRTY` drop): Y is then held only by the mutator's stack, and must not be found dead.
+#[test]
+fn loom_clone_out_then_drop_the_holder() {
+    model(|| {
+        let w = Arc::new(World::new());
+        let m = {
+            let w = w.clone();
+            thread::spawn(move || {
+                // `x.cell.borrow()[0].clone()`: a read lock, then a clone.
+                while !w.try_read() {
+                    thread::yield_now();
+                }
+                w.y.inc_handle();
+                w.cell.fetch_sub(1, Ordering::SeqCst);
+                w.x.dec_handle(); // drop(x)
+            })
+        };
+        let dead = w.collect();
+        m.join().unwrap();
+        assert!(!dead[1], "Y, held by the mutator, was found dead");
+    });
+}
+
+/// `Weak::upgrade` racing a cycle: the mutator drops its only handle to Y (Y is garbage from then
+/// on) and later upgrades a weak handle to it, as `weak.rs` does it (pinned; shade while marking,
+/// wait out termination, refuse a dead object while sweeping). If the upgrade succeeds, the cycle
+/// must not find Y dead; if it finds Y dead, the upgrade must fail.
+#[test]
+fn loom_upgrade_races_a_cycle() {
+    model(|| {
+        let w = Arc::new(World::new());
+        // Y starts outside any cell: one handle, held by the mutator.
+        w.y_in_cell.store(false, Ordering::Relaxed);
+        w.y.disown();
+        let m = {
+            let w = w.clone();
+            thread::spawn(move || {
+                w.y.dec_handle(); // drop(y)
+                loop {
+                    let pin = w.phases.pin();
+                    match pin.state.phase {
+                        Phase::Terminating => {
+                            drop(pin);
+                            thread::yield_now();
+                        }
+                        Phase::Sweep if w.y.is_dead(pin.state.cycle) => return false,
+                        Phase::Mark => {
+                            w.y.inc_handle();
+                            if w.y.try_mark(pin.state.cycle) {
+                                w.gray.lock().unwrap().push(1);
+                            }
+                            return true;
+                        }
+                        _ => {
+                            w.y.inc_handle();
+                            return true;
+                        }
+                    }
+                }
+            })
+        };
+        let dead = w.collect();
+        let upgraded = m.join().unwrap();
+        assert!(!(upgraded && dead[1]), "an upgraded object was found dead");
+    });
+}
+
+/// `Gc::new` racing a cycle: the mutator holds Y (one outside handle) and moves it into a new
+/// object X, as `handle.rs` does it: publish X (the slot becomes visible to the scan), *then*
+/// adopt X's handles. The mutator keeps X. Y must never be found dead. (With the two steps
+/// swapped the model fails: a snapshot between them sees Y as internal and X not yet published.)
+#[test]
+fn loom_new_object_adopts_after_publishing() {
+    model(|| {
+        let w = Arc::new(World::new());
+        // Y: one outside handle (not in X's cell); X: not allocated yet.
+        w.y_in_cell.store(false, Ordering::Relaxed);
+        w.y.disown();
+        let x_published = Arc::new(AtomicBool::new(false));
+        let m = {
+            let (w, x_published) = (w.clone(), x_published.clone());
+            thread::spawn(move || {
+                // X's value holds Y's handle from now on (written before publication).
+                w.y_in_cell.store(true, Ordering::Relaxed);
+                x_published.store(true, Ordering::Release); // publish
+                w.y.adopt(); // adopt the value's handles
+            })
+        };
+        // The collector's cycle, scanning X only once it is published.
+        w.phases.advance(CYCLE, Phase::Clear);
+        w.x.clear_dirty();
+        w.y.clear_dirty();
+        w.phases.advance(CYCLE, Phase::Mark);
+        let mut gray = Vec::new();
+        let x_seen = x_published.load(Ordering::Acquire);
+        if x_seen {
+            w.x.scan.store(CYCLE, Ordering::Relaxed);
+            if w.x.is_root() && w.x.try_mark(CYCLE) {
+                gray.push(0);
+            }
+        }
+        w.y.scan.store(CYCLE, Ordering::Relaxed);
+        if w.y.is_root() && w.y.try_mark(CYCLE) {
+            gray.push(1);
+        }
+        w.drain(&mut gray);
+        w.phases.advance(CYCLE, Phase::Terminating);
+        w.drain(&mut gray);
+        w.phases.advance(CYCLE, Phase::Sweep);
+        let y_dead = w.y.is_dead(CYCLE);
+        m.join().unwrap();
+        assert!(!y_dead, "Y, held by the new object X, was found dead");
+    });
+}

@@ -1,0 +1,327 @@
+//! `Trace`: how the collector finds the handles inside a value, and its impls for std types.
+//!
+//! A [`Tracer`] walks a value in one of four modes, one per question the heap asks:
+//!
+//! * **mark** (collector, mark assists): shade every object a handle points to;
+//! * **adopt** (`Gc::new`, releasing a `GcCell` write guard): the handles now live in the heap, so
+//!   each target's `internal` count goes up (with `DIRTY`, see `header.rs`);
+//! * **disown** (taking a `GcCell` write guard): the handles leave the heap's accounting for as
+//!   long as the guard lives, so `internal` goes down, and while marking each target is shaded (the
+//!   snapshot-at-the-beginning deletion barrier);
+//! * **finalize** (sweep, for a dead object): handles to other dead objects are cleared, so no
+//!   `Drop` can reach them; handles to live objects give their `internal` count back.
+//!
+//! Soundness rests on one rule, which is why the trait is `unsafe`: a `trace` must report every
+//! handle it can reach the same way each time, and the handles it reports may change only through
+//! a [`GcCell`](crate::GcCell) write guard. Reporting *fewer* handles is safe (an unreported handle
+//! just counts as outside the heap: it keeps its object alive, at worst leaking a cycle), which is
+//! why `#[gc(skip)]` is not unsafe. There are no impls for `Rc`, `Arc`, `Cell`, `RefCell` or
+//! `Mutex`: shared or interior-mutable places could report a handle twice or change it behind the
+//! collector's back; put such fields under `#[gc(skip)]` (their handles then act as roots).
+
+use std::ptr::NonNull;
+
+use crate::header::Header;
+use crate::sync::{AtomicPtr, Ordering};
+
+/// A type whose values can live in the traced heap: it reports every [`Gc`](crate::Gc) handle it
+/// holds, so the collector can find them.
+///
+/// Derive it with `#[derive(gort::Trace)]` (fields marked `#[gc(skip)]` are not traced). To
+/// implement it by hand, call `trace` on every field that may hold a handle:
+///
+/// ```
+/// use gort_gc::{Gc, Trace, Tracer};
+/// struct Pair { left: Option<Gc<Pair>>, right: Option<Gc<Pair>>, label: String }
+/// // SAFETY: reports every handle Pair holds, the same way every time; they change only through
+/// // GcCell write guards (there are none here: a Pair never changes).
+/// unsafe impl Trace for Pair {
+///     fn trace(&self, t: &mut Tracer<'_>) {
+///         self.left.trace(t);
+///         self.right.trace(t);
+///     }
+/// }
+/// let leaf = Gc::new(Pair { left: None, right: None, label: "leaf".into() });
+/// let root = Gc::new(Pair { left: Some(leaf.clone()), right: Some(leaf), label: "root".into() });
+/// assert_eq!(root.label, "root");
+/// ```
+///
+/// # Safety
+/// `trace` must report (call `trace` on) the handles it reaches identically on every call, and
+/// those handles may change only through a [`GcCell`](crate::GcCell) write guard: no other
+/// interior mutability may hold a reported handle. Not reporting a handle is allowed (it then acts
+/// as a root). `trace` should not panic; if it does, the heap stays sound (see the crate docs) but
+/// objects may leak.
+pub unsafe trait Trace {
+    /// Reports the handles in `self` to `tracer`.
+    fn trace(&self, tracer: &mut Tracer<'_>);
+}
+
+/// A pointer to a heap object that may cross threads (the gray queue).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct ObjPtr(pub(crate) NonNull<Header>);
+// SAFETY: an ObjPtr is an address; every dereference is argued where it happens (the heap's
+// objects are shared between threads by design).
+unsafe impl Send for ObjPtr {}
+
+pub(crate) enum Mode<'a> {
+    Mark {
+        cycle: u32,
+        gray: &'a mut Vec<ObjPtr>,
+    },
+    Adopt,
+    Disown {
+        shade: Option<u32>,
+        gray: &'a mut Vec<ObjPtr>,
+    },
+    Finalize {
+        cycle: u32,
+    },
+}
+
+/// Walks a value's handles for the heap; handed to [`Trace::trace`]. Its work is internal to the
+/// heap: a `Trace` impl only passes it on to its fields.
+pub struct Tracer<'a> {
+    pub(crate) mode: Mode<'a>,
+}
+
+impl<'a> Tracer<'a> {
+    pub(crate) fn new(mode: Mode<'a>) -> Tracer<'a> {
+        Tracer { mode }
+    }
+
+    /// Visits one handle slot (the pointer inside a `Gc`).
+    pub(crate) fn visit_handle(&mut self, slot: &AtomicPtr<Header>) {
+        let p = slot.load(Ordering::Relaxed);
+        let Some(target) = NonNull::new(p) else {
+            return; // a cleared handle (inside a dead object)
+        };
+        // SAFETY: a non-null handle keeps its target allocated: the target has a handle (this one)
+        // and is not dead, or we are finalizing and the target's slot is not freed before every
+        // dead object's handles are cleared (collector.rs, sweep pass 1 before pass 2).
+        let header = unsafe { target.as_ref() };
+        match &mut self.mode {
+            Mode::Mark { cycle, gray } => {
+                if header.try_mark(*cycle) {
+                    gray.push(ObjPtr(target));
+                }
+            }
+            Mode::Adopt => header.adopt(),
+            Mode::Disown { shade, gray } => {
+                if let Some(cycle) = *shade {
+                    if header.try_mark(cycle) {
+                        gray.push(ObjPtr(target));
+                    }
+                }
+                header.disown();
+            }
+            Mode::Finalize { cycle } => {
+                if header.is_dead(*cycle) {
+                    slot.store(std::ptr::null_mut(), Ordering::Relaxed);
+                } else {
+                    header.disown();
+                }
+            }
+        }
+    }
+}
+
+macro_rules! trace_nothing {
+    ($($t:ty),* $(,)?) => {$(
+        // SAFETY: holds no handles.
+        unsafe impl Trace for $t {
+            #[inline]
+            fn trace(&self, _: &mut Tracer<'_>) {}
+        }
+    )*};
+}
+
+trace_nothing!(
+    (),
+    bool,
+    char,
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    f32,
+    f64,
+    str,
+    String,
+    std::num::NonZeroU8,
+    std::num::NonZeroU16,
+    std::num::NonZeroU32,
+    std::num::NonZeroU64,
+    std::num::NonZeroUsize,
+    std::num::NonZeroI32,
+    std::num::NonZeroI64,
+    std::num::NonZeroIsize,
+    std::time::Duration,
+    std::time::Instant,
+    std::time::SystemTime,
+    std::path::PathBuf,
+    std::ffi::OsString,
+    std::sync::atomic::AtomicBool,
+    std::sync::atomic::AtomicU32,
+    std::sync::atomic::AtomicU64,
+    std::sync::atomic::AtomicUsize,
+    std::sync::atomic::AtomicI32,
+    std::sync::atomic::AtomicI64,
+    std::sync::atomic::AtomicIsize,
+);
+
+// SAFETY: holds no handles.
+unsafe impl<T: ?Sized> Trace for std::marker::PhantomData<T> {
+    fn trace(&self, _: &mut Tracer<'_>) {}
+}
+
+// SAFETY: reports the boxed value's handles; a Box has one owner.
+unsafe impl<T: Trace + ?Sized> Trace for Box<T> {
+    fn trace(&self, t: &mut Tracer<'_>) {
+        (**self).trace(t);
+    }
+}
+
+// SAFETY: reports every element's handles.
+unsafe impl<T: Trace> Trace for [T] {
+    fn trace(&self, t: &mut Tracer<'_>) {
+        for v in self {
+            v.trace(t);
+        }
+    }
+}
+
+// SAFETY: reports every element's handles.
+unsafe impl<T: Trace, const N: usize> Trace for [T; N] {
+    fn trace(&self, t: &mut Tracer<'_>) {
+        for v in self {
+            v.trace(t);
+        }
+    }
+}
+
+// SAFETY: reports every element's handles.
+unsafe impl<T: Trace> Trace for Vec<T> {
+    fn trace(&self, t: &mut Tracer<'_>) {
+        for v in self {
+            v.trace(t);
+        }
+    }
+}
+
+// SAFETY: reports every element's handles.
+unsafe impl<T: Trace> Trace for std::collections::VecDeque<T> {
+    fn trace(&self, t: &mut Tracer<'_>) {
+        for v in self {
+            v.trace(t);
+        }
+    }
+}
+
+// SAFETY: reports every element's handles.
+unsafe impl<T: Trace> Trace for std::collections::LinkedList<T> {
+    fn trace(&self, t: &mut Tracer<'_>) {
+        for v in self {
+            v.trace(t);
+        }
+    }
+}
+
+// SAFETY: reports the value's handles, if any.
+unsafe impl<T: Trace> Trace for Option<T> {
+    fn trace(&self, t: &mut Tracer<'_>) {
+        if let Some(v) = self {
+            v.trace(t);
+        }
+    }
+}
+
+// SAFETY: reports the handles of whichever side is present.
+unsafe impl<T: Trace, E: Trace> Trace for Result<T, E> {
+    fn trace(&self, t: &mut Tracer<'_>) {
+        match self {
+            Ok(v) => v.trace(t),
+            Err(e) => e.trace(t),
+        }
+    }
+}
+
+// SAFETY: reports every key's and value's handles.
+unsafe impl<K: Trace, V: Trace, S> Trace for std::collections::HashMap<K, V, S> {
+    fn trace(&self, t: &mut Tracer<'_>) {
+        for (k, v) in self {
+            k.trace(t);
+            v.trace(t);
+        }
+    }
+}
+
+// SAFETY: reports every key's and value's handles.
+unsafe impl<K: Trace, V: Trace> Trace for std::collections::BTreeMap<K, V> {
+    fn trace(&self, t: &mut Tracer<'_>) {
+        for (k, v) in self {
+            k.trace(t);
+            v.trace(t);
+        }
+    }
+}
+
+// SAFETY: reports every element's handles.
+unsafe impl<T: Trace, S> Trace for std::collections::HashSet<T, S> {
+    fn trace(&self, t: &mut Tracer<'_>) {
+        for v in self {
+            v.trace(t);
+        }
+    }
+}
+
+// SAFETY: reports every element's handles.
+unsafe impl<T: Trace> Trace for std::collections::BTreeSet<T> {
+    fn trace(&self, t: &mut Tracer<'_>) {
+        for v in self {
+            v.trace(t);
+        }
+    }
+}
+
+// SAFETY: reports every element's handles.
+unsafe impl<T: Trace> Trace for std::collections::BinaryHeap<T> {
+    fn trace(&self, t: &mut Tracer<'_>) {
+        for v in self {
+            v.trace(t);
+        }
+    }
+}
+
+macro_rules! trace_tuple {
+    ($($name:ident)+) => {
+        // SAFETY: reports every component's handles.
+        unsafe impl<$($name: Trace),+> Trace for ($($name,)+) {
+            #[allow(non_snake_case)]
+            fn trace(&self, t: &mut Tracer<'_>) {
+                let ($($name,)+) = self;
+                $($name.trace(t);)+
+            }
+        }
+    };
+}
+trace_tuple!(A);
+trace_tuple!(A B);
+trace_tuple!(A B C);
+trace_tuple!(A B C D);
+trace_tuple!(A B C D E);
+trace_tuple!(A B C D E F);
+trace_tuple!(A B C D E F G);
+trace_tuple!(A B C D E F G H);
+trace_tuple!(A B C D E F G H I);
+trace_tuple!(A B C D E F G H I J);
+trace_tuple!(A B C D E F G H I J K);
+trace_tuple!(A B C D E F G H I J K L);
