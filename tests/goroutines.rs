@@ -343,9 +343,11 @@ fn global_queue_gets_a_turn_every_61_ticks() {
     while yields.load(Ordering::Relaxed) < 1000 {
         std::thread::yield_now();
     }
-    let at_spawn = yields.load(Ordering::Relaxed);
     let s3 = seen.clone();
     let late = rt.spawn(move || s3.store(true, Ordering::Release));
+    // Read after the push: were this thread descheduled between a read and the push (a loaded
+    // machine), the spinner's yields meanwhile would count against the scheduler.
+    let at_spawn = yields.load(Ordering::Relaxed);
     late.join().unwrap();
     let at_run = spinner.join().unwrap();
     assert!(
