@@ -107,6 +107,13 @@
 //! }
 //! ```
 //!
+//! ## Networking
+//! [`net`] has `TcpListener`, `TcpStream`, `UdpSocket` and Unix domain sockets with std's
+//! constructors; their `std::io::Read`/`Write` park only the calling goroutine, on one `mio` poller
+//! that idle scheduler threads block in. Async tasks use their `futures::io::AsyncRead`/`AsyncWrite`
+//! impls. [`compat`] runs hyper 1.x on gort (feature `hyper`) and tokio-reactor-bound futures from
+//! goroutines (feature `tokio-compat`).
+//!
 //! ## Thread-locals
 //! A goroutine may resume on another OS thread after any blocking call. Do not keep a reference into a
 //! `thread_local!` across a blocking call, and do not hold thread-affine resources (locks that must be
@@ -121,7 +128,7 @@ extern crate self as gort;
 pub use gort_goroutine::{
     block_on, blocking, spawn, spawn_async, yield_now, GoroutineId, JoinError, JoinHandle,
 };
-pub use gort_goroutine::{runtime, sync};
+pub use gort_goroutine::{compat, net, runtime, sync};
 
 /// Go's channels: `bounded`, `unbounded`, `Sender`, `Receiver` and their errors (the `gort-chan`
 /// crate). See [`select!`] and [`select_async!`] for waiting on several at once.

@@ -14,11 +14,15 @@
 //! 2. The local queue, `runnext` first. A G taken from `runnext` inherits the time slice: a pair of
 //!    goroutines that communicate and wait run back to back on one P.
 //! 3. A batch from the global queue.
+//! 3½. The network: a non-blocking poll (`netpoll::poll_nonblocking`) whose readied goroutines land
+//!    in this P's queue.
 //! 4. Stealing: up to 4 passes over the other Ps from a random start, taking half of a victim's queue
 //!    (its `runnext` too on the last pass). Only a *spinning* M steals, and at most half of the busy Ps
 //!    may have spinning Ms, so idle CPUs do not all hammer the queues.
 //! 5. Nothing: the M puts its P on the idle list and, if it was spinning, looks at every run queue once
-//!    more after leaving the spinning state; then it sleeps (`stopm`).
+//!    more after leaving the spinning state; then it sleeps (`stopm`). While sockets are
+//!    registered, one sleeping M blocks in the network poller instead of its futex (`wake_m` breaks
+//!    that poll; see `netpoll.rs`).
 //!
 //! # Waking Ms (`wakep`)
 //! Readying or spawning a G puts it in the current P's `runnext` (or, off the runtime's threads, on
@@ -308,6 +312,8 @@ pub(crate) struct M {
     /// P index + 1 handed over by `startm` (0: none).
     next_p: AtomicUsize,
     next_spinning: std::sync::atomic::AtomicBool,
+    /// Set while this M blocks in the network poller instead of on `note` (see `wake_m`).
+    polling: AtomicBool,
 }
 
 /// An M's private half, living on its thread's stack for the life of the thread.
@@ -756,7 +762,7 @@ impl Sched {
                 self.idle_threads.fetch_sub(1, Ordering::Relaxed);
                 m.next_p.store(pid + 1, Ordering::Release);
                 m.next_spinning.store(spinning, Ordering::Relaxed);
-                m.note.wake();
+                Self::wake_m(&m);
             }
             None => self.newm(m_id, pid, spinning),
         }
@@ -791,6 +797,7 @@ impl Sched {
             note: Note::new(),
             next_p: AtomicUsize::new(0),
             next_spinning: std::sync::atomic::AtomicBool::new(false),
+            polling: AtomicBool::new(false),
         });
         let sched: &'static Sched = self;
         let spawned = std::thread::Builder::new()
@@ -837,6 +844,16 @@ impl Sched {
         }
     }
 
+    /// Wakes an idle M: its note, and the network poller if it blocks there instead (netpoll hook,
+    /// Go's `netpollBreak`; the fences pair with `netpoll::block`).
+    fn wake_m(m: &M) {
+        m.note.wake();
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if m.polling.load(Ordering::SeqCst) {
+            crate::netpoll::break_poll();
+        }
+    }
+
     /// Go's `stopm`: sleeps in the idle list until `startm` hands this M a P, or until the earliest
     /// timer is due if this M is the runtime's timer sleeper. Returns with a P from `startm`, or with
     /// none after a timer wake-up (the caller then looks for an idle P).
@@ -849,29 +866,53 @@ impl Sched {
             // busy, their Ms run the timers as they schedule, and a timed wake-up could only
             // spin here.
             let next = self.earliest_timer();
-            if next != NEVER
+            let timed = next != NEVER
                 && self.npidle.load(Ordering::SeqCst) > 0
-                && self.become_timer_sleeper(ml, next)
-            {
-                ml.m.note.sleep_timeout(timer::until(next));
-                self.leave_timer_sleeper(ml);
-            } else {
-                ml.m.note.sleep();
+                && self.become_timer_sleeper(ml, next);
+            // Netpoll hook: while sockets are registered, one idle M blocks in the poller instead
+            // of its note, with the same timeout (see `netpoll.rs`).
+            let polled = crate::netpoll::block(&ml.m.polling, &ml.m.note, timed.then_some(next));
+            match &polled {
+                Some(_) => {
+                    // Consume a hand-off's or a timer poke's note wake: both are checked below.
+                    ml.m.note.sleep_timeout(std::time::Duration::ZERO);
+                }
+                None if timed => {
+                    ml.m.note.sleep_timeout(timer::until(next));
+                }
+                None => ml.m.note.sleep(),
             }
+            if timed {
+                self.leave_timer_sleeper(ml);
+            }
+            let ready = polled.unwrap_or_default();
             let handed = ml.m.next_p.swap(0, Ordering::Acquire);
             if handed != 0 {
                 ml.p.set(handed - 1);
                 ml.spinning.set(ml.m.next_spinning.load(Ordering::Relaxed));
+                // Goroutines the poll readied go to the P just handed to us.
+                ready.into_iter().for_each(std::task::Waker::wake);
                 return;
             }
-            // A timer is due (or a new earlier one was added): leave the idle list and go find a P,
-            // unless `startm` already took this M off the list, in which case a P is on its way.
+            // A timer is due (or a new earlier one was added), or the poll readied goroutines:
+            // leave the idle list and go find a P, unless `startm` already took this M off the
+            // list, in which case a P is on its way.
             let mut l = self.lock();
             if let Some(i) = l.midle.iter().position(|m| Arc::ptr_eq(m, &ml.m)) {
                 l.midle.swap_remove(i);
                 self.idle_threads.fetch_sub(1, Ordering::Relaxed);
+                if !ready.is_empty() {
+                    // Take an idle P now, so the readied goroutines land in its run queue.
+                    if let Some(id) = self.pidleget(&mut l, ml.m.id) {
+                        ml.p.set(id);
+                    }
+                }
+                drop(l);
+                ready.into_iter().for_each(std::task::Waker::wake);
                 return;
             }
+            drop(l);
+            ready.into_iter().for_each(std::task::Waker::wake);
         }
     }
 
@@ -917,7 +958,7 @@ impl Sched {
         if earliest && when < self.timer_sleep_until.load(Ordering::SeqCst) {
             let s = crate::lock(&self.timer_sleeper);
             match s.as_ref() {
-                Some((m, until)) if when < *until => m.note.wake(),
+                Some((m, until)) if when < *until => Self::wake_m(m),
                 Some(_) => {}
                 None => {
                     drop(s);
@@ -985,6 +1026,12 @@ impl Sched {
                 if let Some(it) = self.global_get(self.lock(), p, usize::MAX) {
                     return (it, false);
                 }
+            }
+
+            // Netpoll hook: readiness that arrived while every M was busy (Go's `netpoll(0)` in
+            // `findRunnable`); the readied goroutines go to this P's run queue.
+            if crate::netpoll::poll_nonblocking() {
+                continue 'top;
             }
 
             // Steal, if spinning is allowed: at most half of the busy Ps may have spinning Ms.
@@ -1559,6 +1606,7 @@ impl Sched {
             || self.nmspinning.load(Ordering::SeqCst) != 0
             || self.global_len.load(Ordering::SeqCst) != 0
             || self.earliest_timer() != NEVER
+            || crate::netpoll::has_waiters()
             || self
                 .allp
                 .iter()

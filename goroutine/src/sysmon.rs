@@ -18,6 +18,9 @@
 //!   sees in the same section on two consecutive rounds is handed off (the section hands it off at
 //!   once itself when other work is waiting).
 //!
+//! * **The network.** When no M has polled the network for 10 ms (every P busy), sysmon polls it
+//!   without blocking and readies what it finds onto the global queue (`netpoll::sysmon_poll`).
+//!
 //! sysmon never touches a P in `P_LOCKED`: that state means its M is inside runtime code using the
 //! P's local state, and is never taken away.
 
@@ -185,6 +188,8 @@ fn run(sched: &'static Sched) {
             quiet = 0;
             continue;
         }
+        // Netpoll hook: poll when nobody has for 10 ms.
+        crate::netpoll::sysmon_poll(now);
         if sched.retake(&mut records, now) > 0 {
             quiet = 0;
         } else {
