@@ -13,9 +13,8 @@
 //! 1. Every 61st schedule tick, one item from the global queue (fairness: a busy P still drains it).
 //! 2. The local queue, `runnext` first. A G taken from `runnext` inherits the time slice: a pair of
 //!    goroutines that communicate and wait run back to back on one P.
-//! 3. A batch from the global queue.
-//! 3½. The network: a non-blocking poll (`netpoll::poll_nonblocking`) whose readied goroutines land
-//!    in this P's queue.
+//! 3. A batch from the global queue; then the network: a non-blocking poll
+//!    (`netpoll::poll_nonblocking`) whose readied goroutines land in this P's queue.
 //! 4. Stealing: up to 4 passes over the other Ps from a random start, taking half of a victim's queue
 //!    (its `runnext` too on the last pass). Only a *spinning* M steals, and at most half of the busy Ps
 //!    may have spinning Ms, so idle CPUs do not all hammer the queues.
