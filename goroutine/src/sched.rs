@@ -1013,10 +1013,15 @@ impl Sched {
                 p.timers.run(timer::clock_ns());
             }
             let tick = p.schedtick.load(Ordering::Relaxed);
-            if tick % GLOBAL_QUEUE_TICK == 0 && self.global_len.load(Ordering::Relaxed) > 0 {
-                if let Some(it) = self.global_get(self.lock(), p, 1) {
-                    return (it, false);
+            if tick % GLOBAL_QUEUE_TICK == 0 {
+                if self.global_len.load(Ordering::Relaxed) > 0 {
+                    if let Some(it) = self.global_get(self.lock(), p, 1) {
+                        return (it, false);
+                    }
                 }
+                // Netpoll hook: a busy P also polls now and then, so sockets that became ready
+                // do not wait for the run queue to drain (bounds I/O latency under load).
+                crate::netpoll::poll_nonblocking();
             }
             if let Some((it, inherit)) = p.runq.pop() {
                 return (RunItem(it), inherit);

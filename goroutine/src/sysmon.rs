@@ -185,7 +185,11 @@ fn run(sched: &'static Sched) {
                 }
                 s.sleeping.store(false, Ordering::SeqCst);
             }
-            quiet = 0;
+            // Back from an all-idle spell: start at the shortest sleep but double at once. A
+            // server goes all-idle between bursts thousands of times a second; 50 rounds of
+            // 20 µs after each would keep sysmon waking every few µs for nothing.
+            quiet = IDLE_ROUNDS + 1;
+            delay_us = MIN_DELAY_US / 2;
             continue;
         }
         // Netpoll hook: poll when nobody has for 10 ms.

@@ -156,8 +156,9 @@ macro_rules! hyper_io {
                 mut buf: ReadBufCursor<'_>,
             ) -> Poll<io::Result<()>> {
                 let fd = self.as_raw_fd();
+                let len = buf.remaining();
                 self.inner
-                    .poll_op(cx, Dir::Read, |_| read_into(fd, &mut buf))
+                    .poll_bytes(cx, Dir::Read, len, |_| read_into(fd, &mut buf))
                     .map_ok(|_| ())
             }
         }

@@ -80,6 +80,49 @@ impl<S: mio::event::Source> PollIo<S> {
         self.op_until(dir, deadline, f)
     }
 
+    /// [`PollIo::op`] for a read or write of `len` bytes: a short transfer means the socket
+    /// buffer was drained (or filled), so the ready bit is cleared at once and the next call waits
+    /// for an edge instead of spending a syscall on `WouldBlock` (tokio does the same).
+    pub(crate) fn op_bytes(
+        &self,
+        dir: Dir,
+        len: usize,
+        mut f: impl FnMut(&S) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let desc = self.reg.desc();
+        self.op(dir, |s| {
+            let seen = desc.state();
+            let r = f(s);
+            if let Ok(n) = r {
+                if n > 0 && n < len {
+                    desc.clear(seen, dir);
+                }
+            }
+            r
+        })
+    }
+
+    /// The async twin of [`PollIo::op_bytes`].
+    pub(crate) fn poll_bytes(
+        &self,
+        cx: &mut Context<'_>,
+        dir: Dir,
+        len: usize,
+        mut f: impl FnMut(&S) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        let desc = self.reg.desc();
+        self.poll_op(cx, dir, |s| {
+            let seen = desc.state();
+            let r = f(s);
+            if let Ok(n) = r {
+                if n > 0 && n < len {
+                    desc.clear(seen, dir);
+                }
+            }
+            r
+        })
+    }
+
     pub(crate) fn op_until<R>(
         &self,
         dir: Dir,
