@@ -868,9 +868,15 @@ impl Sched {
             let timed = next != NEVER
                 && self.npidle.load(Ordering::SeqCst) > 0
                 && self.become_timer_sleeper(ml, next);
-            // Netpoll hook: while sockets are registered, one idle M blocks in the poller instead
-            // of its note, with the same timeout (see `netpoll.rs`).
-            let polled = crate::netpoll::block(&ml.m.polling, &ml.m.note, timed.then_some(next));
+            // Netpoll hook: while sockets are registered and a P is idle, one idle M blocks in
+            // the poller instead of its note, with the same timeout (see `netpoll.rs`). With every
+            // P busy it does not: what it readied could only go to the global queue, which busy Ps
+            // drain one item per 61 ticks, while their own polls feed their local queues.
+            let polled = if self.npidle.load(Ordering::SeqCst) > 0 {
+                crate::netpoll::block(&ml.m.polling, &ml.m.note, timed.then_some(next))
+            } else {
+                None
+            };
             match &polled {
                 Some(_) => {
                     // Consume a hand-off's or a timer poke's note wake: both are checked below.
@@ -904,6 +910,7 @@ impl Sched {
                     // Take an idle P now, so the readied goroutines land in its run queue.
                     if let Some(id) = self.pidleget(&mut l, ml.m.id) {
                         ml.p.set(id);
+                        Self::netpoll_tick(self.p(id));
                     }
                 }
                 drop(l);
@@ -913,6 +920,17 @@ impl Sched {
             drop(l);
             ready.into_iter().for_each(std::task::Waker::wake);
         }
+    }
+
+    /// Netpoll hook: goroutines a poll readied start a new time slice. They are readied into
+    /// `runnext`, whose pop inherits the slice; without this, a P fed only by its polls would never
+    /// advance `schedtick`, so it would never look at the global queue (every 61 ticks) and
+    /// sysmon would take it for a hog.
+    fn netpoll_tick(p: &P) {
+        p.schedtick.store(
+            p.schedtick.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
     }
 
     /// The earliest timer deadline over all Ps, or [`NEVER`].
@@ -1035,6 +1053,7 @@ impl Sched {
             // Netpoll hook: readiness that arrived while every M was busy (Go's `netpoll(0)` in
             // `findRunnable`); the readied goroutines go to this P's run queue.
             if crate::netpoll::poll_nonblocking() {
+                Self::netpoll_tick(p);
                 continue 'top;
             }
 
