@@ -111,9 +111,11 @@ macro_rules! stream_io_impls {
         }
         impl std::io::Read for &$ty {
             fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-                self.inner.op(crate::netpoll::Dir::Read, |mut s| {
-                    std::io::Read::read(&mut s, buf)
-                })
+                let len = buf.len();
+                self.inner
+                    .op_bytes(crate::netpoll::Dir::Read, len, |mut s| {
+                        std::io::Read::read(&mut s, buf)
+                    })
             }
             fn read_vectored(
                 &mut self,
@@ -137,9 +139,10 @@ macro_rules! stream_io_impls {
         }
         impl std::io::Write for &$ty {
             fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.inner.op(crate::netpoll::Dir::Write, |mut s| {
-                    std::io::Write::write(&mut s, buf)
-                })
+                self.inner
+                    .op_bytes(crate::netpoll::Dir::Write, buf.len(), |mut s| {
+                        std::io::Write::write(&mut s, buf)
+                    })
             }
             fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
                 self.inner.op(crate::netpoll::Dir::Write, |mut s| {
@@ -166,9 +169,11 @@ macro_rules! stream_io_impls {
                 cx: &mut std::task::Context<'_>,
                 buf: &mut [u8],
             ) -> std::task::Poll<std::io::Result<usize>> {
-                self.inner.poll_op(cx, crate::netpoll::Dir::Read, |mut s| {
-                    std::io::Read::read(&mut s, buf)
-                })
+                let len = buf.len();
+                self.inner
+                    .poll_bytes(cx, crate::netpoll::Dir::Read, len, |mut s| {
+                        std::io::Read::read(&mut s, buf)
+                    })
             }
         }
         impl futures_io::AsyncWrite for $ty {
@@ -199,9 +204,10 @@ macro_rules! stream_io_impls {
                 cx: &mut std::task::Context<'_>,
                 buf: &[u8],
             ) -> std::task::Poll<std::io::Result<usize>> {
-                self.inner.poll_op(cx, crate::netpoll::Dir::Write, |mut s| {
-                    std::io::Write::write(&mut s, buf)
-                })
+                self.inner
+                    .poll_bytes(cx, crate::netpoll::Dir::Write, buf.len(), |mut s| {
+                        std::io::Write::write(&mut s, buf)
+                    })
             }
             fn poll_flush(
                 self: std::pin::Pin<&mut Self>,
