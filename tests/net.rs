@@ -6,7 +6,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
-use gort::net::{TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream};
+use gort::net::{TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream};
 
 /// Hang guard: a goroutine that should finish does so well within this.
 const GUARD: Duration = Duration::from_secs(30);
@@ -334,4 +334,62 @@ fn many_goroutines_parked_on_sockets_wake() {
     }
     let sum: usize = readers.into_iter().map(|h| join_within(h) as usize).sum();
     assert_eq!(sum, 9 * N);
+}
+
+#[test]
+fn unix_datagrams() {
+    let (a, b) = UnixDatagram::pair().unwrap();
+    let h = gort::go!(move || {
+        let mut buf = [0u8; 16];
+        let n = b.recv(&mut buf).unwrap();
+        b.send(&buf[..n]).unwrap();
+    });
+    a.send(b"datagram").unwrap();
+    let mut buf = [0u8; 16];
+    a.set_read_timeout(Some(GUARD)).unwrap();
+    let n = a.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"datagram");
+    join_within(h);
+}
+
+#[test]
+fn the_network_is_noticed_while_every_processor_runs_a_hog() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    // One processor, taken by a goroutine that makes no runtime call: only sysmon (its 10 ms
+    // network poll and its preemption) can get the reader going.
+    let rt = gort::runtime::Builder::new().max_procs(1).build();
+    let (mut w, mut r) = UnixStream::pair().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let read_while_hogged = rt.run({
+        let stop = stop.clone();
+        move || {
+            let reader = gort::go!(move || {
+                let mut buf = [0u8; 1];
+                r.read_exact(&mut buf).unwrap();
+                buf[0]
+            });
+            gort::yield_now(); // let the reader park
+            let hog_stop = stop.clone();
+            let hog = gort::go!(move || {
+                let start = Instant::now();
+                while !hog_stop.load(Ordering::Relaxed) && start.elapsed() < GUARD {
+                    std::hint::spin_loop();
+                }
+                hog_stop.load(Ordering::Relaxed)
+            });
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                w.write_all(&[42]).unwrap();
+            });
+            let got = reader.join().unwrap();
+            stop.store(true, Ordering::Relaxed);
+            assert!(
+                hog.join().unwrap(),
+                "the reader only ran after the hog gave up"
+            );
+            got
+        }
+    });
+    assert_eq!(read_while_hogged, 42);
 }

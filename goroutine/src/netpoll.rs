@@ -26,9 +26,10 @@
 //!
 //! # Invariants
 //! * Readiness is edge-triggered: a [`PollDesc`] keeps a "ready" bit per direction, set by the
-//!   poller and cleared by the operation that got `WouldBlock` — but only if no event arrived since
-//!   that operation read the state (the state word carries an event counter), so an edge is never
-//!   lost between the failed syscall and the clear.
+//!   poller and cleared by the operation that got `WouldBlock` (or a short read or write) — but
+//!   only if no event arrived since that operation read the state (the state word carries an event
+//!   counter), so an edge is never lost between the syscall and the clear. Hang-ups and errors set
+//!   sticky "closed" bits that nothing clears, so no clear can hide an end-of-file.
 //! * A waiter pushes its waker *before* re-checking the ready bit; the poller sets the bit *before*
 //!   taking the wakers. So either the waiter sees the bit, or the poller sees the waker.
 //! * Tokens carry a generation: an event for a socket deregistered (and its slot reused) in the
@@ -54,12 +55,17 @@ const SYSMON_POLL_NS: u64 = 10_000_000;
 /// Events taken from the kernel per poll.
 const EVENTS: usize = 1024;
 
-/// Ready to read (or read-closed, or in error: the next read reports it).
+/// Ready to read (edge-triggered: cleared when a read finds the buffer empty).
 const READ: u64 = 1;
-/// Ready to write (or write-closed, or in error).
+/// Ready to write (cleared when a write finds the buffer full).
 const WRITE: u64 = 2;
 /// `close` was called: every operation fails with "use of closed network connection".
 const CLOSING: u64 = 4;
+/// The peer closed its write half, or the socket is in error: sticky, never cleared, so a read
+/// that cleared `READ` after a short read still goes on to see the end-of-file or the error.
+const READ_CLOSED: u64 = 8;
+/// The socket can no longer be written (peer gone, or error): sticky like `READ_CLOSED`.
+const WRITE_CLOSED: u64 = 16;
 /// The event counter lives above the flag bits.
 const TICK_ONE: u64 = 1 << 8;
 const FLAGS: u64 = TICK_ONE - 1;
@@ -76,6 +82,14 @@ impl Dir {
         match self {
             Dir::Read => READ,
             Dir::Write => WRITE,
+        }
+    }
+
+    /// The bits that let an operation in this direction proceed.
+    fn ready_bits(self) -> u64 {
+        match self {
+            Dir::Read => READ | READ_CLOSED,
+            Dir::Write => WRITE | WRITE_CLOSED,
         }
     }
 }
@@ -111,7 +125,7 @@ impl PollDesc {
     }
 
     pub(crate) fn is_ready(state: u64, dir: Dir) -> bool {
-        state & dir.bit() != 0
+        state & dir.ready_bits() != 0
     }
 
     pub(crate) fn is_closing(state: u64) -> bool {
@@ -143,10 +157,10 @@ impl PollDesc {
                 Err(s) => cur = s,
             }
         }
-        if bits & (READ | CLOSING) != 0 {
+        if bits & (READ | READ_CLOSED | CLOSING) != 0 {
             out.append(&mut crate::lock(&self.readers));
         }
-        if bits & (WRITE | CLOSING) != 0 {
+        if bits & (WRITE | WRITE_CLOSED | CLOSING) != 0 {
             out.append(&mut crate::lock(&self.writers));
         }
     }
@@ -175,7 +189,7 @@ impl PollDesc {
         self.register(dir, &waker);
         let result = loop {
             let st = self.state();
-            if st & (dir.bit() | CLOSING) != 0 {
+            if st & (dir.ready_bits() | CLOSING) != 0 {
                 break Ok(());
             }
             ensure_poller();
@@ -375,11 +389,17 @@ impl Netpoll {
                     continue;
                 }
                 let mut bits = 0;
-                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                if ev.is_readable() {
                     bits |= READ;
                 }
-                if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
+                if ev.is_read_closed() || ev.is_error() {
+                    bits |= READ | READ_CLOSED;
+                }
+                if ev.is_writable() {
                     bits |= WRITE;
+                }
+                if ev.is_write_closed() || ev.is_error() {
+                    bits |= WRITE | WRITE_CLOSED;
                 }
                 if bits != 0 {
                     ready.push((desc.clone(), bits));
@@ -445,19 +465,20 @@ pub(crate) fn sysmon_poll(now: u64) {
 /// starts cancels the poll. `deadline` is the earliest timer (timer clock), if this M sleeps for
 /// timers too.
 ///
-/// Returns `None` without polling when there is nothing to poll for or another thread polls (the
-/// M then sleeps on its note as before); else the wakers readied, which the caller wakes once it
-/// has decided where they should run.
+/// Returns the wakers readied, which the caller wakes once it has decided where they should run;
+/// or why it did not poll: nothing is registered (the M sleeps on its note as before), or another
+/// thread holds the poller (the M retries after [`BUSY_RETRY`]: that thread may be a non-blocking
+/// poller about to let go, and somebody must be left blocking in the poller).
 pub(crate) fn block(
     polling: &AtomicBool,
     note: &Note,
     deadline: Option<u64>,
-) -> Option<Vec<Waker>> {
-    let n = get()?;
+) -> Result<Vec<Waker>, NotPolled> {
+    let n = get().ok_or(NotPolled::Nothing)?;
     if n.registered.load(Ordering::SeqCst) == 0 {
-        return None;
+        return Err(NotPolled::Nothing);
     }
-    let mut st = n.poll.try_lock().ok()?;
+    let mut st = n.poll.try_lock().map_err(|_| NotPolled::Busy)?;
     n.blocked.store(true, Ordering::SeqCst);
     polling.store(true, Ordering::SeqCst);
     std::sync::atomic::fence(Ordering::SeqCst);
@@ -474,8 +495,20 @@ pub(crate) fn block(
     polling.store(false, Ordering::SeqCst);
     n.blocked.store(false, Ordering::SeqCst);
     drop(st);
-    Some(wakers)
+    Ok(wakers)
 }
+
+/// Why [`block`] did not poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NotPolled {
+    /// No socket is registered (or the poller does not exist yet), or no P is idle.
+    Nothing,
+    /// Another thread holds the poller.
+    Busy,
+}
+
+/// How long an idle M that found the poller busy sleeps before it tries again.
+pub(crate) const BUSY_RETRY: Duration = Duration::from_millis(1);
 
 /// Breaks an idle M's blocking poll (Go's `netpollBreak`). Call after waking the M's note, when its
 /// `polling` flag is set.

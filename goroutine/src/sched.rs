@@ -875,17 +875,28 @@ impl Sched {
             let polled = if self.npidle.load(Ordering::SeqCst) > 0 {
                 crate::netpoll::block(&ml.m.polling, &ml.m.note, timed.then_some(next))
             } else {
-                None
+                Err(crate::netpoll::NotPolled::Nothing)
             };
             match &polled {
-                Some(_) => {
+                Ok(_) => {
                     // Consume a hand-off's or a timer poke's note wake: both are checked below.
                     ml.m.note.sleep_timeout(std::time::Duration::ZERO);
                 }
-                None if timed => {
+                // Another thread held the poller for a moment: do not sleep for good, or nobody
+                // might be left polling; come back shortly and try again.
+                Err(crate::netpoll::NotPolled::Busy) => {
+                    let retry = crate::netpoll::BUSY_RETRY;
+                    let d = if timed {
+                        timer::until(next).min(retry)
+                    } else {
+                        retry
+                    };
+                    ml.m.note.sleep_timeout(d);
+                }
+                Err(_) if timed => {
                     ml.m.note.sleep_timeout(timer::until(next));
                 }
-                None => ml.m.note.sleep(),
+                Err(_) => ml.m.note.sleep(),
             }
             if timed {
                 self.leave_timer_sleeper(ml);

@@ -54,7 +54,7 @@ mod unix;
 
 pub use tcp::{Incoming, TcpListener, TcpStream};
 pub use udp::UdpSocket;
-pub use unix::{UnixListener, UnixStream};
+pub use unix::{UnixDatagram, UnixListener, UnixStream};
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -257,8 +257,10 @@ macro_rules! timeout_methods {
         /// goroutines return `ErrorKind::NotConnected` ("gort: use of closed network connection"),
         /// and so does every later call. The descriptor is released when the last handle drops.
         pub fn close(&self) {
-            self.close_socket();
+            // Mark it closed first: a reader woken by the shutdown's end-of-file must already
+            // see the socket closed.
             self.inner.close();
+            self.close_socket();
         }
         /// Whether [`close`](Self::close) was called on any handle of this socket.
         pub fn is_closed(&self) -> bool {

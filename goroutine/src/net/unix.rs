@@ -1,4 +1,4 @@
-//! Unix domain stream sockets: [`UnixListener`] and [`UnixStream`] on the network poller, with the
+//! Unix domain sockets: [`UnixListener`], [`UnixStream`] and [`UnixDatagram`] on the network poller, with the
 //! same parking `Read`/`Write`, async traits, timeouts and `close` as TCP.
 
 use std::future::poll_fn;
@@ -166,3 +166,97 @@ fn connected(s: &mio::net::UnixStream) -> io::Result<()> {
 }
 
 stream_io_impls!(UnixStream);
+
+/// A Unix domain datagram socket.
+#[derive(Clone)]
+pub struct UnixDatagram {
+    inner: Arc<PollIo<mio::net::UnixDatagram>>,
+}
+
+impl std::fmt::Debug for UnixDatagram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnixDatagram")
+            .field("fd", &self.inner.io().as_raw_fd())
+            .finish()
+    }
+}
+
+impl UnixDatagram {
+    /// Binds to the filesystem path `path` (which must not exist yet).
+    pub fn bind<P: AsRef<Path>>(path: P) -> io::Result<UnixDatagram> {
+        let path = path.as_ref();
+        let s = mio::net::UnixDatagram::bind(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("gort: bind {}: {e}", path.display())))?;
+        UnixDatagram::from_mio(s)
+    }
+
+    /// A socket bound to no address (it can still send, and receive once connected).
+    pub fn unbound() -> io::Result<UnixDatagram> {
+        UnixDatagram::from_mio(mio::net::UnixDatagram::unbound()?)
+    }
+
+    /// A connected pair of sockets.
+    pub fn pair() -> io::Result<(UnixDatagram, UnixDatagram)> {
+        let (a, b) = mio::net::UnixDatagram::pair()?;
+        Ok((UnixDatagram::from_mio(a)?, UnixDatagram::from_mio(b)?))
+    }
+
+    fn from_mio(s: mio::net::UnixDatagram) -> io::Result<UnixDatagram> {
+        Ok(UnixDatagram {
+            inner: Arc::new(PollIo::new(s)?),
+        })
+    }
+
+    /// Sets the default destination of `send` and the only source `recv` accepts.
+    pub fn connect<P: AsRef<Path>>(&self, path: P) -> io::Result<()> {
+        let path = path.as_ref();
+        self.inner.io().connect(path).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("gort: connect to {}: {e}", path.display()),
+            )
+        })
+    }
+
+    /// Sends one datagram to the socket at `path` (parks while the peer's queue is full).
+    pub fn send_to<P: AsRef<Path>>(&self, buf: &[u8], path: P) -> io::Result<usize> {
+        let path = path.as_ref();
+        self.inner.op(Dir::Write, |s| s.send_to(buf, path))
+    }
+
+    /// Sends one datagram to the connected peer.
+    pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.op(Dir::Write, |s| s.send(buf))
+    }
+
+    /// Receives one datagram and its source (parks until one arrives).
+    pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.inner.op(Dir::Read, |s| s.recv_from(buf))
+    }
+
+    /// Receives one datagram from the connected peer.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.op(Dir::Read, |s| s.recv(buf))
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.io().local_addr()
+    }
+
+    /// The connected peer's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.io().peer_addr()
+    }
+
+    /// Shuts down the read half, the write half, or both.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.inner.io().shutdown(how)
+    }
+
+    fn close_socket(&self) {
+        let _ = self.inner.io().shutdown(Shutdown::Both);
+    }
+
+    timeout_methods!();
+}
