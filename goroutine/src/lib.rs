@@ -18,8 +18,8 @@
 //! * `unsafe` lives in `stack` (memory mapping, guard pages, the overflow signal handler), `g` and
 //!   `sched` (the scheduling reference, P-local state, the coroutine), `erased` (a G's type-erased
 //!   closure and result), `join` (the result hand-over), `park` (waker vtables), `spawn` (pinning)
-//!   `futex` (the syscall) and `net` (raw reads into uninitialized buffers, `shutdown` on a
-//!   listener); `runq` is lock-free without any. Each block states its invariant in
+//!   `futex` (the syscall), `net` (`shutdown` on a listening socket) and `compat::hyper` (reads
+//!   into hyper's uninitialized buffers); `runq` is lock-free without any. Each block states its invariant in
 //!   a `SAFETY:` comment.
 //!
 //! # Thread-locals and goroutines

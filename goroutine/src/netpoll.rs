@@ -8,14 +8,21 @@
 //! parked goroutine is readied onto a run queue, a plain thread is unparked, an async task is
 //! rescheduled — the single wake path of the crate.
 //!
+//! There is one poller per process, shared by every runtime (`Builder` runtimes and the global
+//! one): a readiness event wakes a `Waker`, and a goroutine's waker readies it on its own runtime
+//! whichever thread polled.
+//!
 //! # Who polls
-//! * **An idle M** (`Sched::stopm`): the first M to go idle while sockets are registered blocks in
-//!   `epoll_wait` instead of its futex, with the earliest timer as its timeout (it is then also the
-//!   runtime's timer sleeper). Handing it a P, or adding an earlier timer, breaks the poll through a
+//! * **An idle M** (`Sched::stopm`): the first M to go idle while sockets are registered and a P is
+//!   idle blocks in `epoll_wait` instead of its futex, with the earliest timer as its timeout (it is
+//!   then also the runtime's timer sleeper). An M that finds the poller held by a non-blocking
+//!   poller sleeps 1 ms and tries again, so the blocking poller is never lost to a race. Handing it a P, or adding an earlier timer, breaks the poll through a
 //!   `mio::Waker` (Go's `netpollBreak`). When the poll returns with events, the M takes an idle P
 //!   first, so the goroutines it readies land in that P's `runnext`/run queue and run on it.
-//! * **A P that runs out of work** (`find_runnable`) polls without blocking before it steals: the
-//!   readied goroutines go to its own run queue (Go's `netpoll(0)` in `findRunnable`).
+//! * **A P that runs out of work** (`find_runnable`) polls without blocking before it steals, and
+//!   a busy P polls every 61 schedule ticks: the readied goroutines go to its own run queue (Go's
+//!   `netpoll(0)` in `findRunnable`; the periodic poll is tokio's `event_interval`) and start a new
+//!   time slice.
 //! * **sysmon** polls without blocking when nobody has polled for 10 ms, so readiness is noticed
 //!   even while every P runs long goroutines; what it readies goes to the global queue.
 //!

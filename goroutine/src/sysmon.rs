@@ -3,7 +3,8 @@
 //! One thread per runtime, started with the first M, never holding a P. It wakes every 20 µs while
 //! it finds something to do, doubling its sleep up to 10 ms after 50 quiet rounds, and sleeps
 //! without a timeout while every P is idle (the first M to get a P wakes it). Each round it looks at
-//! every P (`Sched::retake`):
+//! every P (`Sched::retake`). After an all-idle spell it starts again at 20 µs but doubles at once
+//! (a server goes all-idle between bursts thousands of times a second).
 //!
 //! * **Preemption.** A P whose `schedtick` has not moved for 10 ms is running one goroutine (or a
 //!   chain of goroutines handing it `runnext`) for too long: sysmon sets its `preempt` flag, and the

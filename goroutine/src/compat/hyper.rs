@@ -12,17 +12,26 @@
 //! A server: accept in a goroutine, serve each connection in an async task:
 //!
 //! ```no_run
-//! # use gort_goroutine::compat::hyper::{Executor, Timer};
-//! # fn service() {}
+//! use gort_goroutine::compat::hyper::Timer;
+//! use hyper::{body::Incoming, Request, Response};
+//!
+//! async fn hello(_: Request<Incoming>) -> Result<Response<String>, std::convert::Infallible> {
+//!     Ok(Response::new("hello\n".to_string()))
+//! }
+//!
 //! let listener = gort_goroutine::net::TcpListener::bind("127.0.0.1:8080").unwrap();
 //! loop {
 //!     let (stream, _) = listener.accept().unwrap();
 //!     gort_goroutine::spawn_async(async move {
-//!         // hyper::server::conn::http1::Builder::new().timer(Timer).serve_connection(stream, svc).await
-//!         let _ = (stream, Executor, Timer);
+//!         let _ = hyper::server::conn::http1::Builder::new()
+//!             .timer(Timer)
+//!             .serve_connection(stream, hyper::service::service_fn(hello))
+//!             .await;
 //!     });
 //! }
 //! ```
+//!
+//! [`Executor`] is what hyper's HTTP/2 builders and its client connection pools take.
 
 use std::future::Future;
 use std::io;
