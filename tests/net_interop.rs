@@ -193,3 +193,18 @@ fn tokio_net_from_goroutines_parks_the_goroutine_not_the_thread() {
         "20 goroutines waiting on tokio used {threads} threads on one processor"
     );
 }
+
+#[test]
+fn hyper_executor_runs_futures_as_gort_tasks() {
+    use hyper::rt::Executor;
+    let (tx, rx) = async_channel::bounded(1);
+    gort::compat::hyper::Executor.execute(async move {
+        let id = gort::runtime::current_id();
+        tx.send(id.is_some()).await.unwrap();
+    });
+    let ran_on_gort = gort::block_on(rx.recv()).unwrap();
+    assert!(
+        ran_on_gort,
+        "the executed future did not run as a gort task"
+    );
+}
