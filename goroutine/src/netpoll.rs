@@ -537,3 +537,64 @@ pub(crate) fn ensure_poller() {
         }
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stale_clear_keeps_the_new_edge() {
+        let d = PollDesc::new();
+        let seen = d.state();
+        assert!(PollDesc::is_ready(seen, Dir::Read));
+        // An event arrives between the operation's look at the state and its clear.
+        let mut w = Vec::new();
+        d.set(READ, &mut w);
+        d.clear(seen, Dir::Read);
+        assert!(
+            PollDesc::is_ready(d.state(), Dir::Read),
+            "the edge was lost"
+        );
+        // A clear with a fresh snapshot does clear.
+        d.clear(d.state(), Dir::Read);
+        assert!(!PollDesc::is_ready(d.state(), Dir::Read));
+        assert!(PollDesc::is_ready(d.state(), Dir::Write));
+    }
+
+    #[test]
+    fn closed_bits_survive_clears() {
+        let d = PollDesc::new();
+        let mut w = Vec::new();
+        d.set(READ | READ_CLOSED, &mut w);
+        d.clear(d.state(), Dir::Read);
+        assert!(
+            PollDesc::is_ready(d.state(), Dir::Read),
+            "end-of-file hidden"
+        );
+    }
+
+    #[test]
+    fn set_wakes_the_waiters_of_its_direction_and_close_wakes_all() {
+        let d = PollDesc::new();
+        let hits = Arc::new(AtomicUsize::new(0));
+        struct Count(Arc<AtomicUsize>);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let waker = Waker::from(Arc::new(Count(hits.clone())));
+        let other = Waker::from(Arc::new(Count(hits.clone())));
+        d.register(Dir::Read, &waker);
+        d.register(Dir::Read, &waker); // the same waker is stored once
+        d.register(Dir::Write, &other);
+        let mut w = Vec::new();
+        d.set(WRITE, &mut w);
+        assert_eq!(w.len(), 1);
+        wake_all(w);
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        d.close();
+        assert_eq!(hits.load(Ordering::SeqCst), 2, "close woke the reader");
+        assert!(PollDesc::is_closing(d.state()));
+    }
+}
