@@ -16,9 +16,15 @@ fn join_within<T: Send + 'static>(h: gort::JoinHandle<T>) -> T {
     std::thread::spawn(move || {
         let _ = tx.send(h.join());
     });
-    rx.recv_timeout(GUARD)
-        .expect("hang guard: the goroutine did not finish")
-        .expect("the goroutine panicked")
+    match rx.recv_timeout(GUARD) {
+        Ok(r) => r.expect("the goroutine panicked"),
+        Err(_) => panic!(
+            "hang guard: the goroutine did not finish\n{}\n{}\n{}",
+            gort::runtime::stats(),
+            gort::net::poller_state(),
+            gort::runtime::dump()
+        ),
+    }
 }
 
 #[test]

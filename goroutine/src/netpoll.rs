@@ -38,7 +38,9 @@
 //!   counter), so an edge is never lost between the syscall and the clear. Hang-ups and errors set
 //!   sticky "closed" bits that nothing clears, so no clear can hide an end-of-file.
 //! * A waiter pushes its waker *before* re-checking the ready bit; the poller sets the bit *before*
-//!   taking the wakers. So either the waiter sees the bit, or the poller sees the waker.
+//!   taking the wakers. So either the waiter sees the bit, or the poller sees the waker. A waiter
+//!   pushes its waker again before every re-check: a late poller may take it for an edge whose
+//!   readiness the waiter already used up, which wakes it without leaving it ready.
 //! * Tokens carry a generation: an event for a socket deregistered (and its slot reused) in the
 //!   meantime is dropped, never delivered to the wrong socket.
 //! * Wakers are woken after every lock of this module is released.
@@ -193,8 +195,11 @@ impl PollDesc {
     /// `deadline` passes (then `Err(TimedOut)`).
     pub(crate) fn wait(&self, dir: Dir, deadline: Option<Instant>) -> io::Result<()> {
         let waker = current_waker();
-        self.register(dir, &waker);
         let result = loop {
+            // (Re-)register on every turn: a wake may have taken our waker out of the list for
+            // an event whose readiness is already used up (a stale edge for data we had read),
+            // and parking again without a waker in the list would be a lost wake-up.
+            self.register(dir, &waker);
             let st = self.state();
             if st & (dir.ready_bits() | CLOSING) != 0 {
                 break Ok(());
@@ -437,6 +442,36 @@ fn wake_all(wakers: Vec<Waker>) -> bool {
     let any = !wakers.is_empty();
     wakers.into_iter().for_each(Waker::wake);
     any
+}
+
+/// The poller's state in one line, for hang reports (`net::poller_state`).
+pub(crate) fn debug_state() -> String {
+    match get() {
+        None => "netpoll: not started".to_string(),
+        Some(n) => {
+            let mut out = format!(
+                "netpoll: registered={} blocked={} lock_free={} last_poll={:.1}ms ago",
+                n.registered.load(Ordering::SeqCst),
+                n.blocked.load(Ordering::SeqCst),
+                n.poll.try_lock().is_ok(),
+                timer::clock_ns().saturating_sub(n.last_poll.load(Ordering::Relaxed)) as f64 / 1e6
+            );
+            let slab = crate::lock(&n.slab);
+            for (i, (g, d)) in slab.slots.iter().enumerate() {
+                if let Some(d) = d {
+                    let st = d.state();
+                    out.push_str(&format!(
+                        "\n  socket {i}.{g}: events={} flags={:#x} readers={} writers={}",
+                        st >> 8,
+                        st & FLAGS,
+                        crate::lock(&d.readers).len(),
+                        crate::lock(&d.writers).len()
+                    ));
+                }
+            }
+            out
+        }
+    }
 }
 
 // ---- the scheduler's side -------------------------------------------------------------------------

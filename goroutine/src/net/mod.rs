@@ -59,6 +59,13 @@ pub use unix::{UnixDatagram, UnixListener, UnixStream};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 
+/// The network poller's state in one line (registered sockets, whether a thread blocks in it, when
+/// it was last polled): for hang reports next to `runtime::dump()`.
+#[doc(hidden)]
+pub fn poller_state() -> String {
+    crate::netpoll::debug_state()
+}
+
 /// Resolves `addr` as a blocking section (`getaddrinfo` may block on DNS).
 fn resolve<A: ToSocketAddrs>(addr: A, what: &str) -> io::Result<Vec<SocketAddr>> {
     let addrs: Vec<SocketAddr> = crate::blocking(|| addr.to_socket_addrs())
