@@ -118,6 +118,8 @@ fn hyper_server_and_client_on_gort() {
                 .header("host", "localhost")
                 .body(Full::new(Bytes::new()))
                 .unwrap();
+            // hyper's http1 client takes one request at a time: wait until the connection is idle.
+            sender.ready().await.unwrap();
             let resp = sender.send_request(req).await.unwrap();
             assert_eq!(resp.status(), 200);
             let body = resp.into_body().collect().await.unwrap().to_bytes();
