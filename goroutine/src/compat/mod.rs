@@ -1,9 +1,9 @@
 //! Adapters that let libraries from other async ecosystems run on gort.
 //!
-//! * `hyper` (feature `hyper`): hyper 1.x's runtime traits — [`hyper::Executor`] (spawns
-//!   connection tasks with `spawn_async`), [`hyper::Timer`] (gort's timers), and hyper's
+//! * `hyper` (feature `hyper`): hyper 1.x's runtime traits — `hyper::Executor` (spawns
+//!   connection tasks with `spawn_async`), `hyper::Timer` (gort's timers), and hyper's
 //!   `rt::Read`/`rt::Write` implemented for [`crate::net::TcpStream`] and
-//!   [`crate::net::UnixStream`], plus [`hyper::HyperIo`] for any `futures::io` stream.
+//!   [`crate::net::UnixStream`], plus `hyper::HyperIo` for any `futures::io` stream.
 //! * `tokio` (feature `tokio-compat`): futures that need tokio's reactor (its sockets, timers, or
 //!   a library built on them) run from goroutines; a tokio runtime starts on first use and the
 //!   goroutine parks — not its thread — until the future is done.
