@@ -9,7 +9,8 @@
 # 2. TCP echo: examples/net_load (100 connections, 64-byte messages, at most SECS seconds and
 #    5,000,000 messages) against examples/echo_server and examples/echo_server_tokio.
 #
-# Prints requests/s and p99 side by side. Targets (shared/DESIGN.md): gort >= 1.1x tokio's
+# Each server runs BENCH_ROUNDS times (default 3), alternating with its rival; prints the medians of
+# requests/s and p99 side by side. Targets (shared/DESIGN.md): gort >= 1.1x tokio's
 # requests/s, and a p99 no worse than tokio's. Every server this script starts is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -81,14 +82,37 @@ run_echo() { # binary -> "msgs p99_us"
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }'; }
 
-echo "== HTTP/1.1 plaintext, wrk -t1 -c100 -d${SECS}s =="
-read -r g_req g_p99 < <(run_wrk http_hello)
-read -r t_req t_p99 < <(run_wrk http_hello_tokio)
-echo "== TCP echo, 100 conns x 64 B, ${SECS}s =="
-read -r g_msg g_ep99 < <(run_echo echo_server)
-read -r t_msg t_ep99 < <(run_echo echo_server_tokio)
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
-printf '\n%-28s %14s %14s %10s\n' "workload" "gort" "tokio" "gort/tokio"
+# The machine is shared: each server runs ROUNDS times, alternating with its rival, and the table
+# shows medians.
+ROUNDS=${BENCH_ROUNDS:-3}
+declare -A R
+for round in $(seq 1 "$ROUNDS"); do
+    echo "== round $round/$ROUNDS: HTTP/1.1 plaintext (wrk -t1 -c100 -d${SECS}s), TCP echo (100 conns x 64 B, ${SECS}s) =="
+    for s in http_hello http_hello_tokio; do
+        read -r a b < <(run_wrk "$s")
+        echo "   $s: $a req/s, p99 $b us"
+        R[$s.rate]+="$a "
+        R[$s.p99]+="$b "
+    done
+    for s in echo_server echo_server_tokio; do
+        read -r a b < <(run_echo "$s")
+        echo "   $s: $a msg/s, p99 $b us"
+        R[$s.rate]+="$a "
+        R[$s.p99]+="$b "
+    done
+done
+g_req=$(echo "${R[http_hello.rate]}" | median)
+t_req=$(echo "${R[http_hello_tokio.rate]}" | median)
+g_p99=$(echo "${R[http_hello.p99]}" | median)
+t_p99=$(echo "${R[http_hello_tokio.p99]}" | median)
+g_msg=$(echo "${R[echo_server.rate]}" | median)
+t_msg=$(echo "${R[echo_server_tokio.rate]}" | median)
+g_ep99=$(echo "${R[echo_server.p99]}" | median)
+t_ep99=$(echo "${R[echo_server_tokio.p99]}" | median)
+
+printf '\nmedians of %s rounds\n%-28s %14s %14s %10s\n' "$ROUNDS" "workload" "gort" "tokio" "gort/tokio"
 printf '%-28s %14s %14s %10s\n' "http plaintext req/s" "$g_req" "$t_req" "$(ratio "$g_req" "$t_req")"
 printf '%-28s %14s %14s %10s\n' "http plaintext p99 (us)" "$g_p99" "$t_p99" "$(ratio "$g_p99" "$t_p99")"
 printf '%-28s %14s %14s %10s\n' "echo msgs/s" "$g_msg" "$t_msg" "$(ratio "$g_msg" "$t_msg")"
