@@ -399,3 +399,72 @@ fn the_network_is_noticed_while_every_processor_runs_a_hog() {
     });
     assert_eq!(read_while_hogged, 42);
 }
+
+#[test]
+fn udp_from_async_tasks() {
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b_addr = b.local_addr().unwrap();
+    let echo = gort::spawn_async(async move {
+        let mut buf = [0u8; 16];
+        let (n, from) = b.recv_from_async(&mut buf).await.unwrap();
+        b.send_to_async(&buf[..n], from).await.unwrap();
+    });
+    let ask = gort::spawn_async(async move {
+        a.send_to_async(b"udp task", b_addr).await.unwrap();
+        let mut buf = [0u8; 16];
+        let (n, from) = a.recv_from_async(&mut buf).await.unwrap();
+        assert_eq!(from, b_addr);
+        buf[..n].to_vec()
+    });
+    assert_eq!(join_within(ask), b"udp task");
+    join_within(echo);
+}
+
+#[test]
+fn clones_share_one_connection_across_goroutines() {
+    // One goroutine writes while another reads the same connection (try_clone shares it).
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = gort::go!(move || {
+        let mut conn = listener.incoming().next().unwrap().unwrap();
+        std::io::copy(&mut conn.try_clone().unwrap(), &mut conn).unwrap(); // echo until EOF
+    });
+    let c = TcpStream::connect(addr).unwrap();
+    let (mut w, mut r) = (c.try_clone().unwrap(), c);
+    const N: usize = 200_000;
+    let writer = gort::go!(move || {
+        let data: Vec<u8> = (0..N).map(|i| (i % 251) as u8).collect();
+        w.write_all(&data).unwrap();
+        w.shutdown(Shutdown::Write).unwrap();
+    });
+    let reader = gort::go!(move || {
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).unwrap();
+        got
+    });
+    let got = join_within(reader);
+    assert_eq!(got.len(), N);
+    assert!(got.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+    join_within(writer);
+    join_within(server);
+}
+
+#[test]
+fn bad_timeouts_are_errors() {
+    let addr = "127.0.0.1:9".parse().unwrap();
+    let e = TcpStream::connect_timeout(&addr, Duration::ZERO).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.to_string().starts_with("gort:"), "{e}");
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    assert_eq!(
+        s.set_write_timeout(Some(Duration::ZERO))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidInput
+    );
+    s.set_write_timeout(Some(Duration::from_secs(1))).unwrap();
+    assert_eq!(s.write_timeout().unwrap(), Some(Duration::from_secs(1)));
+    s.set_write_timeout(None).unwrap();
+    assert_eq!(s.write_timeout().unwrap(), None);
+}
