@@ -11,7 +11,11 @@
 //! Chapter 3 — sysmon: goroutines spinning without a single runtime call and goroutines stuck in
 //! blocking calls, and a ticker that keeps ticking on time beside them.
 //!
-//! Chapter 4 — the traced heap: a cyclic graph shared by goroutines that rewire it while the
+//! Chapter 4 — the network: an echo server in a goroutine, clients in goroutines (blocking-style
+//! `Read`/`Write` that park only the goroutine) and in an async task (`AsyncRead`/`AsyncWrite`), and
+//! the round-trip times they measure.
+//!
+//! Chapter 5 — the traced heap: a cyclic graph shared by goroutines that rewire it while the
 //! collector runs, then dropped and collected, with the collector's statistics.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,6 +80,7 @@ fn main() {
 
     chapter_channels();
     chapter_sysmon();
+    chapter_network();
     chapter_gc();
 }
 
@@ -161,6 +166,85 @@ fn chapter_sysmon() {
     println!("runtime stats: {}", gort::runtime::stats());
 }
 
+/// The network: the echo server of `examples/echo_server.rs` in a goroutine, clients in goroutines
+/// and in an async task, and the round trips they time.
+fn chapter_network() {
+    use std::io::{Read, Write};
+    println!("\n-- chapter 4: the network --");
+    let listener = gort::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let addr = listener.local_addr().unwrap();
+    gort::go!(move || {
+        while let Ok((mut conn, _)) = listener.accept() {
+            gort::go!(move || {
+                let _ = conn.set_nodelay(true);
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = conn.read(&mut buf) {
+                    if conn.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    println!("echo server listening on {addr}");
+
+    const CLIENTS: usize = 8;
+    const ROUNDS: usize = 1_000;
+    let start = Instant::now();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            gort::go!(move || {
+                let mut c = gort::net::TcpStream::connect(addr).expect("connect");
+                c.set_nodelay(true).unwrap();
+                let msg = [i as u8; 64];
+                let mut back = [0u8; 64];
+                let mut best = Duration::MAX;
+                for _ in 0..ROUNDS {
+                    let t = Instant::now();
+                    c.write_all(&msg).unwrap();
+                    c.read_exact(&mut back).unwrap();
+                    best = best.min(t.elapsed());
+                    assert_eq!(back, msg);
+                }
+                best
+            })
+        })
+        .collect();
+    let best = clients
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .min()
+        .unwrap();
+    let took = start.elapsed();
+    println!(
+        "{CLIENTS} goroutines at once, {ROUNDS} round trips of 64 bytes each: {:.1} us per round trip on average, best {:.1} us",
+        took.as_secs_f64() * 1e6 / ROUNDS as f64,
+        best.as_secs_f64() * 1e6
+    );
+
+    let from_task = gort::spawn_async(async move {
+        use futures::io::{AsyncReadExt, AsyncWriteExt};
+        let mut c = gort::net::TcpStream::connect_async(addr)
+            .await
+            .expect("connect");
+        c.set_nodelay(true).unwrap();
+        let t = Instant::now();
+        for _ in 0..ROUNDS {
+            AsyncWriteExt::write_all(&mut c, b"ping from an async task")
+                .await
+                .unwrap();
+            let mut back = [0u8; 23];
+            AsyncReadExt::read_exact(&mut c, &mut back).await.unwrap();
+        }
+        t.elapsed() / ROUNDS as u32
+    });
+    let rtt = from_task.join().unwrap();
+    println!(
+        "an async task, {ROUNDS} round trips: {:.1} us each",
+        rtt.as_secs_f64() * 1e6
+    );
+}
+
 /// A graph node in the traced heap: its edges change under the GcCell's write barrier.
 #[derive(gort::Trace)]
 struct GraphNode {
@@ -172,7 +256,7 @@ struct GraphNode {
 /// The traced heap: a cyclic graph shared by goroutines, rewired during collections, then dropped.
 fn chapter_gc() {
     use gort::gc::{self, Gc, GcCell};
-    println!("\n-- chapter 4: the traced heap --");
+    println!("\n-- chapter 5: the traced heap --");
     let n = 20_000;
     let nodes: Vec<Gc<GraphNode>> = (0..n)
         .map(|id| {

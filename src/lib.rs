@@ -128,6 +128,13 @@
 //! }
 //! ```
 //!
+//! ## Networking
+//! [`net`] has `TcpListener`, `TcpStream`, `UdpSocket` and Unix domain sockets with std's
+//! constructors; their `std::io::Read`/`Write` park only the calling goroutine, on one `mio` poller
+//! that idle scheduler threads block in. Async tasks use their `futures::io::AsyncRead`/`AsyncWrite`
+//! impls. [`compat`] runs hyper 1.x on gort (feature `hyper`) and tokio-reactor-bound futures from
+//! goroutines (feature `tokio-compat`).
+//!
 //! ## Thread-locals
 //! A goroutine may resume on another OS thread after any blocking call. Do not keep a reference into a
 //! `thread_local!` across a blocking call, and do not hold thread-affine resources (locks that must be
@@ -145,7 +152,7 @@ pub use gort_goroutine::local::GoroutineLocal;
 pub use gort_goroutine::{
     block_on, blocking, spawn, spawn_async, yield_now, GoroutineId, JoinError, JoinHandle,
 };
-pub use gort_goroutine::{goroutine_local, runtime, sync};
+pub use gort_goroutine::{compat, goroutine_local, net, runtime, sync};
 
 /// Go's channels: `bounded`, `unbounded`, `Sender`, `Receiver` and their errors (the `gort-chan`
 /// crate). See [`select!`] and [`select_async!`] for waiting on several at once.

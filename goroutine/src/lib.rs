@@ -4,8 +4,11 @@
 //! context switch (`stack`, `g`), the scheduler with its per-P run queues, spinning Ms and global queue
 //! (`sched`, `runq`, `futex`), the parking core every blocking operation waits through (`park`),
 //! goroutine creation and join (`spawn`, `join`), panic reporting (`panic`), the user-facing runtime
-//! API (`runtime`) and goroutine-aware synchronization (`sync`). Users normally reach it through the
-//! `gort` facade crate.
+//! API (`runtime`), goroutine-aware synchronization (`sync`), the network poller (`netpoll`: one
+//! `mio::Poll` that idle Ms block in, polled by the scheduler and sysmon too), the sockets built on
+//! it (`net`: TCP, UDP, Unix, parking `Read`/`Write` and `futures::io` traits) and adapters for
+//! other async ecosystems (`compat`: hyper behind feature `hyper`, tokio-reactor futures behind
+//! `tokio-compat`). Users normally reach it through the `gort` facade crate.
 //!
 //! # Invariants kept across the crate
 //! * A goroutine is resumed by at most one M at a time: the G's *scheduling reference* moves from run
@@ -15,8 +18,10 @@
 //! * `unsafe` lives in `stack` (memory mapping, guard pages, the overflow signal handler), `g` and
 //!   `sched` (the scheduling reference, P-local state, the coroutine), `erased` (a G's type-erased
 //!   closure and result), `join` (the result hand-over), `local` (goroutine-local values), `park`
-//!   (waker vtables), `spawn` (pinning), `futex` and `fence` (the futex and membarrier syscalls);
-//!   `runq` is lock-free without any. Each block states its invariant in a `SAFETY:` comment.
+//!   (waker vtables), `spawn` (pinning), `futex` and `fence` (the futex and membarrier syscalls),
+//!   `net` (`shutdown` on a listening socket) and `compat::hyper` (reads into hyper's uninitialized
+//!   buffers); `runq` is lock-free without any. Each block states its invariant in a `SAFETY:`
+//!   comment.
 //!
 //! # Thread-locals and goroutines
 //! A goroutine may be resumed on a different OS thread after any blocking call (a park, a yield, a
@@ -37,12 +42,15 @@
 
 #![warn(missing_docs)]
 
+pub mod compat;
 mod erased;
 mod fence;
 pub mod futex;
 mod g;
 mod join;
 pub mod local;
+pub mod net;
+mod netpoll;
 mod panic;
 pub mod park;
 mod runq;

@@ -13,12 +13,15 @@
 //! 1. Every 61st schedule tick, one item from the global queue (fairness: a busy P still drains it).
 //! 2. The local queue, `runnext` first. A G taken from `runnext` inherits the time slice: a pair of
 //!    goroutines that communicate and wait run back to back on one P.
-//! 3. A batch from the global queue.
+//! 3. A batch from the global queue; then the network: a non-blocking poll
+//!    (`netpoll::poll_nonblocking`) whose readied goroutines land in this P's queue.
 //! 4. Stealing: up to 4 passes over the other Ps from a random start, taking half of a victim's queue
 //!    (its `runnext` too on the last pass). Only a *spinning* M steals, and at most half of the busy Ps
 //!    may have spinning Ms, so idle CPUs do not all hammer the queues.
 //! 5. Nothing: the M puts its P on the idle list and, if it was spinning, looks at every run queue once
-//!    more after leaving the spinning state; then it sleeps (`stopm`).
+//!    more after leaving the spinning state; then it sleeps (`stopm`). While sockets are
+//!    registered, one sleeping M blocks in the network poller instead of its futex (`wake_m` breaks
+//!    that poll; see `netpoll.rs`).
 //!
 //! # Waking Ms (`wakep`)
 //! Readying or spawning a G puts it in the current P's `runnext` (or, off the runtime's threads, on
@@ -85,6 +88,8 @@ const P_GFREE_CACHE: usize = 64;
 const GFREE_BATCH: usize = 32;
 /// The longest the timer sleeper spins before a timer's deadline, making up for late wakes.
 const TIMER_SPIN_MAX_NS: u64 = 50_000;
+/// How close to its deadline a timer is waited for on the futex rather than in the poller.
+const PRECISE_TIMER_NS: u64 = 2_000_000;
 /// Finished Gs the runtime keeps in its shared list at most.
 const GLOBAL_GFREE_CAP: usize = 1 << 16;
 
@@ -340,6 +345,8 @@ pub(crate) struct M {
     /// Set by sysmon: the goroutine this M runs should yield at its next safe point (it ran too
     /// long, or its P was taken). Kept on the M, not the P, so that a safe point costs one load.
     preempt: AtomicBool,
+    /// Set while this M blocks in the network poller instead of on `note` (see `wake_m`).
+    polling: AtomicBool,
 }
 
 /// An M's private half, living on its thread's stack for the life of the thread.
@@ -799,7 +806,7 @@ impl Sched {
                 self.idle_threads.fetch_sub(1, Ordering::Relaxed);
                 m.next_p.store(pid + 1, Ordering::Release);
                 m.next_spinning.store(spinning, Ordering::Relaxed);
-                m.note.wake();
+                Self::wake_m(&m);
             }
             None => self.newm(m_id, pid, spinning),
         }
@@ -836,6 +843,7 @@ impl Sched {
             next_spinning: std::sync::atomic::AtomicBool::new(false),
             in_user: AtomicBool::new(false),
             preempt: AtomicBool::new(false),
+            polling: AtomicBool::new(false),
         });
         crate::lock(&self.allm).push(m.clone());
         let sched: &'static Sched = self;
@@ -884,6 +892,16 @@ impl Sched {
         }
     }
 
+    /// Wakes an idle M: its note, and the network poller if it blocks there instead (netpoll hook,
+    /// Go's `netpollBreak`; the fences pair with `netpoll::block`).
+    fn wake_m(m: &M) {
+        m.note.wake();
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if m.polling.load(Ordering::SeqCst) {
+            crate::netpoll::break_poll();
+        }
+    }
+
     /// Go's `stopm`: sleeps in the idle list until `startm` hands this M a P, or until the earliest
     /// timer is due if this M is the runtime's timer sleeper. Returns with a P from `startm`, or with
     /// none after a timer wake-up (the caller then looks for an idle P).
@@ -901,30 +919,86 @@ impl Sched {
             // busy, their Ms run the timers as they schedule, and a timed wake-up could only
             // spin here.
             let next = self.earliest_timer();
-            if next != NEVER
+            let timed = next != NEVER
                 && self.npidle.load(Ordering::SeqCst) > 0
-                && self.become_timer_sleeper(ml, next)
-            {
-                self.sleep_until_timer(ml, next);
-                self.leave_timer_sleeper(ml);
+                && self.become_timer_sleeper(ml, next);
+            // The poller's timeout has millisecond granularity (epoll): the last stretch before a
+            // timer is waited on the futex instead, to the microsecond (`sleep_until_timer`).
+            // Meanwhile sockets are polled by busy Ps, sysmon and any other idle M.
+            let precise = timed && next.saturating_sub(timer::clock_ns()) < PRECISE_TIMER_NS;
+            // Netpoll hook: while sockets are registered and a P is idle, one idle M blocks in
+            // the poller instead of its note, with the same timeout (see `netpoll.rs`). With every
+            // P busy it does not: what it readied could only go to the global queue, which busy Ps
+            // drain one item per 61 ticks, while their own polls feed their local queues.
+            let polled = if !precise && self.npidle.load(Ordering::SeqCst) > 0 {
+                let wake_at = timed.then(|| next.saturating_sub(PRECISE_TIMER_NS));
+                crate::netpoll::block(&ml.m.polling, &ml.m.note, wake_at)
             } else {
-                ml.m.note.sleep();
+                Err(crate::netpoll::NotPolled::Nothing)
+            };
+            match &polled {
+                Ok(_) => {
+                    // Consume a hand-off's or a timer poke's note wake: both are checked below.
+                    ml.m.note.sleep_timeout(std::time::Duration::ZERO);
+                }
+                // Another thread held the poller for a moment: do not sleep for good, or nobody
+                // might be left polling; come back shortly and try again.
+                Err(crate::netpoll::NotPolled::Busy) => {
+                    let retry = crate::netpoll::BUSY_RETRY;
+                    let d = if timed {
+                        timer::until(next).min(retry)
+                    } else {
+                        retry
+                    };
+                    ml.m.note.sleep_timeout(d);
+                }
+                Err(_) if timed => self.sleep_until_timer(ml, next),
+                Err(_) => ml.m.note.sleep(),
             }
+            if timed {
+                self.leave_timer_sleeper(ml);
+            }
+            let ready = polled.unwrap_or_default();
             let handed = ml.m.next_p.swap(0, Ordering::Acquire);
             if handed != 0 {
                 ml.p.set(handed - 1);
                 ml.spinning.set(ml.m.next_spinning.load(Ordering::Relaxed));
+                // Goroutines the poll readied go to the P just handed to us.
+                ready.into_iter().for_each(std::task::Waker::wake);
                 return;
             }
-            // A timer is due (or a new earlier one was added): leave the idle list and go find a P,
-            // unless `startm` already took this M off the list, in which case a P is on its way.
+            // A timer is due (or a new earlier one was added), or the poll readied goroutines:
+            // leave the idle list and go find a P, unless `startm` already took this M off the
+            // list, in which case a P is on its way.
             let mut l = self.lock();
             if let Some(i) = l.midle.iter().position(|m| Arc::ptr_eq(m, &ml.m)) {
                 l.midle.swap_remove(i);
                 self.idle_threads.fetch_sub(1, Ordering::Relaxed);
+                if !ready.is_empty() {
+                    // Take an idle P now, so the readied goroutines land in its run queue.
+                    if let Some(id) = self.pidleget(&mut l, ml.m.id) {
+                        ml.p.set(id);
+                        Self::netpoll_tick(self.p(id));
+                    }
+                }
+                drop(l);
+                ready.into_iter().for_each(std::task::Waker::wake);
                 return;
             }
+            drop(l);
+            ready.into_iter().for_each(std::task::Waker::wake);
         }
+    }
+
+    /// Netpoll hook: goroutines a poll readied start a new time slice. They are readied into
+    /// `runnext`, whose pop inherits the slice; without this, a P fed only by its polls would never
+    /// advance `schedtick`, so it would never look at the global queue (every 61 ticks) and
+    /// sysmon would take it for a hog.
+    fn netpoll_tick(p: &P) {
+        p.schedtick.store(
+            p.schedtick.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
     }
 
     /// The earliest timer deadline over all Ps, or [`NEVER`].
@@ -1001,7 +1075,7 @@ impl Sched {
         if earliest && when < self.timer_sleep_until.load(Ordering::SeqCst) {
             let s = crate::lock(&self.timer_sleeper);
             match s.as_ref() {
-                Some((m, until)) if when < *until => m.note.wake(),
+                Some((m, until)) if when < *until => Self::wake_m(m),
                 Some(_) => {}
                 None => {
                     drop(s);
@@ -1057,10 +1131,15 @@ impl Sched {
                 p.timers.run(timer::clock_ns());
             }
             let tick = p.schedtick.load(Ordering::Relaxed);
-            if tick % GLOBAL_QUEUE_TICK == 0 && self.global_len.load(Ordering::Relaxed) > 0 {
-                if let Some(it) = self.global_get(self.lock(), p, 1) {
-                    return (it, false);
+            if tick % GLOBAL_QUEUE_TICK == 0 {
+                if self.global_len.load(Ordering::Relaxed) > 0 {
+                    if let Some(it) = self.global_get(self.lock(), p, 1) {
+                        return (it, false);
+                    }
                 }
+                // Netpoll hook: a busy P also polls now and then, so sockets that became ready
+                // do not wait for the run queue to drain (bounds I/O latency under load).
+                crate::netpoll::poll_nonblocking();
             }
             if let Some((it, inherit)) = p.runq.pop() {
                 return (RunItem(it), inherit);
@@ -1069,6 +1148,13 @@ impl Sched {
                 if let Some(it) = self.global_get(self.lock(), p, usize::MAX) {
                     return (it, false);
                 }
+            }
+
+            // Netpoll hook: readiness that arrived while every M was busy (Go's `netpoll(0)` in
+            // `findRunnable`); the readied goroutines go to this P's run queue.
+            if crate::netpoll::poll_nonblocking() {
+                Self::netpoll_tick(p);
+                continue 'top;
             }
 
             // Steal, if spinning is allowed: at most half of the busy Ps may have spinning Ms.
@@ -1692,6 +1778,7 @@ impl Sched {
             || self.nmspinning.load(Ordering::SeqCst) != 0
             || self.global_len.load(Ordering::SeqCst) != 0
             || self.earliest_timer() != NEVER
+            || crate::netpoll::has_waiters()
             || self
                 .allp
                 .iter()

@@ -3,7 +3,8 @@
 //! One thread per runtime, started with the first M, never holding a P. It wakes every 20 µs while
 //! it finds something to do, doubling its sleep up to 10 ms after 50 quiet rounds, and sleeps
 //! without a timeout while every P is idle (the first M to get a P wakes it). Each round it looks at
-//! every P (`Sched::retake`):
+//! every P (`Sched::retake`). After an all-idle spell it starts again at 20 µs but doubles at once
+//! (a server goes all-idle between bursts thousands of times a second).
 //!
 //! * **Preemption.** A P whose `schedtick` has not moved for 10 ms is running one goroutine (or a
 //!   chain of goroutines handing it `runnext`) for too long: sysmon sets its `preempt` flag, and the
@@ -16,6 +17,9 @@
 //! * **Blocking sections.** A P whose goroutine is inside `blocking(f)` (`P_SYSCALL`) and that sysmon
 //!   sees in the same section on two consecutive rounds is handed off (the section hands it off at
 //!   once itself when other work is waiting).
+//!
+//! * **The network.** When no M has polled the network for 10 ms (every P busy), sysmon polls it
+//!   without blocking and readies what it finds onto the global queue (`netpoll::sysmon_poll`).
 //!
 //! sysmon never takes a P whose M is in runtime code (its `in_user` flag clear): that M may be
 //! using the P's local state.
@@ -182,9 +186,15 @@ fn run(sched: &'static Sched) {
                 s.note.sleep();
             }
             s.sleeping.store(false, Ordering::SeqCst);
-            quiet = 0;
+            // Back from an all-idle spell: start at the shortest sleep but double at once. A
+            // server goes all-idle between bursts thousands of times a second; 50 rounds of
+            // 20 µs after each would keep sysmon waking every few µs for nothing.
+            quiet = IDLE_ROUNDS + 1;
+            delay_us = MIN_DELAY_US / 2;
             continue;
         }
+        // Netpoll hook: poll when nobody has for 10 ms.
+        crate::netpoll::sysmon_poll(now);
         if sched.retake(&mut records, now) > 0 {
             quiet = 0;
         } else {

@@ -36,7 +36,7 @@ use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// "No timer": the value of an empty heap's `next`.
 pub(crate) const NEVER: u64 = u64::MAX;
@@ -56,6 +56,11 @@ fn epoch() -> Instant {
 /// Nanoseconds since the process-wide timer epoch.
 pub(crate) fn clock_ns() -> u64 {
     instant_ns(Instant::now())
+}
+
+/// The time left until `deadline_ns` (zero if it has passed).
+pub(crate) fn until(deadline_ns: u64) -> Duration {
+    Duration::from_nanos(deadline_ns.saturating_sub(clock_ns()))
 }
 
 /// `t` as nanoseconds since the timer epoch (saturating at 0 before it).
