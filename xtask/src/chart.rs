@@ -34,7 +34,7 @@ fn colour(runtime: &str) -> RGBColor {
 pub fn write(path: &Path, title: &str, rows: &[Row]) -> Result<(), String> {
     let bars: i32 = rows.iter().map(|r| r.bars.len().max(1) as i32).sum();
     let height = 70 + bars * BAR_H + rows.len() as i32 * ROW_GAP + 40;
-    let width = LABEL_W + PLOT_W + 90;
+    let width = LABEL_W + PLOT_W + 190;
     let root = SVGBackend::new(path, (width as u32, height as u32)).into_drawing_area();
     let err = |e: DrawingAreaErrorKind<_>| format!("xtask: drawing {}: {e:?}", path.display());
     root.fill(&WHITE).map_err(err)?;
