@@ -69,17 +69,16 @@
 //! (`GORT_BENCH_QUICK=1 cargo bench --bench channels -- --test`).
 
 mod common;
-use common::{cpus, quick, scaled, tokio_rt, tokio_run, SKYNET_DIV};
+use common::{gort_rt, quick, scaled, tokio_rt, tokio_run, Drivers, SKYNET_DIV};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::measurement::WallTime;
 use criterion::{
     criterion_group, criterion_main, BenchmarkGroup, Criterion, SamplingMode, Throughput,
 };
-use gort::runtime::{Builder, Runtime};
 use gort::sync::WaitGroup;
 
 /// Messages per run of a matrix cell (crossbeam-channel's own suite sends 5M; fewer here keeps the
@@ -88,13 +87,6 @@ const MATRIX_MESSAGES: usize = 100_000;
 
 /// Senders (and receivers, and channels in the select workloads) per matrix cell, as crossbeam's.
 const THREADS: usize = 4;
-
-/// The one explicit gort runtime every gort driver runs on (a runtime lives until the process exits,
-/// so it is built once).
-fn gort_rt() -> Runtime {
-    static RT: OnceLock<Runtime> = OnceLock::new();
-    *RT.get_or_init(|| Builder::new().max_procs(cpus()).build())
-}
 
 /// Ten flat samples of whole runs, `warm_up` then `measure` seconds at full size.
 fn configure(
@@ -658,7 +650,7 @@ impl Cap {
 fn matrix(c: &mut Criterion) {
     let n = scaled(MATRIX_MESSAGES);
     let gort_rt = gort_rt();
-    let rt = tokio_rt(false);
+    let rt = tokio_rt(Drivers::None);
     for workload in Workload::ALL {
         for cap in Cap::ALL {
             // One thread alone cannot fill a channel of capacity 0 or 1 with two messages.
@@ -725,7 +717,7 @@ async fn tokio_pingpong(n: usize) {
 fn pingpong_unbuffered(c: &mut Criterion) {
     let n = scaled(1_000_000);
     let gort_rt = gort_rt();
-    let rt = tokio_rt(false);
+    let rt = tokio_rt(Drivers::None);
     let mut group = c.benchmark_group("pingpong_unbuffered");
     configure(&mut group, n, 1.0, 3.0);
     group.bench_function("gort", |b| b.iter(|| gort_rt.run(move || gort_pingpong(n))));
@@ -786,7 +778,7 @@ async fn tokio_select2(n: usize) {
 fn select2(c: &mut Criterion) {
     let n = scaled(1_000_000);
     let gort_rt = gort_rt();
-    let rt = tokio_rt(false);
+    let rt = tokio_rt(Drivers::None);
     let mut group = c.benchmark_group("select2");
     configure(&mut group, n, 1.0, 3.0);
     group.bench_function("gort", |b| b.iter(|| gort_rt.run(move || gort_select2(n))));
@@ -854,7 +846,7 @@ async fn tokio_mpmc_4x4(n: usize, cap: usize) {
 
 fn mpmc_4x4(c: &mut Criterion) {
     let gort_rt = gort_rt();
-    let rt = tokio_rt(false);
+    let rt = tokio_rt(Drivers::None);
     for (name, n, cap) in [
         ("mpmc_4x4_cap128", scaled(2_000_000), 128),
         ("mpmc_4x4_cap0", scaled(500_000), 0),
@@ -940,7 +932,7 @@ fn skynet_1m_channels(c: &mut Criterion) {
     let size = scaled(1_000_000);
     let expected = sum_below(size);
     let gort_rt = gort_rt();
-    let rt = tokio_rt(false);
+    let rt = tokio_rt(Drivers::None);
     let mut group = c.benchmark_group("skynet_1m_channels");
     configure(&mut group, skynet_goroutines(size), 1.0, 5.0);
     group.bench_function("gort", |b| {

@@ -29,6 +29,8 @@
 //! four passes over the heap per cycle (clear, scan, finalize, drop) while four goroutines
 //! allocate, so the heap runs far past its goal (see `gort_gc` docs, "Costs and limits").
 
+mod common;
+use common::quick;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
@@ -36,10 +38,6 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion};
 use gort::gc::{self, Gc, GcCell};
-
-fn quick() -> bool {
-    std::env::var_os("GORT_BENCH_QUICK").is_some_and(|v| !v.is_empty() && v != "0")
-}
 
 fn test_mode() -> bool {
     std::env::args().any(|a| a == "--test")

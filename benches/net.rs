@@ -11,30 +11,16 @@
 //! `GORT_BENCH_QUICK=1` shrinks the workloads.
 
 mod common;
-use common::{cpus, quick, scaled};
+use common::{gort_rt, quick, scaled, tokio_rt, Drivers};
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
-use gort::runtime::{Builder, Runtime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MSG: usize = 64;
 const CONNS: usize = 100;
-
-fn gort_rt() -> Runtime {
-    static RT: std::sync::OnceLock<Runtime> = std::sync::OnceLock::new();
-    *RT.get_or_init(|| Builder::new().max_procs(cpus()).build())
-}
-
-fn tokio_rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cpus())
-        .enable_io()
-        .build()
-        .expect("tokio runtime")
-}
 
 /// A gort echo server for `conns` connections; returns its address.
 fn gort_echo_server(conns: usize) -> SocketAddr {
@@ -118,7 +104,7 @@ async fn tokio_echo(conns: usize, msgs: usize) {
 
 fn echo(c: &mut Criterion, name: &str, conns: usize, msgs: usize) {
     let gort = gort_rt();
-    let rt = tokio_rt();
+    let rt = tokio_rt(Drivers::Io);
     let mut g = c.benchmark_group(name);
     g.sample_size(10);
     g.sampling_mode(SamplingMode::Flat);

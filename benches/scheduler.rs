@@ -28,7 +28,7 @@
 //! (`GORT_BENCH_QUICK=1 cargo bench --bench scheduler -- --test`).
 
 mod common;
-use common::{quick, scaled, tokio_rt, tokio_run, SKYNET_DIV};
+use common::{quick, scaled, tokio_rt, tokio_run, Drivers, SKYNET_DIV};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -112,7 +112,7 @@ async fn tokio_spawn_many(n: usize) {
 fn spawn_1m(c: &mut Criterion) {
     let n = scaled(1_000_000);
     let gort_rt = Runtime::global();
-    let rt = tokio_rt(false);
+    let rt = tokio_rt(Drivers::None);
     let mut group = c.benchmark_group("spawn_1m");
     configure(&mut group, n, 8);
     group.bench_function("gort", |b| {
@@ -167,7 +167,7 @@ fn skynet_1m(c: &mut Criterion) {
     let size = scaled(1_000_000);
     let expected = size * (size - 1) / 2;
     let gort_rt = Runtime::global();
-    let rt = tokio_rt(false);
+    let rt = tokio_rt(Drivers::None);
     let mut group = c.benchmark_group("skynet_1m");
     configure(&mut group, skynet_goroutines(size), 12);
     group.bench_function("gort", |b| {
@@ -216,7 +216,7 @@ async fn tokio_chained(depth: usize) {
 fn chained_spawn_1m(c: &mut Criterion) {
     let depth = scaled(1_000_000);
     let gort_rt = Runtime::global();
-    let rt = tokio_rt(false);
+    let rt = tokio_rt(Drivers::None);
     let mut group = c.benchmark_group("chained_spawn_1m");
     configure(&mut group, depth, 5);
     group.bench_function("gort", |b| {
@@ -262,7 +262,7 @@ fn yield_1000x1000(c: &mut Criterion) {
     // 100x fewer yields in quick mode: 100 tasks x 100 yields.
     let (tasks, yields) = if quick() { (100, 100) } else { (1000, 1000) };
     let gort_rt = Runtime::global();
-    let rt = tokio_rt(false);
+    let rt = tokio_rt(Drivers::None);
     let mut group = c.benchmark_group("yield_1000x1000");
     configure(&mut group, tasks * yields, 5);
     group.bench_function("gort", |b| {

@@ -11,7 +11,7 @@
 //! `GORT_BENCH_QUICK=1` shortens the measurement for smoke runs.
 
 mod common;
-use common::{quick, tokio_rt};
+use common::{quick, tokio_rt, Drivers};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -57,7 +57,7 @@ fn tokio_sleeps(rt: &tokio::runtime::Runtime, iters: u64) -> Duration {
 
 fn sleep_50us(c: &mut Criterion) {
     let rt = gort::runtime::Builder::new().build();
-    let trt = tokio_rt(true);
+    let trt = tokio_rt(Drivers::Time);
     let mut g = configure(c, "sleep_50us");
     g.bench_function("gort", |b| b.iter_custom(|iters| gort_sleeps(&rt, iters)));
     g.bench_function("tokio", |b| {
@@ -68,7 +68,7 @@ fn sleep_50us(c: &mut Criterion) {
 
 fn sleep_50us_beside_yielders(c: &mut Criterion) {
     let rt = gort::runtime::Builder::new().build();
-    let trt = tokio_rt(true);
+    let trt = tokio_rt(Drivers::Time);
     let stop = Arc::new(AtomicBool::new(false));
     for _ in 0..4 {
         let s = stop.clone();

@@ -4,6 +4,9 @@
 #![allow(dead_code)]
 
 use std::future::Future;
+use std::sync::OnceLock;
+
+use gort::runtime::{Builder, Runtime};
 
 /// Children per skynet node, as in Go's anchor.
 pub const SKYNET_DIV: usize = 10;
@@ -27,12 +30,34 @@ pub fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// A multi-thread tokio runtime with a worker per CPU; `time` enables its timer driver.
-pub fn tokio_rt(time: bool) -> tokio::runtime::Runtime {
+/// The one explicit gort runtime a bench's gort drivers run on, with a P per CPU (a runtime lives
+/// until the process exits, so it is built once).
+pub fn gort_rt() -> Runtime {
+    static RT: OnceLock<Runtime> = OnceLock::new();
+    *RT.get_or_init(|| Builder::new().max_procs(cpus()).build())
+}
+
+/// Which of tokio's drivers a bench's runtime needs (each one it does not need would only add to
+/// tokio's park and unpark costs).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Drivers {
+    None,
+    Time,
+    Io,
+}
+
+/// A multi-thread tokio runtime with a worker per CPU and the given driver.
+pub fn tokio_rt(drivers: Drivers) -> tokio::runtime::Runtime {
     let mut b = tokio::runtime::Builder::new_multi_thread();
     b.worker_threads(cpus());
-    if time {
-        b.enable_time();
+    match drivers {
+        Drivers::None => {}
+        Drivers::Time => {
+            b.enable_time();
+        }
+        Drivers::Io => {
+            b.enable_io();
+        }
     }
     b.build().expect("tokio runtime")
 }
