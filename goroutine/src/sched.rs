@@ -519,15 +519,10 @@ impl Sched {
             return None;
         }
         let from_user = ml.m.in_user.load(Ordering::Relaxed);
-        if from_user
-            && self.p(ml.p.get()).owner.load(Ordering::Relaxed) == pword(ml.m.id, P_SYSCALL)
-        {
-            // Inside `blocking(f)`: the P is on offer to other Ms; `f`'s runtime calls take the
-            // off-P paths, and `exitsyscall` takes the P back if nobody did.
-            return None;
-        }
         let held = if from_user {
-            self.leave_user(ml)
+            // Inside `blocking(f)` the P is on offer to other Ms: `f`'s runtime calls take the
+            // off-P paths, and `exitsyscall` takes the P back if nobody did.
+            self.leave_user(ml, true)
         } else {
             // In runtime code the P cannot be taken away: the word is ours.
             true
@@ -1324,7 +1319,7 @@ impl Sched {
                 stack::set_running_goroutine(*r.metadata());
                 self.enter_user(ml);
                 r.run();
-                self.leave_user(ml);
+                self.leave_user(ml, false);
                 stack::set_running_goroutine(0);
             }
         }
@@ -1340,7 +1335,11 @@ impl Sched {
     /// Back from user code: the M confirms it still holds its P (see "Taking a P from user code").
     /// Returns `false`, with `ml.p` cleared, if the P was retaken meanwhile (or given up by a
     /// blocking section that found no P on its way out).
-    fn leave_user(&self, ml: &MLocal) -> bool {
+    ///
+    /// With `in_blocking_call`, a P this M left on offer in a blocking section (`P_SYSCALL`) is not
+    /// held but stays claimed (`ml.p` kept): the caller is a runtime call made inside `blocking(f)`,
+    /// which goes back to the blocking section.
+    fn leave_user(&self, ml: &MLocal, in_blocking_call: bool) -> bool {
         ml.m.in_user.store(false, Ordering::Relaxed);
         crate::fence::light();
         let pid = ml.p.get();
@@ -1363,6 +1362,9 @@ impl Sched {
             w = owner.load(Ordering::Acquire);
         }
         let kept = w == mine;
+        if !kept && in_blocking_call && w == pword(ml.m.id, P_SYSCALL) {
+            return false;
+        }
         if !kept {
             ml.p.set(NO_P);
             if ml.spinning.replace(false) {
@@ -1384,7 +1386,7 @@ impl Sched {
             g.running.store(true, Ordering::Relaxed);
             let result = coroutine.resume(());
             g.running.store(false, Ordering::Relaxed);
-            let kept = self.leave_user(ml);
+            let kept = self.leave_user(ml, false);
             ml.curg.set(std::ptr::null());
             stack::set_running_goroutine(0);
             match result {
