@@ -5,9 +5,11 @@
 //! A run is Go's `selectgo` under the commit protocol of `protocol.rs`:
 //!
 //! 1. Shuffle the cases (the *poll order*; uniform, so among ready cases each fires with equal
-//!    chance) and sort the enabled ones by channel address (the *lock order*; duplicates locked once).
-//! 2. First, try each case in poll order with only its own channel locked: the first ready one
-//!    fires (see 3 for what firing does). Nothing ready: the full round.
+//!    chance).
+//! 2. First, try each case in poll order with only its own channel locked (`Case::try_alone`, one
+//!    dynamic call per case): the first ready one fires (see 3 for what firing does). Nothing
+//!    ready: sort the enabled cases by channel address (the *lock order*; duplicates locked once)
+//!    and go on to the full round.
 //! 3. Lock every channel in lock order; try each case in poll order. The first ready one fires: a
 //!    receive takes its value, a send takes a reservation (its message is evaluated by the caller
 //!    after the run returns). A receive that meets a waiting lazy sender binds to it and waits for
@@ -89,6 +91,54 @@ pub trait Case: sealed::Sealed {
     /// # Safety
     /// Owner only.
     unsafe fn accept(&self, state: usize);
+
+    /// The fast path's try of the case, with only its own channel locked: locks, fires if ready,
+    /// unlocks and wakes the partners. A receive bound to a lazy sender (`Alone::Bound`) has its
+    /// waiter linked claimed in place and the current goroutine's waker stored in `cx`; the caller
+    /// waits for the value.
+    ///
+    /// One dynamic call per case, and `fire`'s result never leaves this frame (it is inlined here
+    /// for each case type): the fast path of a select over ready channels is a few branches around
+    /// one lock.
+    ///
+    /// # Safety
+    /// As `fire`, with no lock held by the caller.
+    #[inline]
+    unsafe fn try_alone(&self, cx: &Context, index: usize) -> Alone {
+        // SAFETY: one lock, released on every path below; the rest per this method's contract.
+        unsafe {
+            self.lock();
+            match self.fire(cx, index) {
+                Fire::No => {
+                    self.unlock();
+                    Alone::No
+                }
+                Fire::Now(wakers) => {
+                    self.unlock();
+                    wakers.wake();
+                    Alone::Fired
+                }
+                Fire::Bound(wakers) => {
+                    cx.set_waker(sys::current_waker());
+                    self.unlock();
+                    wakers.wake();
+                    Alone::Bound
+                }
+            }
+        }
+    }
+}
+
+/// What [`Case::try_alone`] did (hidden plumbing).
+#[doc(hidden)]
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Alone {
+    /// Not ready (or disabled): nothing done.
+    No,
+    /// The case fired, its partners are woken.
+    Fired,
+    /// A receive bound itself to a lazy sender's reservation: wait for the value.
+    Bound,
 }
 
 /// Converts `recv(...)`'s argument into the receiver it names (`None` disables the case, like
@@ -222,6 +272,7 @@ impl<'a, T> RecvCase<'a, T> {
         match self.outcome.get() {
             // SAFETY: the case fired and its waiter is off every queue: the slot is ours.
             VALUE => {
+                self.outcome.set(PENDING); // taken here: nothing for `drop` to put back
                 Ok(unsafe { self.w.take() }.expect("gort: a fired select case lost its value"))
             }
             SHUT => Err(RecvError),
@@ -252,6 +303,7 @@ impl<T> Case for RecvCase<'_, T> {
         }
     }
 
+    #[inline(always)] // into `try_alone`: its result then stays in registers
     unsafe fn fire(&self, cx: &Context, index: usize) -> Fire {
         let Some(chan) = self.chan else {
             return Fire::No;
@@ -304,10 +356,18 @@ impl<T> Case for RecvCase<'_, T> {
 }
 
 impl<T> Drop for RecvCase<'_, T> {
+    #[inline]
     fn drop(&mut self) {
         if self.outcome.get() != VALUE {
             return;
         }
+        self.put_back();
+    }
+}
+
+impl<T> RecvCase<'_, T> {
+    #[cold]
+    fn put_back(&self) {
         // A value received for a select that was dropped before it returned (async cancellation):
         // put it back at the front of its channel.
         // SAFETY: the case fired and its waiter is off every queue: the slot is ours.
@@ -396,6 +456,7 @@ impl<T> Case for SendCase<'_, T> {
         }
     }
 
+    #[inline(always)] // as `RecvCase::fire`
     unsafe fn fire(&self, _cx: &Context, _index: usize) -> Fire {
         let Some(chan) = self.chan else {
             return Fire::No;
@@ -438,10 +499,18 @@ impl<T> Case for SendCase<'_, T> {
 }
 
 impl<T> Drop for SendCase<'_, T> {
+    #[inline]
     fn drop(&mut self) {
         if self.outcome.get() != HELD {
             return;
         }
+        self.give_back();
+    }
+}
+
+impl<T> SendCase<'_, T> {
+    #[cold]
+    fn give_back(&self) {
         // The case fired but its message never came (the expression panicked, or an async select was
         // dropped): give the reservation back.
         let chan = self.chan.expect("gort: a disabled select case fired");
@@ -486,16 +555,38 @@ struct Orders<const N: usize> {
     enabled: usize,
 }
 
-impl<const N: usize> Orders<N> {
-    fn new<C: Case + ?Sized>(cases: &[&C; N]) -> Orders<N> {
-        let mut poll = [0; N];
-        // Inside-out Fisher-Yates: a uniform permutation.
-        let mut dice = sys::Dice::new();
+/// A uniformly random poll order over `N` cases (inside-out Fisher-Yates).
+#[inline]
+fn shuffled<const N: usize>() -> [usize; N] {
+    let mut dice = sys::Dice::new();
+    let mut poll = [0; N];
+    if N <= 16 {
+        // The permutation as 4-bit entries of one register: each step's read of entry `j` then
+        // depends on the previous step through a register, not through a store to the stack and a
+        // load of it (a chain of store-to-load forwards that cost most of a small select's shuffle).
+        let mut packed = 0u64;
+        for i in 0..N {
+            let j = dice.below(i + 1);
+            let moved = (packed >> (4 * j)) & 0xf;
+            packed = (packed & !(0xf << (4 * i))) | (moved << (4 * i));
+            packed = (packed & !(0xf << (4 * j))) | ((i as u64) << (4 * j));
+        }
+        for (i, p) in poll.iter_mut().enumerate() {
+            *p = ((packed >> (4 * i)) & 0xf) as usize;
+        }
+    } else {
         for i in 0..N {
             let j = dice.below(i + 1);
             poll[i] = poll[j];
             poll[j] = i;
         }
+    }
+    poll
+}
+
+impl<const N: usize> Orders<N> {
+    /// The orders of a run polling `cases` in `poll` order (see [`shuffled`]).
+    fn new<C: Case + ?Sized>(cases: &[&C; N], poll: [usize; N]) -> Orders<N> {
         let mut ids = [0; N];
         for (id, case) in ids.iter_mut().zip(cases) {
             *id = case.id();
@@ -520,11 +611,6 @@ impl<const N: usize> Orders<N> {
             ids,
             enabled,
         }
-    }
-
-    /// Whether case `i` takes part (its channel is not `None`).
-    fn is_enabled(&self, i: usize) -> bool {
-        self.ids[i] != 0
     }
 
     fn locked(&self) -> &[usize] {
@@ -614,48 +700,58 @@ unsafe fn settle<C: Case + ?Sized>(
             cx.set_waker(sys::current_waker());
             unlock();
             wakers.wake();
-            let s = wait_guarded(cx, None, WaitReason::Select);
-            match protocol::tag(s) {
-                DONE => {
-                    // SAFETY: `DONE` was published by the claimer, which unlinked our waiter.
-                    unsafe { case.accept(s) };
-                    Some(Settled::Fired(i))
-                }
-                RETRY => Some(Settled::Retry),
-                _ => unreachable!("gort: a bound select woke in state {s:#x}"),
-            }
+            // SAFETY: bound just now, the locks released.
+            Some(unsafe { wait_bound(case, i, cx) })
         }
+    }
+}
+
+/// Waits for the value promised to receive case `i`, bound to a lazy sender's reservation.
+///
+/// # Safety
+/// The case's waiter is linked claimed in place for `cx`, whose waker is set; no lock is held.
+unsafe fn wait_bound<C: Case + ?Sized>(case: &C, i: usize, cx: &Context) -> Settled {
+    let s = wait_guarded(cx, None, WaitReason::Select);
+    match protocol::tag(s) {
+        DONE => {
+            // SAFETY: `DONE` was published by the claimer, which unlinked our waiter.
+            unsafe { case.accept(s) };
+            Settled::Fired(i)
+        }
+        RETRY => Settled::Retry,
+        _ => unreachable!("gort: a bound select woke in state {s:#x}"),
     }
 }
 
 /// Runs a blocking `select!` over `cases`: returns the index of the case that fired, or `N` for
 /// `default` (hidden plumbing).
 pub fn select<const N: usize>(cases: [&dyn Case; N], mode: Mode) -> usize {
-    let orders = Orders::new(&cases);
-    if orders.enabled == 0 {
-        return idle(mode, N);
-    }
+    let poll = shuffled::<N>();
     let cx = Context::new();
     // The fast path (crossbeam's `try_select`): one channel locked at a time, in poll order. A case
     // found ready this way was ready when tried, and the first ready one in a uniform order is a
     // uniform choice among the ready ones, so nothing Go promises changes; but a select over
-    // busy channels (the common case in a pipeline) no longer locks them all.
-    for &i in &orders.poll {
-        if !orders.is_enabled(i) {
-            continue;
-        }
-        // SAFETY: one lock, paired below on every path; nothing of `cx` is linked yet, and a waiter
-        // bound here lives in the case, in place until unlinked by its claimer.
-        unsafe {
-            cases[i].lock();
-            let fire = cases[i].fire(&cx, i);
-            // `settle` unlocks the one lock taken above.
-            match settle(cases[i], i, fire, &cx, || cases[i].unlock()) {
-                None => cases[i].unlock(),
-                Some(Settled::Fired(i)) => return i,
-                Some(Settled::Retry) => break,
+    // busy channels (the common case in a pipeline) no longer locks them all, and the lock order
+    // is worked out only when the locked round needs it.
+    for &i in &poll {
+        // SAFETY: no lock held; nothing of `cx` is linked yet, and a waiter bound here lives in the
+        // case, in place until unlinked by its claimer.
+        match unsafe { cases[i].try_alone(&cx, i) } {
+            Alone::No => {}
+            Alone::Fired => {
+                sys::safe_point();
+                return i;
             }
+            // SAFETY: bound just now by `try_alone`, which released its lock.
+            Alone::Bound => match unsafe { wait_bound(cases[i], i, &cx) } {
+                Settled::Fired(i) => return i,
+                Settled::Retry => break,
+            },
         }
+    }
+    let orders = Orders::new(&cases, poll);
+    if orders.enabled == 0 {
+        return idle(mode, N);
     }
     'round: loop {
         // SAFETY (whole round): locks are paired and taken in address order; `cx` and the cases'
@@ -756,7 +852,7 @@ impl<'a, const N: usize> SelectFuture<'a, N> {
     /// A select over `cases`; with `nonblocking` (a `default` case) it resolves at the first poll.
     pub fn new(cases: [&'a (dyn Case + Sync); N], nonblocking: bool) -> SelectFuture<'a, N> {
         SelectFuture {
-            orders: Orders::new(&cases),
+            orders: Orders::new(&cases, shuffled()),
             cases,
             nonblocking,
             cx: Context::new(),
@@ -890,5 +986,58 @@ impl<const N: usize> Drop for SelectFuture<'_, N> {
 impl<const N: usize> fmt::Debug for SelectFuture<'_, N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SelectFuture").finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::shuffled;
+    use std::collections::HashMap;
+
+    #[test]
+    fn packed_shuffle_is_uniform() {
+        // Each of the 24 orders of 4 cases should come up about 1/24 of the time.
+        let runs = 240_000;
+        let mut counts: HashMap<[usize; 4], u32> = HashMap::new();
+        for _ in 0..runs {
+            *counts.entry(shuffled::<4>()).or_default() += 1;
+        }
+        assert_eq!(counts.len(), 24, "some orders never came up: {counts:?}");
+        let expected = f64::from(runs) / 24.0;
+        for (order, &c) in &counts {
+            // 10,000 expected per order, standard deviation ~98: 6% is over 6 sigma.
+            assert!(
+                (f64::from(c) - expected).abs() < expected * 0.06,
+                "order {order:?} came up {c} times, expected about {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn shuffles_are_permutations_at_every_size() {
+        fn check<const N: usize>() {
+            let mut first = [0usize; N];
+            for _ in 0..2_000 {
+                let mut order = shuffled::<N>();
+                for (k, &i) in order.iter().enumerate() {
+                    if i == 0 {
+                        first[k] += 1;
+                    }
+                }
+                order.sort_unstable();
+                assert!(
+                    order.iter().enumerate().all(|(k, &i)| k == i),
+                    "not a permutation of {N} cases: {order:?}"
+                );
+            }
+            // Case 0 lands in every position (the packed path's last entries included).
+            assert!(first.iter().all(|&c| c > 0), "N = {N}: {first:?}");
+        }
+        check::<1>();
+        check::<2>();
+        check::<15>();
+        check::<16>();
+        check::<17>();
+        check::<40>();
     }
 }
