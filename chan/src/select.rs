@@ -996,7 +996,8 @@ mod tests {
 
     #[test]
     fn packed_shuffle_is_uniform() {
-        // Each of the 24 orders of 4 cases should come up about 1/24 of the time.
+        // Each of the 24 orders of 4 cases should come up about 1/24 of the time (this also checks
+        // `sys::Dice`'s batched draws, which the shuffle takes its randomness from).
         let runs = 240_000;
         let mut counts: HashMap<[usize; 4], u32> = HashMap::new();
         for _ in 0..runs {
