@@ -28,7 +28,7 @@ use std::fmt;
 use std::future::Future;
 use std::marker::PhantomPinned;
 use std::pin::Pin;
-use std::task::Poll;
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::chan::{Chan, LazyStep, RecvStep};
@@ -94,8 +94,9 @@ pub trait Case: sealed::Sealed {
 
     /// The fast path's try of the case, with only its own channel locked: locks, fires if ready,
     /// unlocks and wakes the partners. A receive bound to a lazy sender (`Alone::Bound`) has its
-    /// waiter linked claimed in place and the current goroutine's waker stored in `cx`; the caller
-    /// waits for the value.
+    /// waiter linked claimed in place and a waker stored in `cx` (taken from `waker`, a task's waker
+    /// cloned before locking; `None`: the current goroutine's or thread's); the caller waits for the
+    /// value.
     ///
     /// One dynamic call per case, and `fire`'s result never leaves this frame (it is inlined here
     /// for each case type): the fast path of a select over ready channels is a few branches around
@@ -104,7 +105,7 @@ pub trait Case: sealed::Sealed {
     /// # Safety
     /// As `fire`, with no lock held by the caller.
     #[inline]
-    unsafe fn try_alone(&self, cx: &Context, index: usize) -> Alone {
+    unsafe fn try_alone(&self, cx: &Context, index: usize, waker: &mut Option<Waker>) -> Alone {
         // SAFETY: one lock, released on every path below; the rest per this method's contract.
         unsafe {
             self.lock();
@@ -119,7 +120,7 @@ pub trait Case: sealed::Sealed {
                     Alone::Fired
                 }
                 Fire::Bound(wakers) => {
-                    cx.set_waker(sys::current_waker());
+                    cx.set_waker(waker.take().unwrap_or_else(sys::current_waker));
                     self.unlock();
                     wakers.wake();
                     Alone::Bound
@@ -736,7 +737,7 @@ pub fn select<const N: usize>(cases: [&dyn Case; N], mode: Mode) -> usize {
     for &i in &poll {
         // SAFETY: no lock held; nothing of `cx` is linked yet, and a waiter bound here lives in the
         // case, in place until unlinked by its claimer.
-        match unsafe { cases[i].try_alone(&cx, i) } {
+        match unsafe { cases[i].try_alone(&cx, i, &mut None) } {
             Alone::No => {}
             Alone::Fired => {
                 sys::safe_point();
@@ -913,7 +914,26 @@ impl<const N: usize> Future for SelectFuture<'_, N> {
                     }
                 }
                 _ => {
-                    let waker = task.waker().clone();
+                    // Foreign code: cloned before locking.
+                    let mut waker = Some(task.waker().clone());
+                    // The fast path, as in `select`.
+                    for &i in &orders.poll {
+                        // SAFETY: no lock held; nothing of `cx` is linked; the future is pinned, so
+                        // `cx` and the cases stay in place until a waiter bound here is unlinked
+                        // (by its claimer, or by the drop).
+                        match unsafe { cases[i].try_alone(cx, i, &mut waker) } {
+                            Alone::No => {}
+                            Alone::Fired => {
+                                this.phase.set(FINISHED);
+                                return Poll::Ready(i);
+                            }
+                            Alone::Bound => {
+                                this.phase.set(LINKED);
+                                return Poll::Pending;
+                            }
+                        }
+                    }
+                    let waker = waker.expect("gort: the fast path kept the waker");
                     // SAFETY: as in `select`; the future is pinned, so `cx` and the cases (borrowed
                     // for its whole life) stay in place until its drop unlinks everything.
                     unsafe {

@@ -193,6 +193,38 @@ fn select_async_waits_and_is_woken_by_a_goroutine() {
 }
 
 #[test]
+fn select_async_receive_binds_to_a_waiting_select_send() {
+    // A goroutine's select! send case waits on an unbuffered channel; its message is computed only
+    // once a receiver takes the case, so the async receive binds to it and waits for the value.
+    let (tx, rx) = bounded::<u32>(0);
+    let (go_tx, go_rx) = bounded::<u32>(0);
+    let sender = spawn(move || {
+        gort_chan::select! {
+            send(tx, go_rx.recv().unwrap() + 1) -> r => r.unwrap(),
+        }
+    });
+    gort_goroutine::time::sleep(Duration::from_millis(20)); // the select parks
+    let (counter, waker) = counting_waker();
+    let mut fut = pin!(async {
+        select_async! {
+            recv(rx) -> v => v.unwrap(),
+        }
+    });
+    assert!(
+        poll_once(fut.as_mut(), &waker).is_pending(),
+        "bound, waiting for the value"
+    );
+    go_tx.send(41).unwrap(); // the sender's message is ready now
+    sender.join().unwrap();
+    assert_eq!(
+        counter.0.load(Ordering::SeqCst),
+        1,
+        "the value's arrival woke the task"
+    );
+    assert_eq!(poll_once(fut.as_mut(), &waker), Poll::Ready(42));
+}
+
+#[test]
 fn dropped_select_async_loses_nothing() {
     let (tx1, rx1) = bounded::<u32>(0);
     let (_tx2, rx2) = bounded::<u32>(0);
