@@ -141,7 +141,9 @@
 //! released on the thread that took them, `!Send` handles from C libraries) across one. Read the
 //! thread-local again after the call instead. For state that belongs to a goroutine (a request id,
 //! a tracing span), declare it with [`goroutine_local!`]: each goroutine gets its own value, which
-//! follows it across threads and is dropped when it finishes.
+//! follows it across threads and is dropped when it finishes. Code that really needs one thread (a
+//! C library with thread-local state, per-thread OS settings) takes [`runtime::lock_os_thread`]:
+//! until its guard drops, the goroutine always resumes on the same thread, which runs nothing else.
 
 #![warn(missing_docs)]
 

@@ -21,6 +21,14 @@ fn child(scenario: &str) {
             let _helper = gort::go!(move || w.wait());
             wg.wait();
         }),
+        // The same, with the main goroutine locked to its thread: that thread, asleep waiting for
+        // it, counts as idle.
+        "deadlock-locked" => gort::__private::run_main(|| {
+            let _lock = gort::runtime::lock_os_thread();
+            let wg = WaitGroup::new();
+            wg.add(1);
+            wg.wait();
+        }),
         // A plain thread releases the main goroutine later: never a deadlock report.
         "plain-thread-wakes-main" => gort::__private::run_main(|| {
             let wg = WaitGroup::new();
@@ -101,19 +109,27 @@ fn main() {
     let mut passed = 0;
     let mut count = |ok: bool| passed += usize::from(ok);
 
-    let out = run("deadlock", &[]);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    let ok = out.status.code() == Some(2)
-        && err.contains("fatal error: all goroutines are asleep - deadlock!")
-        && err.contains("goroutine 1 [sync.WaitGroup.Wait")
-        && err.contains("created at tests/diagnostics.rs:");
-    count(ok);
-    check(
-        "deadlock_is_reported_with_a_dump_and_status_2",
-        ok,
-        || format!("{:?}\n{err}", out.status),
-        &mut failures,
-    );
+    for (scenario, name) in [
+        ("deadlock", "deadlock_is_reported_with_a_dump_and_status_2"),
+        (
+            "deadlock-locked",
+            "deadlock_of_a_goroutine_locked_to_its_thread_is_reported",
+        ),
+    ] {
+        let out = run(scenario, &[]);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        let ok = out.status.code() == Some(2)
+            && err.contains("fatal error: all goroutines are asleep - deadlock!")
+            && err.contains("goroutine 1 [sync.WaitGroup.Wait")
+            && err.contains("created at tests/diagnostics.rs:");
+        count(ok);
+        check(
+            name,
+            ok,
+            || format!("{:?}\n{err}", out.status),
+            &mut failures,
+        );
+    }
 
     for scenario in ["plain-thread-wakes-main", "timer-wakes-main"] {
         let out = run(scenario, &[]);

@@ -30,7 +30,7 @@ use std::cell::{Cell, UnsafeCell};
 use std::fmt;
 use std::num::NonZeroU64;
 use std::panic::Location;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use crate::erased::Erased;
@@ -110,6 +110,11 @@ pub(crate) struct G {
     /// Whether its stack is canary-protected, so `stack_check` must run after each switch out
     /// (false on guard-page stacks, the normal case).
     canary_check: Cell<bool>,
+    /// The id of the M (OS thread) this goroutine is locked to by `lock_os_thread`, 0 if none
+    /// (Go's `g.lockedm`). Written only by the goroutine itself, while it runs on that M; read by
+    /// that M when the goroutine switches out, and by any M that takes it from a run queue (the
+    /// queue orders the read after the write).
+    pub(crate) locked_m: AtomicU32,
     // ---- warm: touched by the goroutine itself and by wakers ----------------------------------
     /// Set by the goroutine's body when it first runs; valid until the coroutine returns. Only read on
     /// the goroutine's own stack.
@@ -135,11 +140,14 @@ pub(crate) struct G {
     entry: UnsafeCell<Erased<ENTRY_WORDS>>,
     /// Goroutine-local values (`local.rs`); touched only by the goroutine itself.
     locals: UnsafeCell<Locals>,
+    /// Live `OsThreadLock` guards of this goroutine (nesting); touched only by the goroutine itself.
+    pub(crate) lock_depth: Cell<u32>,
 }
 
-// SAFETY: `entry`, `entry_fn`, `coroutine`, `yielder`, `stack_check` and `locals` are only touched by
-// the one M that currently holds the G's scheduling reference (see the module docs), and the
-// hand-over between Ms goes through a run queue, whose atomics order the accesses. The closure, the
+// SAFETY: `entry`, `entry_fn`, `coroutine`, `yielder`, `stack_check`, `locals` and `lock_depth`
+// are only touched by the one M that currently holds the G's scheduling reference (see the module
+// docs), and the hand-over between Ms goes through a run queue (or, for a goroutine locked to its
+// thread, the M's `next_g` slot), whose atomics order the accesses. The closure, the
 // goroutine-local values (`Send` by their type bound) and the values living on the coroutine's stack
 // come from `Send + 'static` code; thread-bound state held across a park is the user-facing caveat
 // documented on the crate front page.
@@ -187,6 +195,8 @@ impl G {
             created_at: AtomicPtr::new(std::ptr::null_mut()),
             running: AtomicBool::new(false),
             locals: UnsafeCell::new(Locals::default()),
+            locked_m: AtomicU32::new(0),
+            lock_depth: Cell::new(0),
         }
     }
 
@@ -254,6 +264,8 @@ impl G {
         self.stack_check.set(None);
         self.join.reset();
         *self.wait_reason.get_mut() = WaitReason::Park as u8;
+        *self.locked_m.get_mut() = 0;
+        self.lock_depth.set(0);
     }
 
     /// The G's coroutine, created on `stack()` at the first call.

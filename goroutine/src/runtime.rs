@@ -118,6 +118,102 @@ pub fn current_id() -> Option<GoroutineId> {
     sched::current_id()
 }
 
+/// Locks the calling goroutine to the OS thread it runs on, until the returned guard drops (Go's
+/// `runtime.LockOSThread`/`UnlockOSThread`, with the unlock tied to a scope).
+///
+/// Meanwhile the goroutine resumes on this same thread after every park, yield or preemption, and
+/// the thread runs no other goroutine: thread-local state survives blocking calls, which is what
+/// thread-bound C libraries (OpenGL contexts, some database clients), per-thread OS settings
+/// (`setns`, signal masks, scheduling priority) and `std::thread_local!` values need. It is not a
+/// speed-up: each time the goroutine wakes, whichever thread picks it up hands it to its own thread
+/// (a futex wake-up), and the locked thread counts against [`Builder::max_threads`].
+///
+/// Guards nest: the goroutine stays locked until the last one drops. The guard is `!Send` and
+/// must be dropped by the goroutine that made it; a goroutine that ends while locked (its guard
+/// leaked with `mem::forget`) gives the thread back to the scheduler. Called from a plain thread or
+/// inside an async task's poll (neither moves between threads while it runs), the guard does
+/// nothing.
+///
+/// ```
+/// gort_goroutine::runtime::Runtime::global().run(|| {
+///     let _lock = gort_goroutine::runtime::lock_os_thread();
+///     let thread = std::thread::current().id();
+///     for _ in 0..100 {
+///         gort_goroutine::time::sleep(std::time::Duration::from_micros(50));
+///         gort_goroutine::yield_now();
+///         assert_eq!(std::thread::current().id(), thread);
+///     }
+/// });
+/// ```
+pub fn lock_os_thread() -> OsThreadLock {
+    let locked = sched::current_m().and_then(|m| {
+        let g = m.curg.get();
+        // SAFETY: the current G is alive while it runs, and this code runs on it.
+        let g = unsafe { g.as_ref() }?;
+        let depth = g.lock_depth.get();
+        if depth == 0 {
+            g.locked_m
+                .store(m.id(), std::sync::atomic::Ordering::Relaxed);
+        }
+        g.lock_depth.set(
+            depth
+                .checked_add(1)
+                .expect("gort: lock_os_thread nested more than u32::MAX times"),
+        );
+        Some(g.id)
+    });
+    OsThreadLock {
+        goroutine: locked,
+        _not_send: std::marker::PhantomData,
+    }
+}
+
+/// Keeps the goroutine that made it locked to its OS thread; see [`lock_os_thread`].
+///
+/// It cannot leave its goroutine:
+///
+/// ```compile_fail
+/// fn send_to_another_goroutine<T: Send>(_: T) {}
+/// send_to_another_goroutine(gort_goroutine::runtime::lock_os_thread());
+/// ```
+#[must_use = "the goroutine is unlocked as soon as the guard drops"]
+pub struct OsThreadLock {
+    /// The locked goroutine; `None` for a guard made off a goroutine (it does nothing).
+    goroutine: Option<GoroutineId>,
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl Drop for OsThreadLock {
+    fn drop(&mut self) {
+        let Some(id) = self.goroutine else { return };
+        let g = crate::g::current_g();
+        // SAFETY: the current G is alive while it runs, and this code runs on it.
+        match unsafe { g.as_ref() } {
+            Some(g) if g.id == id => {
+                let depth = g.lock_depth.get() - 1;
+                g.lock_depth.set(depth);
+                if depth == 0 {
+                    g.locked_m.store(0, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            // The guard is `!Send`, so this takes a detour through thread-local storage; the
+            // goroutine it names is gone (or elsewhere) and was unlocked when it ended.
+            _ if std::thread::panicking() => {}
+            _ => {
+                panic!("gort: an OsThreadLock of goroutine {id} was dropped outside that goroutine")
+            }
+        }
+    }
+}
+
+impl fmt::Debug for OsThreadLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OsThreadLock")
+            .field("goroutine", &self.goroutine)
+            .finish()
+    }
+}
+
 /// A goroutine dump of the current runtime, as Go prints on SIGQUIT: for each live goroutine its id,
 /// its state (`running`, `runnable`, or what it waits for — `chan receive`, `sleep`, `IO wait`,
 /// `select`, ... — and for how long) and where it was spawned.

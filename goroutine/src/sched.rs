@@ -57,10 +57,23 @@
 //! The fence pairing guarantees the M's read of the word and sysmon's read of the flag cannot
 //! both miss the other side's write, so a P is never used by two Ms at once; the M's fast path
 //! is two plain stores and a load, with no locked instruction.
+//!
+//! # Goroutines locked to their thread (`lock_os_thread`)
+//! Go's `LockOSThread`: a locked G runs only on its M (`G::locked_m`), and that M runs nothing
+//! else. The G still travels through the run queues like any other, so P accounting and fairness
+//! do not change; the difference is who runs it:
+//! * When the locked G switches out (parks, yields, is preempted, loses its P), its M hands its P
+//!   on (`handoffp`) and sleeps on its note, counted idle (`stoplockedm`).
+//! * An M that takes a G locked to another M from a run queue does not run it: it hands the G and
+//!   its own P to that M through `M::next_g`/`M::next_p`, wakes it, and goes looking for a P again
+//!   (`startlockedm`). The locked M resumes with both and runs the G (`MLocal::handed`).
+//!
+//! Each hand-over costs a futex wake-up and a sleep: locking a thread is for code that needs one
+//! (thread-local state of C libraries, per-thread OS settings), not for speed.
 
 use std::cell::{Cell, UnsafeCell};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use corosensei::CoroutineResult;
@@ -347,6 +360,9 @@ pub(crate) struct M {
     preempt: AtomicBool,
     /// Set while this M blocks in the network poller instead of on `note` (see `wake_m`).
     polling: AtomicBool,
+    /// The G locked to this M, handed over by `startlockedm` with a P in `next_p` (its
+    /// scheduling reference, `Arc::into_raw`; null: none).
+    next_g: AtomicPtr<G>,
 }
 
 /// An M's private half, living on its thread's stack for the life of the thread.
@@ -359,6 +375,15 @@ pub(crate) struct MLocal {
     /// The G this M is running right now (null in the scheduler loop and in task polls): what
     /// `g::current_g` returns, kept here so that it costs no thread-local of its own.
     pub(crate) curg: Cell<*const G>,
+    /// The locked G that `stoplockedm` was handed, for the scheduler loop to run next.
+    handed: Cell<Option<RunItem>>,
+}
+
+impl MLocal {
+    /// This M's id (what `G::locked_m` records).
+    pub(crate) fn id(&self) -> u32 {
+        self.m.id
+    }
 }
 
 thread_local! {
@@ -839,6 +864,7 @@ impl Sched {
             in_user: AtomicBool::new(false),
             preempt: AtomicBool::new(false),
             polling: AtomicBool::new(false),
+            next_g: AtomicPtr::new(std::ptr::null_mut()),
         });
         crate::lock(&self.allm).push(m.clone());
         let sched: &'static Sched = self;
@@ -867,10 +893,14 @@ impl Sched {
             spinning: Cell::new(spinning),
             rng: Cell::new(seed),
             curg: Cell::new(std::ptr::null()),
+            handed: Cell::new(None),
         };
         CURRENT_M.with(|c| c.set(&ml));
         loop {
-            let (item, inherit) = self.find_runnable(&ml);
+            let (item, inherit) = match ml.handed.take() {
+                Some(item) => (item, false),
+                None => self.find_runnable(&ml),
+            };
             if ml.spinning.get() {
                 self.reset_spinning(&ml);
             }
@@ -900,15 +930,10 @@ impl Sched {
     /// Go's `stopm`: sleeps in the idle list until `startm` hands this M a P, or until the earliest
     /// timer is due if this M is the runtime's timer sleeper. Returns with a P from `startm`, or with
     /// none after a timer wake-up (the caller then looks for an idle P).
-    fn stopm(&self, ml: &MLocal) {
+    fn stopm(&'static self, ml: &MLocal) {
         debug_assert_eq!(ml.p.get(), NO_P);
         self.lock().midle.push(ml.m.clone());
-        let idle = self.idle_threads.fetch_add(1, Ordering::SeqCst) + 1;
-        if idle == self.threads.load(Ordering::SeqCst) && self.main_running.load(Ordering::SeqCst) {
-            // The last M to fall asleep: have sysmon look for a deadlock (Go's `checkdead`,
-            // which `mput` calls).
-            crate::sysmon::wake(ml.sched);
-        }
+        self.count_idle_m();
         loop {
             // Only an M that will find an idle P on waking sleeps until the timer: when every P is
             // busy, their Ms run the timers as they schedule, and a timed wake-up could only
@@ -983,6 +1008,65 @@ impl Sched {
             drop(l);
             ready.into_iter().for_each(std::task::Waker::wake);
         }
+    }
+
+    /// Counts the calling M as asleep (in `idle_threads`). The last M to fall asleep has sysmon look
+    /// for a deadlock (Go's `checkdead`, which `mput` calls).
+    fn count_idle_m(&'static self) {
+        let idle = self.idle_threads.fetch_add(1, Ordering::SeqCst) + 1;
+        if idle == self.threads.load(Ordering::SeqCst) && self.main_running.load(Ordering::SeqCst) {
+            crate::sysmon::wake(self);
+        }
+    }
+
+    /// Go's `stoplockedm`: the G locked to this M switched out (it is parked or queued). Hands the
+    /// M's P on, if it still has one, and sleeps until `startlockedm` hands the G back with a P;
+    /// the scheduler loop then runs it (`MLocal::handed`).
+    fn stoplockedm(&'static self, ml: &MLocal) {
+        let pid = ml.p.replace(NO_P);
+        if pid != NO_P {
+            // Not in user code, so sysmon leaves the word alone; `handoffp` takes it from here.
+            self.p(pid)
+                .owner
+                .store(pword(SYSMON_M, P_HELD), Ordering::Release);
+            self.handoffp(pid);
+        }
+        if ml.spinning.replace(false) {
+            self.nmspinning.fetch_sub(1, Ordering::SeqCst);
+        }
+        self.count_idle_m();
+        let g = loop {
+            ml.m.note.sleep();
+            let g = ml.m.next_g.swap(std::ptr::null_mut(), Ordering::Acquire);
+            if !g.is_null() {
+                break g;
+            }
+        };
+        self.idle_threads.fetch_sub(1, Ordering::SeqCst);
+        let handed = ml.m.next_p.swap(0, Ordering::Acquire);
+        assert_ne!(
+            handed, 0,
+            "gort: a locked goroutine was handed over without a P"
+        );
+        ml.p.set(handed - 1);
+        ml.handed.set(Some(RunItem::from_g_raw(g)));
+    }
+
+    /// Go's `startlockedm`: `g` came out of a run queue but is locked to M `m_id`. Hands it and this
+    /// M's P to that M and wakes it; this M goes back to the scheduler loop without a P.
+    fn startlockedm(&'static self, ml: &MLocal, g: Arc<G>, m_id: u32) {
+        let m = self
+            .m_by_id(m_id)
+            .expect("gort: a goroutine is locked to an M that does not exist");
+        let pid = ml.p.replace(NO_P);
+        self.p(pid)
+            .owner
+            .store(pword(m_id, P_HELD), Ordering::Release);
+        m.next_p.store(pid + 1, Ordering::Relaxed);
+        // Release: the locked M reads `next_p` (and the P's state) after it sees the G.
+        m.next_g
+            .store(Arc::into_raw(g).cast_mut(), Ordering::Release);
+        m.note.wake();
     }
 
     /// Netpoll hook: goroutines a poll readied start a new time slice. They are readied into
@@ -1314,7 +1398,14 @@ impl Sched {
         ml.m.preempt.store(false, Ordering::Relaxed);
         // SAFETY: the item came out of a run queue, which owns what it points at.
         match unsafe { item.into_work() } {
-            Work::G(g) => self.execute(ml, g),
+            Work::G(g) => {
+                let locked_to = g.locked_m.load(Ordering::Relaxed);
+                if locked_to != 0 && locked_to != ml.m.id {
+                    self.startlockedm(ml, g, locked_to);
+                } else if self.execute(ml, g) {
+                    self.stoplockedm(ml);
+                }
+            }
             Work::Task(r) => {
                 stack::set_running_goroutine(*r.metadata());
                 self.enter_user(ml);
@@ -1374,8 +1465,9 @@ impl Sched {
         kept
     }
 
-    /// Go's `execute`: switches to `g` and handles why it came back.
-    fn execute(&'static self, ml: &MLocal, g: Arc<G>) {
+    /// Go's `execute`: switches to `g` and handles why it came back. Returns whether `g` switched
+    /// out locked to this M (the caller then waits for it, `stoplockedm`).
+    fn execute(&'static self, ml: &MLocal, g: Arc<G>) -> bool {
         let gp = Arc::as_ptr(&g);
         loop {
             ml.curg.set(gp);
@@ -1389,6 +1481,8 @@ impl Sched {
             let kept = self.leave_user(ml, false);
             ml.curg.set(std::ptr::null());
             stack::set_running_goroutine(0);
+            // Read before the G can be woken elsewhere; only the G itself changes it.
+            let locked = g.locked_m.load(Ordering::Relaxed) == ml.m.id;
             match result {
                 CoroutineResult::Yield(why) => {
                     g.check_stack();
@@ -1407,7 +1501,7 @@ impl Sched {
                                 // The park keeps the scheduling reference; the waker that wins
                                 // PARKED -> RUNNING turns it back into a run queue entry.
                                 std::mem::forget(g);
-                                return;
+                                return locked;
                             }
                             Err(_) => {
                                 // A wake arrived before we could park: consume it, run again.
@@ -1429,10 +1523,13 @@ impl Sched {
                         // serialize yield-heavy programs on that lock.
                         self.runqput(self.p(ml.p.get()), RunItem::from_g(g), false);
                     }
-                    return;
+                    return locked;
                 }
                 CoroutineResult::Return(()) => {
                     g.check_stack();
+                    // A goroutine that ends locked (its guard leaked) leaves the thread to the
+                    // scheduler, as if it had unlocked.
+                    g.locked_m.store(0, Ordering::Relaxed);
                     // SAFETY: as above; the coroutine has finished, so its stack can be reused.
                     let finished = unsafe { g.take_coroutine() };
                     if kept {
@@ -1449,7 +1546,7 @@ impl Sched {
                         }
                         self.offp_exited.fetch_add(1, Ordering::Relaxed);
                     }
-                    return;
+                    return false;
                 }
             }
         }
