@@ -50,6 +50,15 @@ fn child(scenario: &str) {
             eprintln!("ready sleeper={}", sleeper.id());
             gort::time::sleep(Duration::from_secs(60));
         }),
+        // A goroutine parked in a named function; main prints the dump.
+        "waitstacks" => gort::__private::run_main(|| {
+            let (tx, rx) = gort::chan::bounded::<u32>(0);
+            let waiter = gort::go!(move || parked_in_a_named_function(rx));
+            gort::time::sleep(Duration::from_millis(50));
+            eprintln!("{}", gort::runtime::dump());
+            tx.send(1).unwrap();
+            waiter.join().unwrap();
+        }),
         "schedtrace" => gort::__private::run_main(|| {
             let until = std::time::Instant::now() + Duration::from_millis(200);
             while std::time::Instant::now() < until {
@@ -77,6 +86,11 @@ fn child(scenario: &str) {
     } else {
         1
     });
+}
+
+#[inline(never)]
+fn parked_in_a_named_function(rx: gort::chan::Receiver<u32>) {
+    assert_eq!(rx.recv(), Ok(1));
 }
 
 fn run(scenario: &str, env: &[(&str, &str)]) -> Output {
@@ -179,6 +193,23 @@ fn main() {
     count(ok);
     check(
         "the_thread_limit_ends_the_program_with_a_clear_error",
+        ok,
+        || format!("{:?}\n{err}", out.status),
+        &mut failures,
+    );
+
+    let out = run("waitstacks", &[("GORT_DEBUG", "waitstacks=1")]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let ok = out.status.success()
+        && err.contains("[chan receive")
+        && err.contains("parked_in_a_named_function")
+        && err.contains("diagnostics.rs:")
+        && err.contains("\n        at ")
+        && !err.contains("record_wait_stack")
+        && !err.contains("run_entry");
+    count(ok);
+    check(
+        "waitstacks_puts_the_park_stack_in_dumps",
         ok,
         || format!("{:?}\n{err}", out.status),
         &mut failures,

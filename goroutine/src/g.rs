@@ -134,6 +134,9 @@ pub(crate) struct G {
     pub(crate) wait_since: AtomicU64,
     /// Where it was spawned.
     created_at: AtomicPtr<Location<'static>>,
+    /// The stack of its last park, with `GORT_DEBUG=waitstacks=1` (written by the goroutine as it
+    /// parks, read by dumps).
+    wait_stack: std::sync::Mutex<Option<std::backtrace::Backtrace>>,
     /// The closure, until the G first runs. A G that waits in a run queue has no stack yet: it gets
     /// one (warm, from the running P's cache) when it starts, so a burst of spawns costs a G each
     /// rather than a cold stack page each.
@@ -193,6 +196,7 @@ impl G {
             wait_reason: AtomicU8::new(WaitReason::Park as u8),
             wait_since: AtomicU64::new(0),
             created_at: AtomicPtr::new(std::ptr::null_mut()),
+            wait_stack: std::sync::Mutex::new(None),
             running: AtomicBool::new(false),
             locals: UnsafeCell::new(Locals::default()),
             locked_m: AtomicU32::new(0),
@@ -215,9 +219,29 @@ impl G {
         unsafe { p.cast_const().as_ref() }
     }
 
-    /// Records why the goroutine is about to park.
+    /// Records why the goroutine is about to park (and, with `GORT_DEBUG=waitstacks=1`, where).
     pub(crate) fn set_wait_reason(&self, reason: WaitReason) {
         self.wait_reason.store(reason as u8, Ordering::Relaxed);
+        if self.sched.wait_stacks {
+            self.record_wait_stack();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn record_wait_stack(&self) {
+        let stack = std::backtrace::Backtrace::force_capture();
+        *crate::lock(&self.wait_stack) = Some(stack);
+    }
+
+    /// The recorded stack of the goroutine's last park, as dumps print it: one frame a line pair,
+    /// from the park down to the goroutine's entry (the capture itself and the scheduler's frames
+    /// below the entry are cut). `None` unless `GORT_DEBUG=waitstacks=1`.
+    pub(crate) fn wait_stack(&self) -> Option<String> {
+        let guard = crate::lock(&self.wait_stack);
+        let text = guard.as_ref()?.to_string();
+        drop(guard);
+        Some(trim_wait_stack(&text))
     }
 
     pub(crate) fn wait_reason(&self) -> WaitReason {
@@ -366,6 +390,64 @@ impl JoinSource for G {
     fn release(self: Arc<Self>) {
         self.sched.gfput(self);
     }
+}
+
+/// Cuts a captured park stack (std's `Backtrace` display: a `N: symbol` line per frame, followed by
+/// its `at file:line` line) to the frames between the capture and the goroutine's closure: the
+/// capture itself above, and below the closure the entry's `catch_unwind` wrapper and the
+/// scheduler. Indented as Go indents tracebacks.
+fn trim_wait_stack(text: &str) -> String {
+    /// Frames of the capture, dropped with everything above them.
+    const CAPTURE: [&str; 3] = [
+        "std::backtrace",
+        "gort_goroutine::g::G::record_wait_stack",
+        "gort_goroutine::g::G::set_wait_reason",
+    ];
+    /// Frames of the goroutine entry's `catch_unwind`, dropped when they end the stack.
+    const ENTRY: [&str; 4] = [
+        "<core::panic::unwind_safe::AssertUnwindSafe",
+        "std::panicking::catch_unwind",
+        "std::panic::catch_unwind",
+        "std::panicking::try",
+    ];
+    let mut frames: Vec<(&str, Vec<&str>)> = Vec::new();
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        let frame = trimmed
+            .split_once(':')
+            .filter(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if let Some((_, symbol)) = frame {
+            let symbol = symbol.trim();
+            if symbol.starts_with("gort_goroutine::g::run_entry") {
+                break;
+            }
+            if CAPTURE.iter().any(|c| symbol.starts_with(c)) {
+                frames.clear();
+            } else {
+                frames.push((symbol, Vec::new()));
+            }
+        } else if let (Some(last), true) = (frames.last_mut(), trimmed.starts_with("at ")) {
+            last.1.push(trimmed);
+        }
+    }
+    while frames
+        .last()
+        .is_some_and(|(symbol, _)| ENTRY.iter().any(|e| symbol.starts_with(e)))
+    {
+        frames.pop();
+    }
+    let mut out = String::new();
+    for (symbol, at) in frames {
+        out.push_str("    ");
+        out.push_str(symbol);
+        out.push('\n');
+        for a in at {
+            out.push_str("        ");
+            out.push_str(a);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// The goroutine running on this thread, if any (null on an M's scheduler loop, in an async task,

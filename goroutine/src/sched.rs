@@ -216,23 +216,42 @@ impl NewG<'_> {
     }
 }
 
-/// Reads `GORT_DEBUG`: comma-separated `key=value` settings as Go's `GODEBUG`; `schedtrace=MS` is
-/// the one gort knows. Anything malformed is reported once on stderr and ignored.
-fn schedtrace_from_env() -> Option<std::time::Duration> {
-    let v = std::env::var("GORT_DEBUG").ok()?;
-    let mut every = None;
+/// The `GORT_DEBUG` settings (comma-separated `key=value`, as Go's `GODEBUG`).
+#[derive(Default)]
+struct DebugSettings {
+    /// `schedtrace=MS`: sysmon prints a scheduler line every MS ms.
+    schedtrace: Option<std::time::Duration>,
+    /// `waitstacks=1`: every park records its stack, and goroutine dumps print it.
+    wait_stacks: bool,
+}
+
+/// Reads `GORT_DEBUG`. Anything malformed is reported once on stderr and ignored.
+fn debug_settings_from_env() -> DebugSettings {
+    let mut settings = DebugSettings::default();
+    let Ok(v) = std::env::var("GORT_DEBUG") else {
+        return settings;
+    };
     for item in v.split(',').filter(|s| !s.trim().is_empty()) {
         match item.trim().split_once('=') {
             Some(("schedtrace", ms)) => match ms.trim().parse::<u64>() {
-                Ok(ms) if ms > 0 => every = Some(std::time::Duration::from_millis(ms)),
+                Ok(ms) if ms > 0 => {
+                    settings.schedtrace = Some(std::time::Duration::from_millis(ms));
+                }
                 _ => eprintln!(
                     "gort: GORT_DEBUG: schedtrace wants a number of milliseconds, got {ms:?}"
                 ),
             },
-            _ => eprintln!("gort: GORT_DEBUG: unknown setting {item:?} (known: schedtrace=MS)"),
+            Some(("waitstacks", on)) => match on.trim() {
+                "0" => settings.wait_stacks = false,
+                "1" => settings.wait_stacks = true,
+                _ => eprintln!("gort: GORT_DEBUG: waitstacks wants 0 or 1, got {on:?}"),
+            },
+            _ => eprintln!(
+                "gort: GORT_DEBUG: unknown setting {item:?} (known: schedtrace=MS, waitstacks=1)"
+            ),
         }
     }
-    every
+    settings
 }
 
 /// A wait duration as dumps print it.
@@ -454,6 +473,8 @@ pub(crate) struct Sched {
     max_threads: usize,
     /// `GORT_DEBUG=schedtrace=MS`: sysmon prints a scheduler line every MS ms.
     schedtrace: Option<std::time::Duration>,
+    /// `GORT_DEBUG=waitstacks=1`: parks record their stacks for dumps (see `G::set_wait_reason`).
+    pub(crate) wait_stacks: bool,
     name: String,
 }
 
@@ -474,6 +495,7 @@ impl Sched {
         crate::panic::install_hook();
         crate::fence::init();
         let allp: Box<[OnceLock<Box<P>>]> = (0..MAX_PROCS).map(|_| OnceLock::new()).collect();
+        let debug = debug_settings_from_env();
         let sched = Box::leak(Box::new(Sched {
             allp,
             gomaxprocs: AtomicUsize::new(procs),
@@ -501,7 +523,8 @@ impl Sched {
             allgs: Mutex::new(std::collections::HashSet::new()),
             coarse_now: AtomicU64::new(0),
             main_running: AtomicBool::new(false),
-            schedtrace: schedtrace_from_env(),
+            schedtrace: debug.schedtrace,
+            wait_stacks: debug.wait_stacks,
             max_threads,
             name,
         }));
@@ -1852,13 +1875,22 @@ impl Sched {
                 let at = g
                     .created_at()
                     .map_or_else(|| "unknown".to_string(), |l| l.to_string());
-                rows.push((g.id.as_u64(), state, at));
+                let stack = if g.park_state.load(Ordering::Acquire) == g::PARKED {
+                    g.wait_stack()
+                } else {
+                    None
+                };
+                rows.push((g.id.as_u64(), state, at, stack));
             }
         }
         rows.sort();
         let mut out = String::new();
-        for (id, state, at) in rows {
-            let _ = write!(out, "goroutine {id} [{state}]:\ncreated at {at}\n\n");
+        for (id, state, at, stack) in rows {
+            let _ = writeln!(out, "goroutine {id} [{state}]:");
+            if let Some(stack) = stack {
+                out.push_str(&stack);
+            }
+            let _ = write!(out, "created at {at}\n\n");
         }
         out
     }
