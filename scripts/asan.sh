@@ -33,9 +33,10 @@ export RUSTFLAGS="-Zsanitizer=address${RUSTFLAGS:+ $RUSTFLAGS}"
 
 # The crate's own unit tests: stacks, run queue, futex notes, wakers.
 cargo +nightly test --target x86_64-unknown-linux-gnu -p gort-goroutine --features sanitizer --lib -- "$@"
-# Goroutines end to end through the facade: context switches, parking, stealing, G and stack reuse.
+# Goroutines end to end through the facade: context switches, parking, stealing, G and stack reuse,
+# goroutines locked to their threads (handed between Ms).
 # (The million-goroutine test is left out: ASan's shadow memory makes it too slow to be useful.)
-cargo +nightly test --target x86_64-unknown-linux-gnu -p gort --features sanitizer --test goroutines -- "$@"
+cargo +nightly test --target x86_64-unknown-linux-gnu -p gort --features sanitizer --test goroutines --test thread_lock -- "$@"
 # The traced heap: its unit tests and doc-free soundness suites, with freed heap slots poisoned
 # (the `sanitizer` feature makes the allocator call __asan_poison_memory_region on every freed slot
 # and unpoison it on reuse), so a use of a collected object is a reported use-after-poison.
