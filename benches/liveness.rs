@@ -14,6 +14,13 @@
 //!   number of yields it completes in the first 100 ms, scaled to a rate, is printed (issue 4's
 //!   target: over 1M/s). tokio's blocked workers stop everything until the sleeps end.
 //!
+//! * `readied_consumer_lag_us`: a producer computes 5 µs per value and sends it into a roomy
+//!   buffered channel (it never blocks); the consumer, woken by the first send of each burst, takes
+//!   the values and averages how long each waited. The producer's wake-up of the consumer must not
+//!   stay parked behind the producer (a runtime that keeps a woken goroutine in its own `runnext`
+//!   or LIFO slot without waking another thread delays it until the producer stops). Printed as
+//!   the average and worst wait, in µs. tokio: the same with `mpsc::channel` and tasks.
+//!
 //! `cargo bench --bench liveness`; with `-- --test` (the CI smoke run) the workloads are shortened.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -163,6 +170,77 @@ fn tokio_progress(s: &Sizes) -> f64 {
     n as f64 / window.as_secs_f64()
 }
 
+/// Work between two values of the producer in `readied_consumer_lag_us`.
+const PRODUCE: Duration = Duration::from_micros(5);
+
+/// Spins for `d` without any runtime call.
+fn busy(d: Duration) {
+    let t = Instant::now();
+    while t.elapsed() < d {
+        std::hint::spin_loop();
+    }
+}
+
+/// Folds one wait into (sum µs, worst µs, count).
+fn note_lag(acc: &mut (f64, f64, u64), sent: Instant) {
+    let us = sent.elapsed().as_secs_f64() * 1e6;
+    acc.0 += us;
+    acc.1 = acc.1.max(us);
+    acc.2 += 1;
+}
+
+/// Returns (average µs, worst µs) of the consumer's waits.
+fn gort_consumer_lag(s: &Sizes) -> (f64, f64) {
+    let rt = gort::runtime::Builder::new().build();
+    let window = s.window;
+    rt.run(move || {
+        let (tx, rx) = gort::chan::bounded::<Instant>(1 << 20);
+        let consumer = gort::spawn(move || {
+            let mut acc = (0.0, 0.0, 0);
+            for sent in rx.iter() {
+                note_lag(&mut acc, sent);
+            }
+            acc
+        });
+        let start = Instant::now();
+        while start.elapsed() < window {
+            busy(PRODUCE);
+            tx.send(Instant::now()).unwrap();
+        }
+        drop(tx);
+        let (sum, worst, n) = consumer.join().unwrap();
+        (sum / n.max(1) as f64, worst)
+    })
+}
+
+/// Returns (average µs, worst µs) of the consumer's waits.
+fn tokio_consumer_lag(s: &Sizes) -> (f64, f64) {
+    let rt = tokio::runtime::Builder::new_multi_thread().build().unwrap();
+    let window = s.window;
+    rt.block_on(async move {
+        tokio::spawn(async move {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Instant>(1 << 20);
+            let consumer = tokio::spawn(async move {
+                let mut acc = (0.0, 0.0, 0);
+                while let Some(sent) = rx.recv().await {
+                    note_lag(&mut acc, sent);
+                }
+                acc
+            });
+            let start = Instant::now();
+            while start.elapsed() < window {
+                busy(PRODUCE);
+                tx.send(Instant::now()).await.unwrap();
+            }
+            drop(tx);
+            let (sum, worst, n) = consumer.await.unwrap();
+            (sum / n.max(1) as f64, worst)
+        })
+        .await
+        .unwrap()
+    })
+}
+
 fn main() {
     let smoke = std::env::args().any(|a| a == "--test");
     let s = if smoke {
@@ -212,6 +290,10 @@ fn main() {
         "progress_during_blocking_calls_yields_per_s tokio {:.0}",
         tokio_progress(&s)
     );
+    let (avg, worst) = gort_consumer_lag(&s);
+    println!("readied_consumer_lag_us gort {avg:.0} (average; worst {worst:.0})");
+    let (avg, worst) = tokio_consumer_lag(&s);
+    println!("readied_consumer_lag_us tokio {avg:.0} (average; worst {worst:.0})");
     if smoke {
         println!("liveness smoke run: ok");
     }
