@@ -1,26 +1,37 @@
-//! The collector: one background thread running Go-style cycles, the pacer, mark assists, the
-//! sweep with safe finalization, and the statistics.
+//! The collector: a background thread running Go-style cycles with helper threads (a quarter of
+//! the CPUs, at least one), the pacer, mark assists, the sweep with safe finalization, and the
+//! statistics.
 //!
 //! A cycle `n` (the crate docs give the protocol and the soundness argument):
-//! 1. **Clear** (`phase.rs` phase `Clear`): clear every object's `DIRTY` bit.
-//! 2. **Mark** begins (the snapshot point): scan every allocated object, stamping `scan = n`;
-//!    objects with an outside handle or `DIRTY` are roots and are shaded. Then trace gray objects
-//!    until none are left; mutators shade through `GcCell` writes and `Weak::upgrade`, and
-//!    allocating goroutines help (assists) when the heap passes its goal.
+//! 1. **Clear** (`phase.rs` phase `Clear`): stamp every allocated object `scan = n` and clear its
+//!    `DIRTY` bit.
+//! 2. **Mark** begins (the snapshot point): root-test every allocated object: objects with an
+//!    outside handle or `DIRTY` are roots and are shaded. Then trace gray objects until none are
+//!    left, with the helper threads; mutators shade through `GcCell` writes and
+//!    `Weak::upgrade`, and allocating goroutines help (assists) when the heap passes its goal.
+//!    Before termination, assists are closed and waited for (still in Mark, so not in the pause).
 //! 3. **Terminating**: wait out pinned operations, drain the last gray objects (going back to Mark
 //!    first, a few times at most, if they left a backlog). This is the only window in which a
 //!    mutator operation (a `GcCell` write, an upgrade) can wait; its length is the reported pause.
-//! 4. **Sweep**: dead = scanned in `n` and not marked. Pass one clears every dead object's weak
-//!    slot, then its handles to other dead objects, and gives back its handles to live ones; pass
-//!    two drops each dead value (a panicking `Drop` is caught and reported) and frees its slot.
+//! 4. **Sweep**: dead = scanned in `n` and not marked. Pass one, per dead object: clear its weak
+//!    slot, then its handles to other dead objects, give back its handles to live ones, then drop
+//!    its value (a panicking `Drop` is caught and reported) and mark its slot `DEAD`. Pass two,
+//!    after pass one is done everywhere, frees the `DEAD` slots.
 //! 5. Back to **Idle**; the pacer sets the next goal: `marked * (1 + GOGC/100)` (Go's formula),
 //!    at least 4 MiB, with the next cycle triggered at 7/8 of the runway.
+//!
+//! Every span pass is split by span among the collector, its helpers and (except pass one, which
+//! runs `Drop`) allocating goroutines; a pass ends when every span is done, and passes never
+//! overlap. Invariants: an `ALLOC` slot's header and value are valid; a `DEAD` slot's header is
+//! valid until pass two; gray objects are marked in the current cycle; helper threads and assists
+//! take gray work only while the cycle's marking is open for them (`GrayQueue::helping`,
+//! `MARK_OPEN`).
 //!
 //! A `Trace` that panics during marking makes the cycle free nothing (every scanned object is
 //! marked before the sweep), so no object reachable from the panicking one can be lost.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once};
 use std::task::Waker;
 use std::time::{Duration, Instant};
@@ -34,11 +45,13 @@ use crate::GcStats;
 /// The collector's phase word and pins.
 pub(crate) static PHASES: Phases = Phases::new();
 
-/// Objects shaded by mutators (GcCell writes, upgrades) and assists' leftovers.
-static GRAY: Mutex<Vec<ObjPtr>> = Mutex::new(Vec::new());
-
 /// Set when a `Trace` panics during marking: the cycle then frees nothing.
 static TRACE_PANICKED: AtomicBool = AtomicBool::new(false);
+
+/// Mark assists in progress (see [`assist`]).
+static ASSISTS_ACTIVE: AtomicUsize = AtomicUsize::new(0);
+/// The cycle whose marking accepts assists; 0 outside `Mark` (see [`assist`]).
+static MARK_OPEN: AtomicU32 = AtomicU32::new(0);
 
 /// Go's GOGC; negative: automatic collection off.
 static PERCENT: AtomicI32 = AtomicI32::new(100);
@@ -109,6 +122,12 @@ fn ensure_started() {
             .name("gort-gc".into())
             .spawn(collector_main)
             .expect("gort: cannot start the collector thread");
+        for i in 0..helper_count() {
+            std::thread::Builder::new()
+                .name(format!("gort-gc-{}", i + 1))
+                .spawn(helper_main)
+                .expect("gort: cannot start a collector helper thread");
+        }
     });
 }
 
@@ -202,38 +221,64 @@ pub(crate) fn on_refill() {
 }
 
 /// A mark assist: trace a batch of gray objects on the allocating goroutine.
+///
+/// Assists do not pin the phase: a pin would make mark termination (the pause) wait for them, and
+/// an assist descheduled by the OS mid-batch would stretch the pause to a time slice. Instead an
+/// assist registers in `ASSISTS_ACTIVE` and then reads `MARK_OPEN`, the cycle whose marking
+/// accepts assists (0: none), both `SeqCst`: a Dekker pair with [`close_marking`], which stores 0
+/// and then waits for the count to reach zero. Either the collector sees the assist and waits for
+/// it (still in `Mark`), or the assist reads 0 and backs off. So an assist traces only inside its
+/// cycle's open marking, and what it shaded is in the gray queue before termination begins.
 fn assist() {
-    let pin = PHASES.pin();
-    if pin.state.phase != Phase::Mark {
+    if MARK_OPEN.load(Ordering::Relaxed) == 0 {
         return;
     }
-    let mut batch = {
-        let mut g = lock(&GRAY);
-        let n = g.len().min(ASSIST_BATCH);
-        let at = g.len() - n;
-        g.split_off(at)
-    };
-    if batch.is_empty() {
-        return;
-    }
-    ASSISTS.fetch_add(1, Ordering::Relaxed);
-    let mut traced = 0;
-    while let Some(o) = batch.pop() {
-        trace_gray(o, pin.state.cycle, &mut batch);
-        traced += 1;
-        if traced >= ASSIST_BATCH {
-            break;
+    ASSISTS_ACTIVE.fetch_add(1, Ordering::SeqCst);
+    let cycle = MARK_OPEN.load(Ordering::SeqCst);
+    if cycle != 0 {
+        let mut batch = {
+            let mut g = lock(&GRAY);
+            let n = g.objs.len().min(ASSIST_BATCH);
+            let at = g.objs.len() - n;
+            g.objs.split_off(at)
+        };
+        if !batch.is_empty() {
+            ASSISTS.fetch_add(1, Ordering::Relaxed);
+            let mut traced = 0;
+            while let Some(o) = batch.pop() {
+                trace_gray(o, cycle, &mut batch);
+                traced += 1;
+                if traced >= ASSIST_BATCH {
+                    break;
+                }
+            }
+            if !batch.is_empty() {
+                push_gray(batch);
+            }
         }
     }
-    if !batch.is_empty() {
-        push_gray(batch);
+    ASSISTS_ACTIVE.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Lets mark assists trace for `cycle` (its phase is `Mark`).
+fn open_marking(cycle: u32) {
+    MARK_OPEN.store(cycle, Ordering::SeqCst);
+}
+
+/// Stops mark assists before mark termination: when this returns, no assist is tracing and none
+/// will start until the next [`open_marking`] (see [`assist`]).
+fn close_marking() {
+    MARK_OPEN.store(0, Ordering::SeqCst);
+    let mut round = 0;
+    while ASSISTS_ACTIVE.load(Ordering::SeqCst) != 0 {
+        round += 1;
+        crate::sync::backoff(round);
     }
-    drop(pin);
 }
 
 /// Adds shaded objects to the global gray queue.
 pub(crate) fn push_gray(objs: Vec<ObjPtr>) {
-    lock(&GRAY).extend(objs);
+    lock(&GRAY).objs.extend(objs);
 }
 
 /// Waits until the collector leaves mark termination (GcCell writes and upgrades only).
@@ -267,56 +312,134 @@ fn trace_gray(o: ObjPtr, cycle: u32, gray: &mut Vec<ObjPtr>) {
     }
 }
 
-fn drain(cycle: u32, local: &mut Vec<ObjPtr>) {
-    let mut traced = 0u32;
-    loop {
-        while let Some(o) = local.pop() {
-            trace_gray(o, cycle, local);
-            traced = traced.wrapping_add(1);
-            // Share work with mark assists: allocating goroutines take it from the global queue.
-            if traced % 256 == 0 && local.len() > 2 * ASSIST_BATCH {
-                if let Ok(mut g) = GRAY.try_lock() {
-                    if g.len() < ASSIST_BATCH {
-                        let half = local.len() / 2;
-                        g.extend(local.drain(..half));
-                    }
+/// The global gray queue and the helper threads' share of marking.
+struct GrayQueue {
+    objs: Vec<ObjPtr>,
+    /// The cycle whose marking helper threads may take work for (0: none). Changed only under
+    /// the queue's lock, so a helper that takes work under it counts in `busy` before the
+    /// collector can decide that marking is over.
+    helping: u32,
+    /// Helper threads holding gray objects taken from the queue (not yet traced or given back).
+    busy: usize,
+}
+
+/// Gray objects shared between the collector, its helper threads, mark assists, and mutators'
+/// shading (GcCell writes, upgrades).
+static GRAY: Mutex<GrayQueue> = Mutex::new(GrayQueue {
+    objs: Vec::new(),
+    helping: 0,
+    busy: 0,
+});
+
+/// Gray objects a marker takes from the global queue at once, and the local backlog above which
+/// it gives half back.
+const SHARE_BATCH: usize = 256;
+
+/// Traces `local` to exhaustion, giving half of a large backlog to the global queue now and then
+/// (for helper threads and assists). Returns the number of objects traced.
+fn trace_local(cycle: u32, local: &mut Vec<ObjPtr>) -> usize {
+    let mut traced = 0usize;
+    while let Some(o) = local.pop() {
+        trace_gray(o, cycle, local);
+        traced += 1;
+        if traced % 256 == 0 && local.len() > 2 * SHARE_BATCH {
+            if let Ok(mut g) = GRAY.try_lock() {
+                if g.objs.len() < SHARE_BATCH {
+                    let half = local.len() / 2;
+                    g.objs.extend(local.drain(..half));
+                    drop(g);
+                    HELP_POSTED.notify_all();
                 }
             }
         }
+    }
+    traced
+}
+
+/// The collector's marking: traces until its own stack and the global queue are empty and no
+/// helper thread holds gray objects.
+fn drain(cycle: u32, local: &mut Vec<ObjPtr>) {
+    let mut round = 0;
+    loop {
+        trace_local(cycle, local);
         let mut g = lock(&GRAY);
-        if g.is_empty() {
+        if !g.objs.is_empty() {
+            std::mem::swap(&mut g.objs, local);
+            round = 0;
+            continue;
+        }
+        if g.busy == 0 {
             return;
         }
-        std::mem::swap(&mut *g, local);
+        drop(g);
+        round += 1;
+        crate::sync::backoff(round);
     }
 }
 
-/// Calls `f` with the header of every allocated object, span by span.
-fn for_each_object(spans: &[Arc<heap::Span>], mut f: impl FnMut(&Arc<heap::Span>, usize, &Header)) {
-    for span in spans {
-        for i in 0..span.slots() {
-            if span.state(i) == ALLOC {
-                // SAFETY: an ALLOC slot holds an initialized object (published with release, read
-                // with acquire above), and objects are freed only by this thread's sweep.
-                let h = unsafe { &*span.slot_ptr(i).cast::<Header>() };
-                f(span, i, h);
+/// Lets helper threads mark for `cycle` (0: stop them taking new gray work).
+fn set_helping(cycle: u32) {
+    lock(&GRAY).helping = cycle;
+    HELP_POSTED.notify_all();
+}
+
+/// A helper thread's share of marking: take a batch from the global queue, trace it, repeat,
+/// until the collector stops helping for `cycle`.
+fn help_mark(cycle: u32) {
+    let mut local = Vec::new();
+    loop {
+        {
+            let mut g = lock(&GRAY);
+            if g.helping != cycle {
+                return;
             }
+            if g.objs.is_empty() {
+                // Nothing to do now: wait for the collector to share work or stop marking.
+                let (g2, _) = HELP_POSTED
+                    .wait_timeout(g, Duration::from_micros(200))
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                drop(g2);
+                continue;
+            }
+            let n = g.objs.len().min(SHARE_BATCH);
+            let at = g.objs.len() - n;
+            local.extend(g.objs.drain(at..));
+            g.busy += 1;
+        }
+        trace_local(cycle, &mut local);
+        lock(&GRAY).busy -= 1;
+    }
+}
+
+/// Calls `f` with the header of every allocated object of `span`.
+fn for_each_object(span: &Arc<heap::Span>, mut f: impl FnMut(usize, &Header)) {
+    for i in 0..span.slots() {
+        if span.state(i) == ALLOC {
+            // SAFETY: an ALLOC slot holds an initialized object (published with release, read
+            // with acquire above), and objects are freed only by the sweep's pass two, which
+            // never runs alongside another pass.
+            let h = unsafe { &*span.slot_ptr(i).cast::<Header>() };
+            f(i, h);
         }
     }
 }
 
-/// The collector's passes over every span (clear, scan, finalize), shared with allocating
-/// goroutines: a goroutine that takes a span while the heap is past its goal processes a few spans
-/// of the current pass itself (Go's proportional sweeping and assists, for our passes). None of
-/// these passes runs `Drop` (user code other than `Trace`): dropping stays on the collector.
+/// The collector's passes over every span. Each is shared with the collector's helper threads,
+/// and all but `Finalize` with allocating goroutines: a goroutine that takes a span while the heap
+/// is past its goal processes a few spans of the current pass itself (Go's proportional sweeping
+/// and assists, for our passes). `Finalize` runs `Drop` (user code), which must not run inside an
+/// unrelated `Gc::new`, so only the collector's threads run it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum PassKind {
-    /// Clear `DIRTY` (phase Clear).
+    /// Stamp `scan` and clear `DIRTY` (phase Clear).
     Clear,
-    /// Stamp `scan` and shade roots (phase Mark).
+    /// Shade roots (phase Mark).
     Scan,
-    /// Sweep pass one for dead objects: weak slot, then handles (phase Sweep).
+    /// Sweep pass one for dead objects: weak slot, handles, then drop the value (phase Sweep).
     Finalize,
+    /// Sweep pass two: free the dropped objects' slots (phase Sweep, after every span's
+    /// `Finalize` is done).
+    Free,
 }
 
 struct SpanPass {
@@ -327,42 +450,113 @@ struct SpanPass {
     next: AtomicUsize,
     /// Spans finished (their effects, gray objects included, published).
     done: AtomicUsize,
+    /// `Free`: objects and bytes freed, and bytes found live (marked in the snapshot).
+    freed_objects: AtomicU64,
+    freed_bytes: AtomicU64,
+    marked_bytes: AtomicU64,
 }
 
-/// The pass in progress, if any.
+/// The pass in progress, if any (for allocating goroutines).
 static PASS: Mutex<Option<Arc<SpanPass>>> = Mutex::new(None);
 /// Spans processed by allocating goroutines.
 static SPAN_ASSISTS: AtomicU64 = AtomicU64::new(0);
 
 fn process_span(pass: &SpanPass, span: &Arc<heap::Span>, gray: &mut Vec<ObjPtr>) {
     let n = pass.cycle;
-    for_each_object(std::slice::from_ref(span), |span, i, h| match pass.kind {
-        PassKind::Clear => h.clear_dirty(),
-        PassKind::Scan => {
+    match pass.kind {
+        // Stamping here, before the snapshot, rather than in the scan pass, saves the scan pass a
+        // write to every object: an object stamped now existed before the snapshot and is root-
+        // tested by the scan pass (only the sweep frees, so it is still allocated then); one
+        // allocated after its slot was cleared keeps `scan == 0` and cannot die in this cycle.
+        PassKind::Clear => for_each_object(span, |_, h| {
             h.scan.store(n, Ordering::Relaxed);
+            h.clear_dirty();
+        }),
+        PassKind::Scan => for_each_object(span, |_, h| {
             if h.is_root() && h.try_mark(n) {
                 gray.push(ObjPtr(std::ptr::NonNull::from(h)));
             }
-        }
-        PassKind::Finalize => {
-            if !h.is_dead(n) {
-                return;
+        }),
+        PassKind::Finalize => finalize_span(pass, span),
+        PassKind::Free => free_span(pass, span),
+    }
+}
+
+/// Sweep pass one for one span. For each dead object (scanned in the cycle, not marked in it):
+/// clear its weak slot, then walk its handles (clearing those to other dead objects, giving back
+/// the `internal` count of those to live ones), then drop its value and mark the slot `DEAD`.
+///
+/// Dropping here, before every dead object is finalized, is safe: once an object's own handles
+/// to dead objects are cleared, its `Drop` cannot reach any dead object (a live object cannot
+/// reach one, or it would have been marked; a `Weak` to one refuses to upgrade in `Sweep`), and
+/// another dead object's handle to this one reads only the header, which stays intact until
+/// pass two frees the slot after every span's pass one.
+fn finalize_span(pass: &SpanPass, span: &Arc<heap::Span>) {
+    let n = pass.cycle;
+    let mut marked_bytes = 0u64;
+    for_each_object(span, |i, h| {
+        if !h.is_dead(n) {
+            // Live at the snapshot: scanned and marked. Objects allocated black after their
+            // slot was scanned are not counted: counting what was allocated during the cycle
+            // would let the goal run away.
+            if h.mark.load(Ordering::Relaxed) == n && h.scan.load(Ordering::Relaxed) == n {
+                marked_bytes += span.slot_size as u64;
             }
-            crate::weak::clear_slot(h);
-            let mut t = Tracer::new(Mode::Finalize { cycle: n });
-            // SAFETY: `h` heads a live object of the vtable's type; nothing else can reach it
-            // (it is dead), and no slot is freed before every span's pass one is done.
-            let r = catch_unwind(AssertUnwindSafe(|| unsafe { (h.vtable.trace)(h, &mut t) }));
-            if r.is_err() {
-                eprintln!(
-                    "gort: Trace::trace of {} panicked while finalizing it; the object is leaked",
-                    (h.vtable.type_name)()
-                );
-                span.leak(i); // no longer ALLOC: pass two skips it
-                LEAKED_OBJECTS.fetch_add(1, Ordering::Relaxed);
-            }
+            return;
         }
+        crate::weak::clear_slot(h);
+        let mut t = Tracer::new(Mode::Finalize { cycle: n });
+        // SAFETY: `h` heads a live object of the vtable's type; nothing else can reach it (it is
+        // dead), and no slot is freed before every span's pass one is done.
+        let r = catch_unwind(AssertUnwindSafe(|| unsafe { (h.vtable.trace)(h, &mut t) }));
+        if r.is_err() {
+            eprintln!(
+                "gort: Trace::trace of {} panicked while finalizing it; the object is leaked",
+                (h.vtable.type_name)()
+            );
+            span.leak(i); // never dropped or freed
+            LEAKED_OBJECTS.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let p = std::ptr::NonNull::from(h).as_ptr();
+        // SAFETY: a dead object's value is initialized and dropped exactly once, here (its slot
+        // leaves `ALLOC` right after, and each span is processed by one thread); its handles to
+        // dead objects were just cleared (see above for why that suffices).
+        let r = catch_unwind(AssertUnwindSafe(|| unsafe { (h.vtable.drop_value)(p) }));
+        if let Err(e) = r {
+            DROP_PANICS.fetch_add(1, Ordering::Relaxed);
+            let msg = e
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| e.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "<non-string panic>".into());
+            let name = (h.vtable.type_name)();
+            eprintln!(
+                "gort: the Drop of a collected {name} panicked ({msg}); the collector goes on"
+            );
+        }
+        span.drop_done(i);
     });
+    pass.marked_bytes.fetch_add(marked_bytes, Ordering::Relaxed);
+}
+
+/// Sweep pass two for one span: free the slots whose values pass one dropped. Reads only the
+/// span's state bytes.
+fn free_span(pass: &SpanPass, span: &Arc<heap::Span>) {
+    let mut freed_here = 0;
+    for i in 0..span.slots() {
+        if span.state(i) == heap::DEAD {
+            span.free_slot(i);
+            freed_here += 1;
+        }
+    }
+    if freed_here > 0 {
+        span.freed(freed_here);
+        pass.freed_objects
+            .fetch_add(freed_here as u64, Ordering::Relaxed);
+        pass.freed_bytes
+            .fetch_add((freed_here * span.slot_size) as u64, Ordering::Relaxed);
+    }
 }
 
 /// Claims and processes up to `max` spans of `pass`. Gray objects go to the global queue before
@@ -382,23 +576,91 @@ fn work_on(pass: &SpanPass, max: usize, gray: &mut Vec<ObjPtr>, publish: bool) -
     k
 }
 
+/// What the collector's helper threads are asked to do.
+#[derive(Clone)]
+enum HelpJob {
+    Nothing,
+    Pass(Arc<SpanPass>),
+    Mark(u32),
+}
+
+/// The current job for helper threads, with a sequence number so each helper takes each job once.
+static HELP: Mutex<(u64, HelpJob)> = Mutex::new((0, HelpJob::Nothing));
+/// Signals a new helper job, or gray work shared by the collector.
+static HELP_POSTED: Condvar = Condvar::new();
+
+fn post_help(job: HelpJob) {
+    let mut h = lock(&HELP);
+    h.0 += 1;
+    h.1 = job;
+    drop(h);
+    HELP_POSTED.notify_all();
+}
+
+/// Number of helper threads: a quarter of the CPUs (Go's background mark utilization), at least
+/// one, so that with the collector thread the collector's work can use two CPUs.
+fn helper_count() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cpus / 4).max(1)
+}
+
+/// A collector helper thread: runs its share of each span pass and of marking. Like the
+/// collector, it may run `Drop`s (pass two).
+fn helper_main() {
+    ON_COLLECTOR.with(|c| c.set(true));
+    let mut seen = 0u64;
+    loop {
+        let job = {
+            let mut h = lock(&HELP);
+            while h.0 == seen {
+                h = HELP_POSTED
+                    .wait(h)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+            seen = h.0;
+            h.1.clone()
+        };
+        match job {
+            HelpJob::Nothing => {}
+            HelpJob::Pass(pass) => {
+                let mut gray = Vec::new();
+                work_on(&pass, usize::MAX, &mut gray, true);
+            }
+            HelpJob::Mark(cycle) => help_mark(cycle),
+        }
+    }
+}
+
 /// Runs a pass over `spans` with whoever helps; returns when every span is done.
-fn run_pass(kind: PassKind, cycle: u32, spans: &[Arc<heap::Span>], gray: &mut Vec<ObjPtr>) {
+fn run_pass(
+    kind: PassKind,
+    cycle: u32,
+    spans: &[Arc<heap::Span>],
+    gray: &mut Vec<ObjPtr>,
+) -> Arc<SpanPass> {
     let pass = Arc::new(SpanPass {
         kind,
         cycle,
         spans: spans.to_vec(),
         next: AtomicUsize::new(0),
         done: AtomicUsize::new(0),
+        freed_objects: AtomicU64::new(0),
+        freed_bytes: AtomicU64::new(0),
+        marked_bytes: AtomicU64::new(0),
     });
-    *lock(&PASS) = Some(pass.clone());
+    if kind != PassKind::Finalize {
+        *lock(&PASS) = Some(pass.clone());
+    }
+    post_help(HelpJob::Pass(pass.clone()));
     work_on(&pass, usize::MAX, gray, false);
     *lock(&PASS) = None;
+    post_help(HelpJob::Nothing);
     let mut round = 0;
     while pass.done.load(Ordering::Acquire) < pass.spans.len() {
         round += 1;
         crate::sync::backoff(round);
     }
+    pass
 }
 
 /// An allocating goroutine's share of the current span pass (see [`PassKind`]).
@@ -417,6 +679,17 @@ fn gctrace() -> bool {
     *ON.get_or_init(|| std::env::var_os("GORT_GCTRACE").is_some_and(|v| v != "0"))
 }
 
+/// Marks with the helper threads until nothing gray is left anywhere.
+fn mark_with_helpers(n: u32, gray: &mut Vec<ObjPtr>) {
+    set_helping(n);
+    post_help(HelpJob::Mark(n));
+    drain(n, gray);
+    set_helping(0);
+    // Helpers that took work before `helping` changed are counted in `busy`; what they give back
+    // lands in the queue. Drain once more so nothing is left behind.
+    drain(n, gray);
+}
+
 fn run_cycle(n: u32) {
     let started = Instant::now();
     let live_at_start = in_use().1;
@@ -431,98 +704,57 @@ fn run_cycle(n: u32) {
     // 2. Mark: the snapshot point is when this returns.
     let cleared_at = started.elapsed();
     PHASES.advance(n, Phase::Mark);
+    open_marking(n);
     let spans = heap::spans();
     run_pass(PassKind::Scan, n, &spans, &mut gray);
-    // Drain until a pass finds nothing new, so that termination only has the last moment's
-    // shading left to trace.
-    loop {
-        drain(n, &mut gray);
-        std::thread::yield_now();
-        if lock(&GRAY).is_empty() {
-            break;
-        }
-    }
+    // Drain until a pass finds nothing new, then stop assists (they finish their batches while
+    // still in Mark) and drain what they left: termination only has the last moment's shading
+    // by GcCell writes and upgrades left to trace.
+    mark_with_helpers(n, &mut gray);
+    close_marking();
+    drain(n, &mut gray);
     let marked_at = started.elapsed();
 
-    // 3. Terminating. If the pinned operations that finished meanwhile (assists, writes) left
-    // much gray work, go back to marking rather than trace it while writers wait; after a few
-    // tries, finish anyway.
+    // 3. Terminating. If the pinned operations that finished meanwhile (GcCell writes, upgrades)
+    // left much gray work, go back to marking rather than trace it while writers wait; after a
+    // few tries, finish anyway.
     let mut pause = Instant::now();
     PHASES.advance(n, Phase::Terminating);
     for _ in 0..4 {
-        if lock(&GRAY).len() <= TERMINATION_BACKLOG {
+        if lock(&GRAY).objs.len() <= TERMINATION_BACKLOG {
             break;
         }
         PHASES.advance(n, Phase::Mark);
+        open_marking(n);
+        mark_with_helpers(n, &mut gray);
+        close_marking();
         drain(n, &mut gray);
         pause = Instant::now();
         PHASES.advance(n, Phase::Terminating);
     }
     drain(n, &mut gray);
     if TRACE_PANICKED.load(Ordering::SeqCst) {
-        for_each_object(&spans, |_, _, h| {
-            h.mark.store(n, Ordering::Relaxed);
-        });
+        for span in &spans {
+            for_each_object(span, |_, h| h.mark.store(n, Ordering::Relaxed));
+        }
     }
     PHASES.advance(n, Phase::Sweep);
     let pause = pause.elapsed().as_nanos() as u64;
     MAX_PAUSE_NS.fetch_max(pause, Ordering::Relaxed);
     TOTAL_PAUSE_NS.fetch_add(pause, Ordering::Relaxed);
 
-    // 4. Sweep, pass one: weak slots, then handles between dead objects. No slot is freed before
-    // pass two, so every dead object (and so every handle target) stays allocated meanwhile.
-    run_pass(PassKind::Finalize, n, &spans, &mut gray);
+    // 4. Sweep, pass one: per dead object, its weak slot, its handles, then its value. No slot is
+    // freed before pass two, so every dead object's header (every handle target) stays readable.
+    let finalize = run_pass(PassKind::Finalize, n, &spans, &mut gray);
     let pass_one_at = started.elapsed();
-    // Pass two: drop and free, span by span (dead = still ALLOC, scanned in n, not marked in n;
-    // objects allocated since the scan have `scan == 0`).
-    let mut freed_bytes = 0u64;
-    let mut freed_objects = 0u64;
-    let mut marked_bytes = 0u64;
-    for span in &spans {
-        let mut freed_here = 0;
-        for i in 0..span.slots() {
-            if span.state(i) != ALLOC {
-                continue;
-            }
-            let h = span.slot_ptr(i).cast::<Header>();
-            // SAFETY: an ALLOC slot holds an initialized object; only this thread frees.
-            if !unsafe { &*h }.is_dead(n) {
-                // Live at the snapshot: scanned and marked. Objects allocated black after their
-                // slot was scanned are not counted: our cycles are long, and counting what was
-                // allocated during them would let the goal run away. SAFETY: as above.
-                let o = unsafe { &*h };
-                if o.mark.load(Ordering::Relaxed) == n && o.scan.load(Ordering::Relaxed) == n {
-                    marked_bytes += span.slot_size as u64;
-                }
-                continue;
-            }
-            // SAFETY: a dead object's value is initialized and dropped exactly once, here; every
-            // handle it holds to another dead object was cleared in pass one.
-            let r = catch_unwind(AssertUnwindSafe(|| unsafe { ((*h).vtable.drop_value)(h) }));
-            if let Err(p) = r {
-                DROP_PANICS.fetch_add(1, Ordering::Relaxed);
-                let msg = p
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "<non-string panic>".into());
-                // SAFETY: the header outlives the value's drop (only the value was dropped).
-                let name = unsafe { ((*h).vtable.type_name)() };
-                eprintln!(
-                    "gort: the Drop of a collected {name} panicked ({msg}); the collector goes on"
-                );
-            }
-            span.free_slot(i);
-            freed_here += 1;
-        }
-        if freed_here > 0 {
-            span.freed(freed_here);
-            freed_objects += freed_here as u64;
-            freed_bytes += (freed_here * span.slot_size) as u64;
-        }
-    }
+    // Pass two: free the slots.
+    let free = run_pass(PassKind::Free, n, &spans, &mut gray);
+    let freed_objects = free.freed_objects.load(Ordering::Relaxed);
+    let freed_bytes = free.freed_bytes.load(Ordering::Relaxed);
+    let marked_bytes = finalize.marked_bytes.load(Ordering::Relaxed);
     FREED_OBJECTS.fetch_add(freed_objects, Ordering::Relaxed);
     FREED_BYTES.fetch_add(freed_bytes, Ordering::Relaxed);
+    drop(free);
     drop(spans);
 
     // 5. Idle, and the next goal.

@@ -13,9 +13,9 @@
 //! * When its span is used up, a cache returns it and takes one from the class's *central* list of
 //!   spans with free slots, or a fresh span. That refill is where the pacer looks at the heap
 //!   (`collector::on_refill`), as Go's does in `mcache.refill`.
-//! * Only the collector's sweep turns `ALLOC` into `FREE` (after dropping the value), also in spans
-//!   a cache owns: allocators never write an `ALLOC` slot's state and the sweep never writes any
-//!   other. A span that gains free slots and is not cached goes back on its central list.
+//! * Only the collector's sweep turns `ALLOC` into `DEAD` (after dropping the value) and `DEAD`
+//!   into `FREE` (once every dead object is finalized), also in spans a cache owns: allocators
+//!   never write an `ALLOC` or `DEAD` slot's state and the sweep never writes any other. A span that gains free slots and is not cached goes back on its central list.
 //! * Larger objects (or alignment above 16) get a span of their own, freed to the system when the
 //!   object dies.
 //!
@@ -50,6 +50,9 @@ pub(crate) const ALLOC: u8 = 1;
 pub(crate) const LEAKED: u8 = 2;
 /// Taken from a span by a cache into a thread's magazine, not yet allocated.
 pub(crate) const RESERVED: u8 = 3;
+/// Dead, value dropped by the sweep's pass one, header intact: the slot becomes `FREE` in pass two,
+/// once no dead object's handle can still point to it.
+pub(crate) const DEAD: u8 = 4;
 /// Slots a magazine holds.
 const MAGAZINE: usize = 32;
 
@@ -140,7 +143,13 @@ impl Span {
         self.states[i].store(LEAKED, Ordering::Release);
     }
 
-    /// The sweep freed slot `i` (its value is dropped): `ALLOC -> FREE`. Call [`Span::freed`]
+    /// The sweep dropped slot `i`'s value: `ALLOC -> DEAD` (the header stays readable until
+    /// [`Span::free_slot`]).
+    pub(crate) fn drop_done(&self, i: usize) {
+        self.states[i].store(DEAD, Ordering::Release);
+    }
+
+    /// The sweep freed slot `i` (its value is dropped): `DEAD -> FREE`. Call [`Span::freed`]
     /// once the span's sweep is done.
     pub(crate) fn free_slot(&self, i: usize) {
         poison(self.slot_ptr(i), self.slot_size);
