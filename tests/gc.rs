@@ -461,6 +461,58 @@ fn drops_that_touch_dead_objects_panic_and_cannot_resurrect() {
     );
 }
 
+/// Handles that a dead object's `Drop` moved out of the heap.
+static ESCAPED: std::sync::Mutex<Vec<Gc<Escaper>>> = std::sync::Mutex::new(Vec::new());
+
+/// A dead object whose Drop smuggles its handle to another dead object into a global.
+#[derive(Trace)]
+struct Escaper {
+    other: GcCell<Option<Gc<Escaper>>>,
+    #[gc(skip)]
+    payload: String,
+}
+
+impl Drop for Escaper {
+    fn drop(&mut self) {
+        if let Some(o) = self.other.get_mut().take() {
+            ESCAPED.lock().unwrap().push(o);
+        }
+    }
+}
+
+#[test]
+fn a_handle_smuggled_out_by_a_drop_panics_and_never_reaches_a_reused_slot() {
+    let mk = |s: &str| {
+        Gc::new(Escaper {
+            other: GcCell::new(None),
+            payload: s.to_string(),
+        })
+    };
+    let (a, b) = (mk("a"), mk("b"));
+    *a.other.borrow_mut() = Some(b.clone());
+    *b.other.borrow_mut() = Some(a.clone());
+    let leaked_before = gc::stats().leaked_objects;
+    drop((a, b));
+    gc::collect();
+    let escaped: Vec<Gc<Escaper>> = std::mem::take(&mut *ESCAPED.lock().unwrap());
+    assert_eq!(escaped.len(), 2, "both drops ran and kept a handle");
+    // Their objects are leaked rather than freed, so allocating more cannot reuse their slots.
+    assert!(gc::stats().leaked_objects >= leaked_before + 2);
+    let fresh: Vec<_> = (0..1000).map(|i| mk(&i.to_string())).collect();
+    for e in &escaped {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| e.payload.len()));
+        assert!(r.is_err(), "dereferencing a collected object must panic");
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| e.clone()));
+        assert!(
+            r.is_err(),
+            "cloning a handle to a collected object must panic"
+        );
+    }
+    drop(escaped); // dropping them is fine
+    drop(fresh);
+    gc::collect();
+}
+
 struct Bomb;
 impl Drop for Bomb {
     fn drop(&mut self) {

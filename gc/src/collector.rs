@@ -13,17 +13,18 @@
 //! 3. **Terminating**: wait out pinned operations, drain the last gray objects (going back to Mark
 //!    first, a few times at most, if they left a backlog). This is the only window in which a
 //!    mutator operation (a `GcCell` write, an upgrade) can wait; its length is the reported pause.
-//! 4. **Sweep**: dead = scanned in `n` and not marked. Pass one, per dead object: clear its weak
-//!    slot, then its handles to other dead objects, give back its handles to live ones, then drop
-//!    its value (a panicking `Drop` is caught and reported) and mark its slot `DEAD`. Pass two,
-//!    after pass one is done everywhere, frees the `DEAD` slots.
+//! 4. **Sweep**: dead = stamped in `n` and not marked. Pass one (`Flag`), per dead object: clear
+//!    its weak slot, give back the `internal` counts of its handles to live objects, flag it
+//!    (`DEAD_MARK`) and list it. Pass two (`Drop`) drops the listed values (a panicking `Drop` is
+//!    caught and reported). Pass three (`Free`) frees their slots, or leaks an object a `Drop`
+//!    kept a handle to.
 //! 5. Back to **Idle**; the pacer sets the next goal: `marked * (1 + GOGC/100)` (Go's formula),
 //!    at least 4 MiB, with the next cycle triggered at 7/8 of the runway.
 //!
-//! Every span pass is split by span among the collector, its helpers and (except pass one, which
-//! runs `Drop`) allocating goroutines; a pass ends when every span is done, and passes never
+//! Every span pass is split by span among the collector, its helpers and (except `Drop`, which
+//! runs user code) allocating goroutines; a pass ends when every span is done, and passes never
 //! overlap. Invariants: an `ALLOC` slot's header and value are valid; a `DEAD` slot's header is
-//! valid until pass two; gray objects are marked in the current cycle; helper threads and assists
+//! valid until pass three; gray objects are marked in the current cycle; helper threads and assists
 //! take gray work only while the cycle's marking is open for them (`GrayQueue::helping`,
 //! `MARK_OPEN`).
 //!
@@ -36,7 +37,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use crate::header::Header;
+use crate::header::{Header, DEAD_MARK};
 use crate::heap::{self, ALLOC};
 use crate::phase::{Phase, Phases};
 use crate::trace::{Mode, ObjPtr, Tracer};
@@ -153,7 +154,11 @@ fn collector_main() {
             c.kicked = false;
             c.running = true;
         }
-        cycle = cycle.wrapping_add(1).max(1);
+        // Cycle numbers start at 1 (0: never marked or scanned) and skip `DEAD_MARK`.
+        cycle = cycle.wrapping_add(1);
+        if cycle == 0 || cycle == DEAD_MARK {
+            cycle = 1;
+        }
         run_cycle(cycle);
         KICKED.store(false, Ordering::SeqCst);
         let waiters = {
@@ -416,7 +421,7 @@ fn for_each_object(span: &Arc<heap::Span>, mut f: impl FnMut(usize, &Header)) {
     for i in 0..span.slots() {
         if span.state(i) == ALLOC {
             // SAFETY: an ALLOC slot holds an initialized object (published with release, read
-            // with acquire above), and objects are freed only by the sweep's pass two, which
+            // with acquire above), and objects are freed only by the sweep's pass three, which
             // never runs alongside another pass.
             let h = unsafe { &*span.slot_ptr(i).cast::<Header>() };
             f(i, h);
@@ -425,20 +430,21 @@ fn for_each_object(span: &Arc<heap::Span>, mut f: impl FnMut(usize, &Header)) {
 }
 
 /// The collector's passes over every span. Each is shared with the collector's helper threads,
-/// and all but `Finalize` with allocating goroutines: a goroutine that takes a span while the heap
+/// and all but `Drop` with allocating goroutines: a goroutine that takes a span while the heap
 /// is past its goal processes a few spans of the current pass itself (Go's proportional sweeping
-/// and assists, for our passes). `Finalize` runs `Drop` (user code), which must not run inside an
-/// unrelated `Gc::new`, so only the collector's threads run it.
+/// and assists, for our passes). `Drop` runs user code, which must not run inside an unrelated
+/// `Gc::new`, so only the collector's threads run it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum PassKind {
     /// Stamp `scan` and clear `DIRTY` (phase Clear).
     Clear,
     /// Shade roots (phase Mark).
     Scan,
-    /// Sweep pass one for dead objects: weak slot, handles, then drop the value (phase Sweep).
-    Finalize,
-    /// Sweep pass two: free the dropped objects' slots (phase Sweep, after every span's
-    /// `Finalize` is done).
+    /// Sweep pass one: per dead object, weak slot, handles to live objects, flag (phase Sweep).
+    Flag,
+    /// Sweep pass two: drop the dead values (phase Sweep, after every span's `Flag`).
+    Drop,
+    /// Sweep pass three: free the dropped objects' slots (phase Sweep, after every `Drop`).
     Free,
 }
 
@@ -450,19 +456,26 @@ struct SpanPass {
     next: AtomicUsize,
     /// Spans finished (their effects, gray objects included, published).
     done: AtomicUsize,
-    /// `Free`: objects and bytes freed, and bytes found live (marked in the snapshot).
+    /// The sweep's dead objects, per span (indices into `spans`): listed by `Flag`, read by
+    /// `Drop` and `Free`.
+    dead: Option<Arc<DeadLists>>,
+    /// `Free`: objects and bytes freed; `Flag`: bytes found live (marked in the snapshot).
     freed_objects: AtomicU64,
     freed_bytes: AtomicU64,
     marked_bytes: AtomicU64,
 }
+
+/// Per span of a cycle's sweep, the slots of its dead objects.
+type DeadLists = Vec<Mutex<Vec<u32>>>;
 
 /// The pass in progress, if any (for allocating goroutines).
 static PASS: Mutex<Option<Arc<SpanPass>>> = Mutex::new(None);
 /// Spans processed by allocating goroutines.
 static SPAN_ASSISTS: AtomicU64 = AtomicU64::new(0);
 
-fn process_span(pass: &SpanPass, span: &Arc<heap::Span>, gray: &mut Vec<ObjPtr>) {
+fn process_span(pass: &SpanPass, at: usize, gray: &mut Vec<ObjPtr>) {
     let n = pass.cycle;
+    let span = &pass.spans[at];
     match pass.kind {
         // Stamping here, before the snapshot, rather than in the scan pass, saves the scan pass a
         // write to every object: an object stamped now existed before the snapshot and is root-
@@ -477,23 +490,20 @@ fn process_span(pass: &SpanPass, span: &Arc<heap::Span>, gray: &mut Vec<ObjPtr>)
                 gray.push(ObjPtr(std::ptr::NonNull::from(h)));
             }
         }),
-        PassKind::Finalize => finalize_span(pass, span),
-        PassKind::Free => free_span(pass, span),
+        PassKind::Flag => flag_span(pass, at),
+        PassKind::Drop => drop_span(pass, at),
+        PassKind::Free => free_span(pass, at),
     }
 }
 
-/// Sweep pass one for one span. For each dead object (scanned in the cycle, not marked in it):
-/// clear its weak slot, then walk its handles (clearing those to other dead objects, giving back
-/// the `internal` count of those to live ones), then drop its value and mark the slot `DEAD`.
-///
-/// Dropping here, before every dead object is finalized, is safe: once an object's own handles
-/// to dead objects are cleared, its `Drop` cannot reach any dead object (a live object cannot
-/// reach one, or it would have been marked; a `Weak` to one refuses to upgrade in `Sweep`), and
-/// another dead object's handle to this one reads only the header, which stays intact until
-/// pass two frees the slot after every span's pass one.
-fn finalize_span(pass: &SpanPass, span: &Arc<heap::Span>) {
+/// Sweep pass one for one span. For each dead object (stamped in the cycle, not marked in it):
+/// clear its weak slot, give back the `internal` counts of its handles to live objects, flag it
+/// dead (`DEAD_MARK`), and list it for pass two. Runs no user code but `Trace`.
+fn flag_span(pass: &SpanPass, at: usize) {
     let n = pass.cycle;
+    let span = &pass.spans[at];
     let mut marked_bytes = 0u64;
+    let mut dead = Vec::new();
     for_each_object(span, |i, h| {
         if !h.is_dead(n) {
             // Live at the snapshot: scanned and marked. Objects allocated black after their
@@ -506,9 +516,11 @@ fn finalize_span(pass: &SpanPass, span: &Arc<heap::Span>) {
         }
         crate::weak::clear_slot(h);
         let mut t = Tracer::new(Mode::Finalize { cycle: n });
-        // SAFETY: `h` heads a live object of the vtable's type; nothing else can reach it (it is
-        // dead), and no slot is freed before every span's pass one is done.
+        // SAFETY: `h` heads a live object of the vtable's type (its value is dropped only in
+        // pass two); nothing but the sweep can reach it (it is dead).
         let r = catch_unwind(AssertUnwindSafe(|| unsafe { (h.vtable.trace)(h, &mut t) }));
+        // Flag it even if its trace panicked: it is dead either way, and its handles must panic.
+        h.mark.store(DEAD_MARK, Ordering::Relaxed);
         if r.is_err() {
             eprintln!(
                 "gort: Trace::trace of {} panicked while finalizing it; the object is leaked",
@@ -518,11 +530,29 @@ fn finalize_span(pass: &SpanPass, span: &Arc<heap::Span>) {
             LEAKED_OBJECTS.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let p = std::ptr::NonNull::from(h).as_ptr();
-        // SAFETY: a dead object's value is initialized and dropped exactly once, here (its slot
-        // leaves `ALLOC` right after, and each span is processed by one thread); its handles to
-        // dead objects were just cleared (see above for why that suffices).
-        let r = catch_unwind(AssertUnwindSafe(|| unsafe { (h.vtable.drop_value)(p) }));
+        dead.push(i as u32);
+    });
+    pass.marked_bytes.fetch_add(marked_bytes, Ordering::Relaxed);
+    if let Some(lists) = &pass.dead {
+        *lock(&lists[at]) = dead;
+    }
+}
+
+/// Sweep pass two for one span: drop the values of the objects pass one listed, and mark their
+/// slots `DEAD`. Every dead object of the cycle was flagged before this pass began, so no `Drop`
+/// can use a handle to one (dereferencing, cloning or downgrading it panics); dropping such a
+/// handle only lowers the count in a header that stays allocated until pass three.
+fn drop_span(pass: &SpanPass, at: usize) {
+    let span = &pass.spans[at];
+    let Some(lists) = &pass.dead else { return };
+    let dead = lock(&lists[at]).clone();
+    for i in dead {
+        let i = i as usize;
+        let p = span.slot_ptr(i).cast::<Header>();
+        // SAFETY: a dead object's value is initialized (its slot is still `ALLOC`) and dropped
+        // exactly once, here: each span is processed by one thread, and its slot leaves `ALLOC`
+        // right after.
+        let r = catch_unwind(AssertUnwindSafe(|| unsafe { ((*p).vtable.drop_value)(p) }));
         if let Err(e) = r {
             DROP_PANICS.fetch_add(1, Ordering::Relaxed);
             let msg = e
@@ -530,25 +560,36 @@ fn finalize_span(pass: &SpanPass, span: &Arc<heap::Span>) {
                 .map(|s| s.to_string())
                 .or_else(|| e.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "<non-string panic>".into());
-            let name = (h.vtable.type_name)();
+            // SAFETY: the header outlives the value's drop (only the value was dropped).
+            let name = unsafe { ((*p).vtable.type_name)() };
             eprintln!(
                 "gort: the Drop of a collected {name} panicked ({msg}); the collector goes on"
             );
         }
         span.drop_done(i);
-    });
-    pass.marked_bytes.fetch_add(marked_bytes, Ordering::Relaxed);
+    }
 }
 
-/// Sweep pass two for one span: free the slots whose values pass one dropped. Reads only the
-/// span's state bytes.
-fn free_span(pass: &SpanPass, span: &Arc<heap::Span>) {
+/// Sweep pass three for one span: free the slots whose values pass two dropped, unless a handle
+/// to the object is still around (a `Drop` moved one out of a dead object and kept it): such an
+/// object is leaked for good, flagged dead, so that handle panics when used and never reaches a
+/// reused slot.
+fn free_span(pass: &SpanPass, at: usize) {
+    let span = &pass.spans[at];
+    let Some(lists) = &pass.dead else { return };
+    let dead = std::mem::take(&mut *lock(&lists[at]));
     let mut freed_here = 0;
-    for i in 0..span.slots() {
-        if span.state(i) == heap::DEAD {
-            span.free_slot(i);
-            freed_here += 1;
+    for i in dead {
+        let i = i as usize;
+        // SAFETY: a `DEAD` slot's header is intact until this pass frees it.
+        let h = unsafe { &*span.slot_ptr(i).cast::<Header>() };
+        if crate::header::handles_of(h.counts.load(Ordering::Acquire)) != 0 {
+            span.leak(i);
+            LEAKED_OBJECTS.fetch_add(1, Ordering::Relaxed);
+            continue;
         }
+        span.free_slot(i);
+        freed_here += 1;
     }
     if freed_here > 0 {
         span.freed(freed_here);
@@ -565,8 +606,10 @@ fn work_on(pass: &SpanPass, max: usize, gray: &mut Vec<ObjPtr>, publish: bool) -
     let mut k = 0;
     while k < max {
         let i = pass.next.fetch_add(1, Ordering::Relaxed);
-        let Some(span) = pass.spans.get(i) else { break };
-        process_span(pass, span, gray);
+        if i >= pass.spans.len() {
+            break;
+        }
+        process_span(pass, i, gray);
         if publish && !gray.is_empty() {
             push_gray(std::mem::take(gray));
         }
@@ -637,6 +680,7 @@ fn run_pass(
     cycle: u32,
     spans: &[Arc<heap::Span>],
     gray: &mut Vec<ObjPtr>,
+    dead: Option<&Arc<DeadLists>>,
 ) -> Arc<SpanPass> {
     let pass = Arc::new(SpanPass {
         kind,
@@ -644,11 +688,12 @@ fn run_pass(
         spans: spans.to_vec(),
         next: AtomicUsize::new(0),
         done: AtomicUsize::new(0),
+        dead: dead.cloned(),
         freed_objects: AtomicU64::new(0),
         freed_bytes: AtomicU64::new(0),
         marked_bytes: AtomicU64::new(0),
     });
-    if kind != PassKind::Finalize {
+    if kind != PassKind::Drop {
         *lock(&PASS) = Some(pass.clone());
     }
     post_help(HelpJob::Pass(pass.clone()));
@@ -699,14 +744,14 @@ fn run_cycle(n: u32) {
     PHASES.advance(n, Phase::Clear);
     let spans = heap::spans();
     let mut gray = Vec::new();
-    run_pass(PassKind::Clear, n, &spans, &mut gray);
+    run_pass(PassKind::Clear, n, &spans, &mut gray, None);
 
     // 2. Mark: the snapshot point is when this returns.
     let cleared_at = started.elapsed();
     PHASES.advance(n, Phase::Mark);
     open_marking(n);
     let spans = heap::spans();
-    run_pass(PassKind::Scan, n, &spans, &mut gray);
+    run_pass(PassKind::Scan, n, &spans, &mut gray, None);
     // Drain until a pass finds nothing new, then stop assists (they finish their batches while
     // still in Mark) and drain what they left: termination only has the last moment's shading
     // by GcCell writes and upgrades left to trace.
@@ -743,15 +788,17 @@ fn run_cycle(n: u32) {
     MAX_PAUSE_NS.fetch_max(pause, Ordering::Relaxed);
     TOTAL_PAUSE_NS.fetch_add(pause, Ordering::Relaxed);
 
-    // 4. Sweep, pass one: per dead object, its weak slot, its handles, then its value. No slot is
-    // freed before pass two, so every dead object's header (every handle target) stays readable.
-    let finalize = run_pass(PassKind::Finalize, n, &spans, &mut gray);
+    // 4. Sweep. Pass one flags every dead object (and gives back its handles to live ones);
+    // pass two drops their values; pass three frees their slots. No slot is freed before pass
+    // three, so every dead object's header (every handle target) stays readable meanwhile.
+    let dead: Arc<DeadLists> = Arc::new((0..spans.len()).map(|_| Mutex::new(Vec::new())).collect());
+    let flag = run_pass(PassKind::Flag, n, &spans, &mut gray, Some(&dead));
     let pass_one_at = started.elapsed();
-    // Pass two: free the slots.
-    let free = run_pass(PassKind::Free, n, &spans, &mut gray);
+    run_pass(PassKind::Drop, n, &spans, &mut gray, Some(&dead));
+    let free = run_pass(PassKind::Free, n, &spans, &mut gray, Some(&dead));
     let freed_objects = free.freed_objects.load(Ordering::Relaxed);
     let freed_bytes = free.freed_bytes.load(Ordering::Relaxed);
-    let marked_bytes = finalize.marked_bytes.load(Ordering::Relaxed);
+    let marked_bytes = flag.marked_bytes.load(Ordering::Relaxed);
     FREED_OBJECTS.fetch_add(freed_objects, Ordering::Relaxed);
     FREED_BYTES.fetch_add(freed_bytes, Ordering::Relaxed);
     drop(free);

@@ -25,6 +25,10 @@ pub(crate) const HANDLE_MASK: u64 = 0xffff_ffff;
 pub(crate) const INTERNAL_ONE: u64 = 1 << 32;
 pub(crate) const INTERNAL_MASK: u64 = 0x7fff_ffff << 32;
 pub(crate) const DIRTY: u64 = 1 << 63;
+/// The `mark` of an object the sweep found dead, set before any `Drop` of the cycle runs: from
+/// then on dereferencing, cloning or downgrading a handle to it panics, and marking never traces
+/// it (its value is dropped). Cycle numbers skip it.
+pub(crate) const DEAD_MARK: u32 = u32::MAX;
 /// More handles than this to one object is refused with a panic (the counter has 2^32 values;
 /// the gap absorbs racing increments that are undone).
 pub(crate) const MAX_HANDLES: u64 = 1 << 31;
@@ -53,7 +57,7 @@ pub(crate) struct Header {
     pub(crate) counts: AtomicU64,
     /// The cycle in which the object was marked (0: never).
     pub(crate) mark: AtomicU32,
-    /// The cycle in which the root scan saw the object (0: never). Only scanned objects can die.
+    /// The cycle whose clear pass stamped the object (0: never). Only stamped objects can die.
     pub(crate) scan: AtomicU32,
     /// The object's weak slot, created by the first `Gc::downgrade` (a leaked `Arc`).
     pub(crate) weak: AtomicPtr<WeakSlot>,
@@ -159,17 +163,24 @@ impl Header {
         w & DIRTY != 0 || handles_of(w) > internal_of(w)
     }
 
-    /// Marks the object for `cycle`; true if this call did it (the caller then owes a trace).
+    /// Marks the object for `cycle`; true if this call did it (the caller then owes a trace). A
+    /// dead object (`DEAD_MARK`) is never marked again: its value may be dropped.
     pub(crate) fn try_mark(&self, cycle: u32) -> bool {
         let cur = self.mark.load(Ordering::Relaxed);
         cur != cycle
+            && cur != DEAD_MARK
             && self
                 .mark
                 .compare_exchange(cur, cycle, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
     }
 
-    /// Dead after `cycle`'s marking: scanned in it and not marked. Meaningful from that cycle's
+    /// True once a sweep found the object dead (see [`DEAD_MARK`]).
+    pub(crate) fn is_flagged_dead(&self) -> bool {
+        self.mark.load(Ordering::Relaxed) == DEAD_MARK
+    }
+
+    /// Dead after `cycle`'s marking: stamped in it and not marked. Meaningful from that cycle's
     /// sweep phase until the object is freed.
     pub(crate) fn is_dead(&self, cycle: u32) -> bool {
         self.scan.load(Ordering::Acquire) == cycle && self.mark.load(Ordering::Acquire) != cycle

@@ -8,8 +8,9 @@
 //! * **disown** (taking a `GcCell` write guard): the handles leave the heap's accounting for as
 //!   long as the guard lives, so `internal` goes down, and while marking each target is shaded (the
 //!   snapshot-at-the-beginning deletion barrier);
-//! * **finalize** (sweep, for a dead object): handles to other dead objects are cleared, so no
-//!   `Drop` can reach them; handles to live objects give their `internal` count back.
+//! * **finalize** (sweep, for a dead object): handles to live objects give their `internal` count
+//!   back; handles to other dead objects are left as they are (every dead object is flagged before
+//!   any `Drop` runs, so using such a handle panics).
 //!
 //! Soundness rests on one rule, which is why the trait is `unsafe`: a `trace` must report every
 //! handle it can reach the same way each time, and the handles it reports may change only through
@@ -22,7 +23,6 @@
 use std::ptr::NonNull;
 
 use crate::header::Header;
-use crate::sync::{AtomicPtr, Ordering};
 
 /// A type whose values can live in the traced heap: it reports every [`Gc`](crate::Gc) handle it
 /// holds, so the collector can find them.
@@ -90,15 +90,11 @@ impl<'a> Tracer<'a> {
         Tracer { mode }
     }
 
-    /// Visits one handle slot (the pointer inside a `Gc`).
-    pub(crate) fn visit_handle(&mut self, slot: &AtomicPtr<Header>) {
-        let p = slot.load(Ordering::Relaxed);
-        let Some(target) = NonNull::new(p) else {
-            return; // a cleared handle (inside a dead object)
-        };
-        // SAFETY: a non-null handle keeps its target allocated: the target has a handle (this one)
-        // and is not dead, or we are finalizing and the target's slot is not freed before every
-        // dead object's handles are cleared (collector.rs, sweep pass 1 before pass 2).
+    /// Visits one handle (the pointer inside a `Gc`).
+    pub(crate) fn visit_handle(&mut self, target: NonNull<Header>) {
+        // SAFETY: a handle's target header stays allocated while the handle exists: the target is
+        // live, or dead and not yet freed (the sweep frees a dead object only once no handle to it
+        // is left), or leaked for good.
         let header = unsafe { target.as_ref() };
         match &mut self.mode {
             Mode::Mark { cycle, gray } => {
@@ -116,9 +112,10 @@ impl<'a> Tracer<'a> {
                 header.disown();
             }
             Mode::Finalize { cycle } => {
-                if header.is_dead(*cycle) {
-                    slot.store(std::ptr::null_mut(), Ordering::Relaxed);
-                } else {
+                // A handle to a live object gives back its `internal` count; one to another dead
+                // object is left alone (that object's header outlives every dead holder's drop,
+                // and using the handle panics: the target is flagged dead before any drop).
+                if !header.is_dead(*cycle) {
                     header.disown();
                 }
             }
