@@ -823,3 +823,64 @@ fn two_runtimes_allocate_side_by_side() {
     gc::collect();
     assert_eq!(drops.load(Ordering::SeqCst), 16_000);
 }
+
+/// `plain_drop` as `#[derive(Trace)]` computes it.
+mod plain_drop {
+    use gort::gc::{Gc, GcCell};
+    use gort::Trace;
+
+    #[derive(Trace)]
+    struct Leafy {
+        left: Option<Gc<Leafy>>,
+        cells: GcCell<Vec<Gc<Leafy>>>,
+        n: u64,
+        name: String,
+    }
+
+    #[derive(Trace)]
+    struct WithDrop {
+        _x: Option<Gc<Leafy>>,
+    }
+    impl Drop for WithDrop {
+        fn drop(&mut self) {}
+    }
+
+    #[derive(Trace)]
+    struct SkipsAnArc {
+        #[gc(skip)]
+        _shared: std::sync::Arc<u8>,
+    }
+
+    #[derive(Trace)]
+    struct Holds<T> {
+        _v: Vec<T>,
+    }
+
+    #[derive(Trace)]
+    struct DropsGeneric<T> {
+        _v: T,
+    }
+    impl<T> Drop for DropsGeneric<T> {
+        fn drop(&mut self) {}
+    }
+
+    #[derive(Trace)]
+    #[allow(dead_code)]
+    enum Either {
+        A(Gc<Leafy>),
+        B { d: WithDrop },
+    }
+
+    #[test]
+    fn derive_computes_plain_drop() {
+        assert!(Leafy::plain_drop());
+        assert!(!WithDrop::plain_drop(), "a Drop impl is user code");
+        assert!(!SkipsAnArc::plain_drop(), "a skipped field that needs drop");
+        assert!(Holds::<Gc<Leafy>>::plain_drop());
+        assert!(!Holds::<WithDrop>::plain_drop());
+        assert!(!DropsGeneric::<u8>::plain_drop(), "a generic Drop impl");
+        assert!(!Either::plain_drop(), "one variant holds a WithDrop");
+        assert!(<(u8, Gc<Leafy>)>::plain_drop());
+        let _ = |l: &Leafy| (l.left.is_some(), l.cells.borrow().len(), l.n, l.name.len());
+    }
+}

@@ -304,10 +304,14 @@ impl<T: Trace> GcCell<T> {
     }
 }
 
-// SAFETY: reports the contents' handles under the cell's rules (module docs).
+// SAFETY: reports the contents' handles under the cell's rules (module docs). Dropping a cell
+// drops its contents and nothing else.
 unsafe impl<T: Trace> Trace for GcCell<T> {
     fn trace(&self, t: &mut Tracer<'_>) {
         self.trace_cell(t);
+    }
+    fn plain_drop() -> bool {
+        T::plain_drop()
     }
 }
 

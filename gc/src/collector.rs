@@ -429,11 +429,12 @@ fn for_each_object(span: &Arc<heap::Span>, mut f: impl FnMut(usize, &Header)) {
     }
 }
 
-/// The collector's passes over every span. Each is shared with the collector's helper threads,
-/// and all but `Drop` with allocating goroutines: a goroutine that takes a span while the heap
-/// is past its goal processes a few spans of the current pass itself (Go's proportional sweeping
-/// and assists, for our passes). `Drop` runs user code, which must not run inside an unrelated
-/// `Gc::new`, so only the collector's threads run it.
+/// The collector's passes over every span. Each is shared with the collector's helper threads
+/// and with allocating goroutines: a goroutine that takes a span while the heap is past its goal
+/// processes a few spans of the current pass itself (Go's proportional sweeping and assists, for
+/// our passes). In `Drop`, an allocating goroutine only drops spans whose dead values are all
+/// plain (`Trace::plain_drop`): user `Drop` code must not run inside an unrelated `Gc::new`, so
+/// it defers the others to the collector's threads.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum PassKind {
     /// Stamp `scan` and clear `DIRTY` (phase Clear).
@@ -454,6 +455,8 @@ struct SpanPass {
     spans: Vec<Arc<heap::Span>>,
     /// The next span to claim.
     next: AtomicUsize,
+    /// `Drop` spans claimed by allocators but left to the collector's threads (not plain).
+    deferred: Mutex<Vec<usize>>,
     /// Spans finished (their effects, gray objects included, published).
     done: AtomicUsize,
     /// The sweep's dead objects, per span (indices into `spans`): listed by `Flag`, read by
@@ -465,8 +468,15 @@ struct SpanPass {
     marked_bytes: AtomicU64,
 }
 
-/// Per span of a cycle's sweep, the slots of its dead objects.
-type DeadLists = Vec<Mutex<Vec<u32>>>;
+/// Set by the sweep's `Flag` pass when a dead object's drop is not plain (runs user code). Only
+/// then can a `Drop` move a handle to a dead object out of the heap, so only then does the `Free`
+/// pass check each dead object's count (otherwise every handle to a dead object lives in a dead
+/// object, and none is left once their values are dropped).
+static SWEEP_RUNS_USER_DROPS: AtomicBool = AtomicBool::new(false);
+
+/// Per span of a cycle's sweep: the slots of its dead objects, and whether all of them are plain
+/// (`Trace::plain_drop`: an allocating goroutine may drop them).
+type DeadLists = Vec<Mutex<(Vec<u32>, bool)>>;
 
 /// The pass in progress, if any (for allocating goroutines).
 static PASS: Mutex<Option<Arc<SpanPass>>> = Mutex::new(None);
@@ -504,6 +514,9 @@ fn flag_span(pass: &SpanPass, at: usize) {
     let span = &pass.spans[at];
     let mut marked_bytes = 0u64;
     let mut dead = Vec::new();
+    let mut plain = true;
+    // Spans mostly hold one type: ask each vtable once in a row.
+    let mut last_vtable: *const crate::header::VTable = std::ptr::null();
     for_each_object(span, |i, h| {
         if !h.is_dead(n) {
             // Live at the snapshot: scanned and marked. Objects allocated black after their
@@ -530,11 +543,18 @@ fn flag_span(pass: &SpanPass, at: usize) {
             LEAKED_OBJECTS.fetch_add(1, Ordering::Relaxed);
             return;
         }
+        if plain && !std::ptr::eq(last_vtable, h.vtable) {
+            last_vtable = h.vtable;
+            plain = (h.vtable.plain_drop)();
+            if !plain {
+                SWEEP_RUNS_USER_DROPS.store(true, Ordering::Relaxed);
+            }
+        }
         dead.push(i as u32);
     });
     pass.marked_bytes.fetch_add(marked_bytes, Ordering::Relaxed);
     if let Some(lists) = &pass.dead {
-        *lock(&lists[at]) = dead;
+        *lock(&lists[at]) = (dead, plain);
     }
 }
 
@@ -545,7 +565,7 @@ fn flag_span(pass: &SpanPass, at: usize) {
 fn drop_span(pass: &SpanPass, at: usize) {
     let span = &pass.spans[at];
     let Some(lists) = &pass.dead else { return };
-    let dead = lock(&lists[at]).clone();
+    let dead = lock(&lists[at]).0.clone();
     for i in dead {
         let i = i as usize;
         let p = span.slot_ptr(i).cast::<Header>();
@@ -573,17 +593,20 @@ fn drop_span(pass: &SpanPass, at: usize) {
 /// Sweep pass three for one span: free the slots whose values pass two dropped, unless a handle
 /// to the object is still around (a `Drop` moved one out of a dead object and kept it): such an
 /// object is leaked for good, flagged dead, so that handle panics when used and never reaches a
-/// reused slot.
+/// reused slot. The check is skipped when no dead object's drop ran user code
+/// (`SWEEP_RUNS_USER_DROPS`).
 fn free_span(pass: &SpanPass, at: usize) {
     let span = &pass.spans[at];
     let Some(lists) = &pass.dead else { return };
-    let dead = std::mem::take(&mut *lock(&lists[at]));
+    let dead = std::mem::take(&mut lock(&lists[at]).0);
+    // Written before the Flag pass ended; this pass began after it (see `run_pass`).
+    let check_escapes = SWEEP_RUNS_USER_DROPS.load(Ordering::Relaxed);
     let mut freed_here = 0;
     for i in dead {
         let i = i as usize;
         // SAFETY: a `DEAD` slot's header is intact until this pass frees it.
         let h = unsafe { &*span.slot_ptr(i).cast::<Header>() };
-        if crate::header::handles_of(h.counts.load(Ordering::Acquire)) != 0 {
+        if check_escapes && crate::header::handles_of(h.counts.load(Ordering::Acquire)) != 0 {
             span.leak(i);
             LEAKED_OBJECTS.fetch_add(1, Ordering::Relaxed);
             continue;
@@ -600,21 +623,49 @@ fn free_span(pass: &SpanPass, at: usize) {
     }
 }
 
+/// Who is working on a pass: the collector and its helpers may run user `Drop`s; allocating
+/// goroutines may not.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Worker {
+    Collector,
+    Helper,
+    Allocator,
+}
+
 /// Claims and processes up to `max` spans of `pass`. Gray objects go to the global queue before
-/// a span counts as done, so the collector, which waits for every span to be done, sees them.
-fn work_on(pass: &SpanPass, max: usize, gray: &mut Vec<ObjPtr>, publish: bool) -> usize {
+/// a span counts as done (except on the collector, which keeps its own), so the collector, which
+/// waits for every span to be done, sees them. An allocator that claims a `Drop` span holding a
+/// value whose drop is not plain defers the span to the collector's threads instead.
+fn work_on(pass: &SpanPass, max: usize, gray: &mut Vec<ObjPtr>, who: Worker) -> usize {
     let mut k = 0;
     while k < max {
         let i = pass.next.fetch_add(1, Ordering::Relaxed);
         if i >= pass.spans.len() {
             break;
         }
+        if who == Worker::Allocator && pass.kind == PassKind::Drop {
+            let plain = pass.dead.as_ref().map_or(true, |lists| lock(&lists[i]).1);
+            if !plain {
+                lock(&pass.deferred).push(i);
+                continue;
+            }
+        }
         process_span(pass, i, gray);
-        if publish && !gray.is_empty() {
+        if who != Worker::Collector && !gray.is_empty() {
             push_gray(std::mem::take(gray));
         }
         pass.done.fetch_add(1, Ordering::Release);
         k += 1;
+    }
+    if who != Worker::Allocator {
+        // Spans allocators deferred (`Drop` spans with user code).
+        loop {
+            let Some(i) = lock(&pass.deferred).pop() else {
+                break;
+            };
+            process_span(pass, i, gray);
+            pass.done.fetch_add(1, Ordering::Release);
+        }
     }
     k
 }
@@ -667,7 +718,7 @@ fn helper_main() {
             HelpJob::Nothing => {}
             HelpJob::Pass(pass) => {
                 let mut gray = Vec::new();
-                work_on(&pass, usize::MAX, &mut gray, true);
+                work_on(&pass, usize::MAX, &mut gray, Worker::Helper);
             }
             HelpJob::Mark(cycle) => help_mark(cycle),
         }
@@ -687,21 +738,26 @@ fn run_pass(
         cycle,
         spans: spans.to_vec(),
         next: AtomicUsize::new(0),
+        deferred: Mutex::new(Vec::new()),
         done: AtomicUsize::new(0),
         dead: dead.cloned(),
         freed_objects: AtomicU64::new(0),
         freed_bytes: AtomicU64::new(0),
         marked_bytes: AtomicU64::new(0),
     });
-    if kind != PassKind::Drop {
-        *lock(&PASS) = Some(pass.clone());
-    }
+    *lock(&PASS) = Some(pass.clone());
     post_help(HelpJob::Pass(pass.clone()));
-    work_on(&pass, usize::MAX, gray, false);
+    work_on(&pass, usize::MAX, gray, Worker::Collector);
     *lock(&PASS) = None;
     post_help(HelpJob::Nothing);
     let mut round = 0;
     while pass.done.load(Ordering::Acquire) < pass.spans.len() {
+        // An allocator may still defer a span it claimed before the claims ran out.
+        if let Some(i) = lock(&pass.deferred).pop() {
+            process_span(&pass, i, gray);
+            pass.done.fetch_add(1, Ordering::Release);
+            continue;
+        }
         round += 1;
         crate::sync::backoff(round);
     }
@@ -713,7 +769,7 @@ fn help_pass(spans: usize) {
     let pass = lock(&PASS).clone();
     if let Some(pass) = pass {
         let mut gray = Vec::new();
-        let k = work_on(&pass, spans, &mut gray, true);
+        let k = work_on(&pass, spans, &mut gray, Worker::Allocator);
         SPAN_ASSISTS.fetch_add(k as u64, Ordering::Relaxed);
     }
 }
@@ -791,7 +847,12 @@ fn run_cycle(n: u32) {
     // 4. Sweep. Pass one flags every dead object (and gives back its handles to live ones);
     // pass two drops their values; pass three frees their slots. No slot is freed before pass
     // three, so every dead object's header (every handle target) stays readable meanwhile.
-    let dead: Arc<DeadLists> = Arc::new((0..spans.len()).map(|_| Mutex::new(Vec::new())).collect());
+    let dead: Arc<DeadLists> = Arc::new(
+        (0..spans.len())
+            .map(|_| Mutex::new((Vec::new(), true)))
+            .collect(),
+    );
+    SWEEP_RUNS_USER_DROPS.store(false, Ordering::Relaxed);
     let flag = run_pass(PassKind::Flag, n, &spans, &mut gray, Some(&dead));
     let pass_one_at = started.elapsed();
     run_pass(PassKind::Drop, n, &spans, &mut gray, Some(&dead));

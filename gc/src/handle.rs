@@ -61,9 +61,19 @@ fn vtable<T: Trace + Send + 'static>() -> &'static VTable {
             trace: trace_value::<T>,
             drop_value: drop_value::<T>,
             type_name: std::any::type_name::<T>,
+            plain_drop: T::plain_drop,
         };
     }
     &Table::<T>::VTABLE
+}
+
+/// The allocator's size class of a `GcBox<T>`, computed once per type at compile time.
+struct SizeClass<T>(PhantomData<T>);
+impl<T> SizeClass<T> {
+    const CLASS: Option<usize> = crate::heap::class_of(
+        std::mem::size_of::<GcBox<T>>(),
+        std::mem::align_of::<GcBox<T>>(),
+    );
 }
 
 /// # Safety
@@ -100,7 +110,7 @@ impl<T: Trace + Send + 'static> Gc<T> {
             crate::phase::Phase::Mark | crate::phase::Phase::Terminating => state.cycle,
             _ => 0,
         };
-        let slot = crate::heap::alloc(Layout::new::<GcBox<T>>());
+        let slot = crate::heap::alloc(Layout::new::<GcBox<T>>(), SizeClass::<T>::CLASS);
         let p = slot.ptr().cast::<GcBox<T>>();
         // SAFETY: the slot is at least as large and aligned as a GcBox<T> (heap::alloc's contract)
         // and is ours until published.
@@ -145,6 +155,7 @@ impl<T: Trace + Send + 'static> Gc<T> {
 
 impl<T> Gc<T> {
     /// The object's header, which may belong to a dead object (only counts may be touched).
+    #[inline]
     fn raw_header(&self) -> &Header {
         // SAFETY: a handle keeps its target's header allocated (module docs: a dead object is
         // freed only once no handle to it is left).
@@ -152,6 +163,7 @@ impl<T> Gc<T> {
     }
 
     /// The header of a live object; panics if the sweep found it dead (a `Drop` reached it).
+    #[inline]
     pub(crate) fn header(&self) -> &Header {
         let h = self.raw_header();
         if h.is_flagged_dead() {
@@ -216,10 +228,13 @@ impl<T> Drop for Gc<T> {
     }
 }
 
-// SAFETY: reports its one handle.
+// SAFETY: reports its one handle. Dropping a handle only lowers its object's count: plain.
 unsafe impl<T> Trace for Gc<T> {
     fn trace(&self, t: &mut Tracer<'_>) {
         t.visit_handle(self.ptr);
+    }
+    fn plain_drop() -> bool {
+        true
     }
 }
 

@@ -48,6 +48,8 @@ pub(crate) struct VTable {
     pub(crate) drop_value: unsafe fn(*mut Header),
     /// The value's type, for reports.
     pub(crate) type_name: fn() -> &'static str,
+    /// `Trace::plain_drop` of the value's type: may an allocating goroutine drop it?
+    pub(crate) plain_drop: fn() -> bool,
 }
 
 /// The header of every heap object; a `GcBox<T>` is this followed by the value.
@@ -83,6 +85,7 @@ impl Header {
     }
 
     /// A new handle from an existing one (clone). Only raises the external count: no barrier.
+    #[inline]
     pub(crate) fn inc_handle(&self) {
         let old = self.counts.fetch_add(HANDLE_ONE, Ordering::Relaxed);
         if handles_of(old) >= MAX_HANDLES {
@@ -92,6 +95,7 @@ impl Header {
     }
 
     /// A handle goes away: one fewer handle, and `DIRTY`, in one step.
+    #[inline]
     pub(crate) fn dec_handle(&self) {
         let mut cur = self.counts.load(Ordering::Relaxed);
         loop {
@@ -109,6 +113,7 @@ impl Header {
 
     /// A handle moves into the heap (`Gc::new`, a `GcCell` write guard released): one more
     /// internal handle, and `DIRTY`, in one step.
+    #[inline]
     pub(crate) fn adopt(&self) {
         let mut cur = self.counts.load(Ordering::Relaxed);
         loop {
@@ -176,6 +181,7 @@ impl Header {
     }
 
     /// True once a sweep found the object dead (see [`DEAD_MARK`]).
+    #[inline]
     pub(crate) fn is_flagged_dead(&self) -> bool {
         self.mark.load(Ordering::Relaxed) == DEAD_MARK
     }

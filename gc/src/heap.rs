@@ -60,13 +60,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The class for an object of `size` bytes and `align`, or `None` for a large object.
-pub(crate) fn class_of(size: usize, align: usize) -> Option<usize> {
+/// The class for an object of `size` bytes and `align`, or `None` for a large object. A `const
+/// fn` so that `Gc::new` computes it once per type, at compile time.
+pub(crate) const fn class_of(size: usize, align: usize) -> Option<usize> {
     if align > SMALL_ALIGN || size > CLASS_SIZES[NCLASSES - 1] {
         return None;
     }
-    // Binary search: the first class at least `size`.
-    Some(CLASS_SIZES.partition_point(|&c| c < size))
+    // The first class at least `size` (a linear scan: this runs at compile time).
+    let mut c = 0;
+    while CLASS_SIZES[c] < size {
+        c += 1;
+    }
+    Some(c)
 }
 
 /// A run of equal slots (or one large object).
@@ -387,9 +392,12 @@ impl Slot {
     }
 }
 
-/// Allocates a slot for `layout`. Never waits for the collector.
-pub(crate) fn alloc(layout: Layout) -> Slot {
-    match class_of(layout.size(), layout.align()) {
+/// Allocates a slot for `layout`, whose class is `class` (`class_of(layout)`, computed by the
+/// caller at compile time). Never waits for the collector.
+#[inline]
+pub(crate) fn alloc(layout: Layout, class: Option<usize>) -> Slot {
+    debug_assert_eq!(class, class_of(layout.size(), layout.align()));
+    match class {
         Some(class) => {
             let taken = THREAD_CACHE.try_with(|tc| {
                 let mut mags = tc.magazines.borrow_mut();

@@ -103,8 +103,10 @@
 //! # Safe destruction
 //! The sweep works in three passes. Pass one, for every dead object: clear its weak slot, give back
 //! the `internal` count of each of its handles to a live object, and *flag* it dead (its `mark`
-//! becomes `DEAD_MARK`). Pass two drops each dead value. Pass three frees each dead slot whose
-//! `handles` count is back to zero. Handles never change (a `Gc` is one non-null pointer, so
+//! becomes `DEAD_MARK`). Pass two drops each dead value (allocating goroutines help with the
+//! values whose drop is *plain*, `Trace::plain_drop`: it runs no user code). Pass three frees each
+//! dead slot whose `handles` count is back to zero (checked only when some dead value's drop is
+//! not plain: plain drops cannot move a handle anywhere). Handles never change (a `Gc` is one non-null pointer, so
 //! `Option<Gc<T>>` is one word), so a `Drop` may still hold a handle to another dead object; but
 //! every dead object is flagged before any `Drop` runs, and dereferencing, cloning or downgrading
 //! a handle to a flagged object panics (`gort: use of a Gc handle to a collected object`), while

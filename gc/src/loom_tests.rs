@@ -28,10 +28,14 @@ unsafe fn no_drop(_: *mut Header) {}
 fn name() -> &'static str {
     "model"
 }
+fn not_plain() -> bool {
+    false
+}
 static VTABLE: VTable = VTable {
     trace: no_trace,
     drop_value: no_drop,
     type_name: name,
+    plain_drop: not_plain,
 };
 
 struct World {

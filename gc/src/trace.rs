@@ -55,6 +55,22 @@ use crate::header::Header;
 pub unsafe trait Trace {
     /// Reports the handles in `self` to `tracer`.
     fn trace(&self, tracer: &mut Tracer<'_>);
+
+    /// Whether dropping a value of this type runs only gort's and the standard library's code:
+    /// no `Drop` impl of yours anywhere inside it, so nothing that could block, take a lock or
+    /// panic. The collector lets allocating goroutines help drop such values when the heap is past
+    /// its goal (Go's proportional sweep); other values are dropped only on the collector's own
+    /// threads. The default, `false`, is always correct; `#[derive(Trace)]` computes it (a
+    /// struct or enum with no `Drop` impl whose traced fields are all plain and whose skipped
+    /// fields need no drop at all). Returning `true` for a type whose drop runs other code would
+    /// let that code run inside an unrelated `Gc::new`.
+    #[inline]
+    fn plain_drop() -> bool
+    where
+        Self: Sized,
+    {
+        false
+    }
 }
 
 /// A pointer to a heap object that may cross threads (the gray queue).
@@ -125,10 +141,14 @@ impl<'a> Tracer<'a> {
 
 macro_rules! trace_nothing {
     ($($t:ty),* $(,)?) => {$(
-        // SAFETY: holds no handles.
+        // SAFETY: holds no handles; dropping one runs only the standard library's code.
         unsafe impl Trace for $t {
             #[inline]
             fn trace(&self, _: &mut Tracer<'_>) {}
+            #[inline]
+            fn plain_drop() -> bool {
+                true
+            }
         }
     )*};
 }
@@ -151,7 +171,6 @@ trace_nothing!(
     isize,
     f32,
     f64,
-    str,
     String,
     std::num::NonZeroU8,
     std::num::NonZeroU16,
@@ -175,12 +194,22 @@ trace_nothing!(
     std::sync::atomic::AtomicIsize,
 );
 
-// SAFETY: holds no handles.
-unsafe impl<T: ?Sized> Trace for std::marker::PhantomData<T> {
+// SAFETY: holds no handles. (Unsized: `plain_drop` does not apply.)
+unsafe impl Trace for str {
+    #[inline]
     fn trace(&self, _: &mut Tracer<'_>) {}
 }
 
-// SAFETY: reports the boxed value's handles; a Box has one owner.
+// SAFETY: holds no handles.
+unsafe impl<T: ?Sized> Trace for std::marker::PhantomData<T> {
+    fn trace(&self, _: &mut Tracer<'_>) {}
+    fn plain_drop() -> bool {
+        true
+    }
+}
+
+// SAFETY: reports the boxed value's handles; a Box has one owner. (`plain_drop` keeps its
+// default: the boxed value may be unsized, and its own answer is then out of reach.)
 unsafe impl<T: Trace + ?Sized> Trace for Box<T> {
     fn trace(&self, t: &mut Tracer<'_>) {
         (**self).trace(t);
@@ -203,6 +232,9 @@ unsafe impl<T: Trace, const N: usize> Trace for [T; N] {
             v.trace(t);
         }
     }
+    fn plain_drop() -> bool {
+        T::plain_drop()
+    }
 }
 
 // SAFETY: reports every element's handles.
@@ -211,6 +243,9 @@ unsafe impl<T: Trace> Trace for Vec<T> {
         for v in self {
             v.trace(t);
         }
+    }
+    fn plain_drop() -> bool {
+        T::plain_drop()
     }
 }
 
@@ -221,6 +256,9 @@ unsafe impl<T: Trace> Trace for std::collections::VecDeque<T> {
             v.trace(t);
         }
     }
+    fn plain_drop() -> bool {
+        T::plain_drop()
+    }
 }
 
 // SAFETY: reports every element's handles.
@@ -230,6 +268,9 @@ unsafe impl<T: Trace> Trace for std::collections::LinkedList<T> {
             v.trace(t);
         }
     }
+    fn plain_drop() -> bool {
+        T::plain_drop()
+    }
 }
 
 // SAFETY: reports the value's handles, if any.
@@ -238,6 +279,9 @@ unsafe impl<T: Trace> Trace for Option<T> {
         if let Some(v) = self {
             v.trace(t);
         }
+    }
+    fn plain_drop() -> bool {
+        T::plain_drop()
     }
 }
 
@@ -249,6 +293,9 @@ unsafe impl<T: Trace, E: Trace> Trace for Result<T, E> {
             Err(e) => e.trace(t),
         }
     }
+    fn plain_drop() -> bool {
+        T::plain_drop() && E::plain_drop()
+    }
 }
 
 // SAFETY: reports every key's and value's handles.
@@ -258,6 +305,9 @@ unsafe impl<K: Trace, V: Trace, S> Trace for std::collections::HashMap<K, V, S> 
             k.trace(t);
             v.trace(t);
         }
+    }
+    fn plain_drop() -> bool {
+        K::plain_drop() && V::plain_drop() && !std::mem::needs_drop::<S>()
     }
 }
 
@@ -269,6 +319,9 @@ unsafe impl<K: Trace, V: Trace> Trace for std::collections::BTreeMap<K, V> {
             v.trace(t);
         }
     }
+    fn plain_drop() -> bool {
+        K::plain_drop() && V::plain_drop()
+    }
 }
 
 // SAFETY: reports every element's handles.
@@ -277,6 +330,9 @@ unsafe impl<T: Trace, S> Trace for std::collections::HashSet<T, S> {
         for v in self {
             v.trace(t);
         }
+    }
+    fn plain_drop() -> bool {
+        T::plain_drop() && !std::mem::needs_drop::<S>()
     }
 }
 
@@ -287,6 +343,9 @@ unsafe impl<T: Trace> Trace for std::collections::BTreeSet<T> {
             v.trace(t);
         }
     }
+    fn plain_drop() -> bool {
+        T::plain_drop()
+    }
 }
 
 // SAFETY: reports every element's handles.
@@ -295,6 +354,9 @@ unsafe impl<T: Trace> Trace for std::collections::BinaryHeap<T> {
         for v in self {
             v.trace(t);
         }
+    }
+    fn plain_drop() -> bool {
+        T::plain_drop()
     }
 }
 
@@ -306,6 +368,9 @@ macro_rules! trace_tuple {
             fn trace(&self, t: &mut Tracer<'_>) {
                 let ($($name,)+) = self;
                 $($name.trace(t);)+
+            }
+            fn plain_drop() -> bool {
+                $($name::plain_drop() &&)+ true
             }
         }
     };

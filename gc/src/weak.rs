@@ -156,7 +156,11 @@ impl<T> std::fmt::Debug for Weak<T> {
     }
 }
 
-// SAFETY: a Weak holds no counted handle, so there is nothing to report.
+// SAFETY: a Weak holds no counted handle, so there is nothing to report. Dropping one releases
+// its slot's `Arc`: plain.
 unsafe impl<T> crate::Trace for Weak<T> {
     fn trace(&self, _: &mut crate::Tracer<'_>) {}
+    fn plain_drop() -> bool {
+        true
+    }
 }
