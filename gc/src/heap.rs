@@ -1,6 +1,6 @@
 //! The allocator: size classes, spans, per-P caches (Go's mheap/mcentral/mcache, simplified).
 //!
-//! * Objects up to 32 KiB are rounded up to one of [`CLASS_SIZES`]; each class has 64 KiB *spans*
+//! * Objects up to 32 KiB are rounded up to one of [`CLASS_SIZES`] (keeping their alignment); each class has 64 KiB *spans*
 //!   cut into equal slots, with one state byte per slot (`FREE`, `RESERVED`, `ALLOC`, `LEAKED`).
 //! * Each P caches one span per class (`P_CACHES`, reached through the runtime's
 //!   `with_current_proc` hook) and owns that span's `FREE -> RESERVED` transitions: a cursor walks
@@ -34,11 +34,13 @@ use gort_goroutine::runtime::{with_current_proc, MAX_PROCS_LIMIT};
 /// Bytes per small-object span.
 pub(crate) const SPAN_BYTES: usize = 64 * 1024;
 
-/// Slot sizes of the small size classes (multiples of 16, so every slot is 16-byte aligned).
-pub(crate) const CLASS_SIZES: [usize; 36] = [
-    16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 896,
-    1024, 1280, 1536, 1792, 2048, 2560, 3072, 4096, 5120, 6144, 8192, 10240, 13056, 16384, 21760,
-    32768,
+/// Slot sizes of the small size classes. A slot is aligned to the largest power of two dividing
+/// its size (spans start page-aligned): 24, 40 and 56 serve only objects aligned to 8 or less
+/// (most objects: a header is three 8-byte words), the others any alignment up to 16.
+pub(crate) const CLASS_SIZES: [usize; 39] = [
+    16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160, 192, 224, 256, 320, 384, 448, 512, 640,
+    768, 896, 1024, 1280, 1536, 1792, 2048, 2560, 3072, 4096, 5120, 6144, 8192, 10240, 13056,
+    16384, 21760, 32768,
 ];
 const NCLASSES: usize = CLASS_SIZES.len();
 const SMALL_ALIGN: usize = 16;
@@ -66,9 +68,10 @@ pub(crate) const fn class_of(size: usize, align: usize) -> Option<usize> {
     if align > SMALL_ALIGN || size > CLASS_SIZES[NCLASSES - 1] {
         return None;
     }
-    // The first class at least `size` (a linear scan: this runs at compile time).
+    // The first class at least `size` whose slots keep `align` (a linear scan: this runs at
+    // compile time). `align` is a power of two up to 16, and the last class is a multiple of 16.
     let mut c = 0;
-    while CLASS_SIZES[c] < size {
+    while CLASS_SIZES[c] < size || CLASS_SIZES[c] % align != 0 {
         c += 1;
     }
     Some(c)

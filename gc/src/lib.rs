@@ -119,7 +119,7 @@
 //! during marking makes that cycle free nothing; during finalization it leaks that object.
 //!
 //! # Allocation and pacing
-//! Like Go's: per-P caches of spans over 36 size classes (`heap.rs`), a central free list per
+//! Like Go's: per-P caches of spans over 39 size classes (`heap.rs`), a central free list per
 //! class, objects over 32 KiB in spans of their own. Each thread allocates from a *magazine* of 32
 //! slots it reserves through its P's cache, so the runtime's per-P hook is paid once per 32
 //! objects. Objects allocated while marking are allocated black. The collector thread runs each
