@@ -881,6 +881,36 @@ mod plain_drop {
         assert!(!DropsGeneric::<u8>::plain_drop(), "a generic Drop impl");
         assert!(!Either::plain_drop(), "one variant holds a WithDrop");
         assert!(<(u8, Gc<Leafy>)>::plain_drop());
+        // Handles only: a String or a Vec owns memory, a Drop impl is code.
+        assert!(!Leafy::drop_is_handles_only());
+        assert!(!WithDrop::drop_is_handles_only());
+        assert!(<(u8, Option<Gc<Leafy>>)>::drop_is_handles_only());
+        assert!(!Holds::<Gc<Leafy>>::drop_is_handles_only());
         let _ = |l: &Leafy| (l.left.is_some(), l.cells.borrow().len(), l.n, l.name.len());
     }
+}
+
+/// A dead object holding a handle to a live one must still be dropped (its drop gives the handle
+/// back), even though its type's drop only drops handles.
+#[test]
+fn a_dead_holder_of_a_live_object_gives_its_handle_back() {
+    #[derive(Trace)]
+    struct Link {
+        next: Option<Gc<Link>>,
+    }
+    assert!(<Link as gort::gc::Trace>::drop_is_handles_only());
+    let keep = Gc::new(Link { next: None });
+    let holder = Gc::new(Link {
+        next: Some(keep.clone()),
+    });
+    assert!(holder.next.is_some());
+    drop(holder);
+    gc::collect();
+    let w = Gc::downgrade(&keep);
+    drop(keep);
+    gc::collect();
+    assert!(
+        w.upgrade().is_none(),
+        "the live object kept a phantom handle"
+    );
 }

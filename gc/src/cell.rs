@@ -313,6 +313,9 @@ unsafe impl<T: Trace> Trace for GcCell<T> {
     fn plain_drop() -> bool {
         T::plain_drop()
     }
+    fn drop_is_handles_only() -> bool {
+        T::drop_is_handles_only()
+    }
 }
 
 impl<T> Drop for GcCell<T> {

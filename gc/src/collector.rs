@@ -474,6 +474,10 @@ struct SpanPass {
 /// object, and none is left once their values are dropped).
 static SWEEP_RUNS_USER_DROPS: AtomicBool = AtomicBool::new(false);
 
+/// In a dead list, marks an object whose drop may be skipped: its type's drop only drops handles
+/// (`Trace::drop_is_handles_only`) and every handle in it points to a dead object.
+const SKIP_DROP: u32 = 1 << 31;
+
 /// Per span of a cycle's sweep: the slots of its dead objects, and whether all of them are plain
 /// (`Trace::plain_drop`: an allocating goroutine may drop them).
 type DeadLists = Vec<Mutex<(Vec<u32>, bool)>>;
@@ -517,6 +521,7 @@ fn flag_span(pass: &SpanPass, at: usize) {
     let mut plain = true;
     // Spans mostly hold one type: ask each vtable once in a row.
     let mut last_vtable: *const crate::header::VTable = std::ptr::null();
+    let mut last_handles_only = false;
     for_each_object(span, |i, h| {
         if !h.is_dead(n) {
             // Live at the snapshot: scanned and marked. Objects allocated black after their
@@ -528,7 +533,10 @@ fn flag_span(pass: &SpanPass, at: usize) {
             return;
         }
         crate::weak::clear_slot(h);
-        let mut t = Tracer::new(Mode::Finalize { cycle: n });
+        let mut t = Tracer::new(Mode::Finalize {
+            cycle: n,
+            live_targets: false,
+        });
         // SAFETY: `h` heads a live object of the vtable's type (its value is dropped only in
         // pass two); nothing but the sweep can reach it (it is dead).
         let r = catch_unwind(AssertUnwindSafe(|| unsafe { (h.vtable.trace)(h, &mut t) }));
@@ -543,14 +551,25 @@ fn flag_span(pass: &SpanPass, at: usize) {
             LEAKED_OBJECTS.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        if plain && !std::ptr::eq(last_vtable, h.vtable) {
+        if !std::ptr::eq(last_vtable, h.vtable) {
             last_vtable = h.vtable;
-            plain = (h.vtable.plain_drop)();
-            if !plain {
+            last_handles_only = (h.vtable.drop_is_handles_only)();
+            if plain && !(h.vtable.plain_drop)() {
+                plain = false;
                 SWEEP_RUNS_USER_DROPS.store(true, Ordering::Relaxed);
             }
         }
-        dead.push(i as u32);
+        // A value whose drop would only lower the counts of other dead objects may be freed
+        // without dropping it, if no user `Drop` runs in this sweep (see `drop_span`).
+        let live_targets = matches!(
+            t.mode,
+            Mode::Finalize {
+                live_targets: true,
+                ..
+            }
+        );
+        let skippable = last_handles_only && !live_targets;
+        dead.push(i as u32 | if skippable { SKIP_DROP } else { 0 });
     });
     pass.marked_bytes.fetch_add(marked_bytes, Ordering::Relaxed);
     if let Some(lists) = &pass.dead {
@@ -565,9 +584,16 @@ fn flag_span(pass: &SpanPass, at: usize) {
 fn drop_span(pass: &SpanPass, at: usize) {
     let span = &pass.spans[at];
     let Some(lists) = &pass.dead else { return };
-    let dead = lock(&lists[at]).0.clone();
-    for i in dead {
-        let i = i as usize;
+    let dead = std::mem::take(&mut lock(&lists[at]).0);
+    // Written before the Flag pass ended; this pass began after it (see `run_pass`).
+    let may_skip = !SWEEP_RUNS_USER_DROPS.load(Ordering::Relaxed);
+    for &e in &dead {
+        if may_skip && e & SKIP_DROP != 0 {
+            // Its drop would only lower the counts of dead objects, which no one will read: no
+            // user `Drop` runs in this sweep, so pass three checks no counts.
+            continue;
+        }
+        let i = (e & !SKIP_DROP) as usize;
         let p = span.slot_ptr(i).cast::<Header>();
         // SAFETY: a dead object's value is initialized (its slot is still `ALLOC`) and dropped
         // exactly once, here: each span is processed by one thread, and its slot leaves `ALLOC`
@@ -588,6 +614,7 @@ fn drop_span(pass: &SpanPass, at: usize) {
         }
         span.drop_done(i);
     }
+    lock(&lists[at]).0 = dead;
 }
 
 /// Sweep pass three for one span: free the slots whose values pass two dropped, unless a handle
@@ -602,9 +629,9 @@ fn free_span(pass: &SpanPass, at: usize) {
     // Written before the Flag pass ended; this pass began after it (see `run_pass`).
     let check_escapes = SWEEP_RUNS_USER_DROPS.load(Ordering::Relaxed);
     let mut freed_here = 0;
-    for i in dead {
-        let i = i as usize;
-        // SAFETY: a `DEAD` slot's header is intact until this pass frees it.
+    for e in dead {
+        let i = (e & !SKIP_DROP) as usize;
+        // SAFETY: a dead slot's header is intact until this pass frees it.
         let h = unsafe { &*span.slot_ptr(i).cast::<Header>() };
         if check_escapes && crate::header::handles_of(h.counts.load(Ordering::Acquire)) != 0 {
             span.leak(i);

@@ -62,6 +62,7 @@ fn vtable<T: Trace + Send + 'static>() -> &'static VTable {
             drop_value: drop_value::<T>,
             type_name: std::any::type_name::<T>,
             plain_drop: T::plain_drop,
+            drop_is_handles_only: T::drop_is_handles_only,
         };
     }
     &Table::<T>::VTABLE
@@ -234,6 +235,9 @@ unsafe impl<T> Trace for Gc<T> {
         t.visit_handle(self.ptr);
     }
     fn plain_drop() -> bool {
+        true
+    }
+    fn drop_is_handles_only() -> bool {
         true
     }
 }

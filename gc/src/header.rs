@@ -53,6 +53,8 @@ pub(crate) struct VTable {
     pub(crate) type_name: fn() -> &'static str,
     /// `Trace::plain_drop` of the value's type: may an allocating goroutine drop it?
     pub(crate) plain_drop: fn() -> bool,
+    /// `Trace::drop_is_handles_only` of the value's type.
+    pub(crate) drop_is_handles_only: fn() -> bool,
 }
 
 /// The header of every heap object; a `GcBox<T>` is this followed by the value.

@@ -106,7 +106,9 @@
 //! becomes `DEAD_MARK`). Pass two drops each dead value (allocating goroutines help with the
 //! values whose drop is *plain*, `Trace::plain_drop`: it runs no user code). Pass three frees each
 //! dead slot whose `handles` count is back to zero (checked only when some dead value's drop is
-//! not plain: plain drops cannot move a handle anywhere). Handles never change (a `Gc` is one non-null pointer, so
+//! not plain: plain drops cannot move a handle anywhere). When no dead value's drop runs user
+//! code, pass two skips the values whose drop would only drop handles to other dead objects
+//! (`Trace::drop_is_handles_only`): their counts are never read again. Handles never change (a `Gc` is one non-null pointer, so
 //! `Option<Gc<T>>` is one word), so a `Drop` may still hold a handle to another dead object; but
 //! every dead object is flagged before any `Drop` runs, and dereferencing, cloning or downgrading
 //! a handle to a flagged object panics (`gort: use of a Gc handle to a collected object`), while

@@ -36,6 +36,7 @@ static VTABLE: VTable = VTable {
     drop_value: no_drop,
     type_name: name,
     plain_drop: not_plain,
+    drop_is_handles_only: not_plain,
 };
 
 struct World {

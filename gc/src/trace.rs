@@ -71,6 +71,21 @@ pub unsafe trait Trace {
     {
         false
     }
+
+    /// Whether dropping a value of this type does nothing but drop the [`Gc`](crate::Gc) handles
+    /// it holds: no memory of its own to free, no `Drop` impl anywhere inside. When the collector
+    /// finds such a value dead with every handle in it pointing to another dead object, and no
+    /// user `Drop` runs in that sweep, it frees the value's slot without dropping it (the drop
+    /// would only lower the counts of objects freed with it). The default asks whether the type
+    /// has any drop glue at all, which is always correct; `#[derive(Trace)]` computes it like
+    /// [`plain_drop`](Trace::plain_drop). Implies `plain_drop`.
+    #[inline]
+    fn drop_is_handles_only() -> bool
+    where
+        Self: Sized,
+    {
+        !std::mem::needs_drop::<Self>()
+    }
 }
 
 /// A pointer to a heap object that may cross threads (the gray queue).
@@ -92,6 +107,8 @@ pub(crate) enum Mode<'a> {
     },
     Finalize {
         cycle: u32,
+        /// Set when a handle points to a live object.
+        live_targets: bool,
     },
 }
 
@@ -127,12 +144,16 @@ impl<'a> Tracer<'a> {
                 }
                 header.disown();
             }
-            Mode::Finalize { cycle } => {
+            Mode::Finalize {
+                cycle,
+                live_targets,
+            } => {
                 // A handle to a live object gives back its `internal` count; one to another dead
                 // object is left alone (that object's header outlives every dead holder's drop,
                 // and using the handle panics: the target is flagged dead before any drop).
                 if !header.is_dead(*cycle) {
                     header.disown();
+                    *live_targets = true;
                 }
             }
         }
@@ -235,6 +256,9 @@ unsafe impl<T: Trace, const N: usize> Trace for [T; N] {
     fn plain_drop() -> bool {
         T::plain_drop()
     }
+    fn drop_is_handles_only() -> bool {
+        T::drop_is_handles_only()
+    }
 }
 
 // SAFETY: reports every element's handles.
@@ -283,6 +307,9 @@ unsafe impl<T: Trace> Trace for Option<T> {
     fn plain_drop() -> bool {
         T::plain_drop()
     }
+    fn drop_is_handles_only() -> bool {
+        T::drop_is_handles_only()
+    }
 }
 
 // SAFETY: reports the handles of whichever side is present.
@@ -295,6 +322,9 @@ unsafe impl<T: Trace, E: Trace> Trace for Result<T, E> {
     }
     fn plain_drop() -> bool {
         T::plain_drop() && E::plain_drop()
+    }
+    fn drop_is_handles_only() -> bool {
+        T::drop_is_handles_only() && E::drop_is_handles_only()
     }
 }
 
@@ -371,6 +401,9 @@ macro_rules! trace_tuple {
             }
             fn plain_drop() -> bool {
                 $($name::plain_drop() &&)+ true
+            }
+            fn drop_is_handles_only() -> bool {
+                $($name::drop_is_handles_only() &&)+ true
             }
         }
     };

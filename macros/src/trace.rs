@@ -183,7 +183,7 @@ fn unsized_type(ty: &syn::Type) -> bool {
     }
 }
 
-/// The `plain_drop` override: the type has no `Drop` impl of its own (found with an inherent-impl
+/// The `plain_drop` and `drop_is_handles_only` overrides: the type has no `Drop` impl of its own (found with an inherent-impl
 /// probe: an inherent associated const bounded by `Drop` wins over the trait's default exactly
 /// when the bound holds, and a `Drop` impl always covers every instance of a generic type), its
 /// traced fields are all plain and its skipped fields need no drop. Nothing is emitted (the
@@ -211,30 +211,40 @@ fn plain_drop(input: &DeriveInput, krate: &syn::Path) -> syn::Result<TokenStream
         Data::Enum(e) => e.variants.iter().flat_map(|v| v.fields.iter()).collect(),
         Data::Union(_) => return Ok(TokenStream::new()),
     };
-    let mut checks = Vec::new();
+    let mut plain = Vec::new();
+    let mut handles_only = Vec::new();
     for f in fields {
         let ty = &f.ty;
         if unsized_type(ty) {
             return Ok(TokenStream::new());
         }
         if skipped(f)? {
-            checks.push(quote!(!::core::mem::needs_drop::<#ty>()));
+            plain.push(quote!(!::core::mem::needs_drop::<#ty>()));
+            handles_only.push(quote!(!::core::mem::needs_drop::<#ty>()));
         } else {
-            checks.push(quote!(<#ty as #krate::Trace>::plain_drop()));
+            plain.push(quote!(<#ty as #krate::Trace>::plain_drop()));
+            handles_only.push(quote!(<#ty as #krate::Trace>::drop_is_handles_only()));
         }
     }
+    let probe = quote! {
+        struct __GortDropProbe<T: ?Sized>(::core::marker::PhantomData<T>);
+        trait __GortNoDropImpl {
+            const HAS_DROP_IMPL: bool = false;
+        }
+        impl<T: ?Sized> __GortNoDropImpl for __GortDropProbe<T> {}
+        #[allow(drop_bounds, dead_code)]
+        impl<T: ?Sized + ::core::ops::Drop> __GortDropProbe<T> {
+            const HAS_DROP_IMPL: bool = true;
+        }
+    };
     Ok(quote! {
         fn plain_drop() -> bool {
-            struct __GortDropProbe<T: ?Sized>(::core::marker::PhantomData<T>);
-            trait __GortNoDropImpl {
-                const HAS_DROP_IMPL: bool = false;
-            }
-            impl<T: ?Sized> __GortNoDropImpl for __GortDropProbe<T> {}
-            #[allow(drop_bounds, dead_code)]
-            impl<T: ?Sized + ::core::ops::Drop> __GortDropProbe<T> {
-                const HAS_DROP_IMPL: bool = true;
-            }
-            !<__GortDropProbe<Self>>::HAS_DROP_IMPL #(&& #checks)*
+            #probe
+            !<__GortDropProbe<Self>>::HAS_DROP_IMPL #(&& #plain)*
+        }
+        fn drop_is_handles_only() -> bool {
+            #probe
+            !<__GortDropProbe<Self>>::HAS_DROP_IMPL #(&& #handles_only)*
         }
     })
 }
