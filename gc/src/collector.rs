@@ -217,7 +217,9 @@ pub(crate) fn on_refill() {
             let rounds = (live / goal).min(16) as usize;
             help_pass(4 * rounds);
             if state.phase == Phase::Mark {
-                for _ in 0..rounds {
+                // A span of small objects holds over a thousand of them: trace a comparable
+                // number, so marking keeps ahead of allocation.
+                for _ in 0..8 * rounds {
                     assist();
                 }
             }
@@ -336,20 +338,26 @@ static GRAY: Mutex<GrayQueue> = Mutex::new(GrayQueue {
     busy: 0,
 });
 
-/// Gray objects a marker takes from the global queue at once, and the local backlog above which
-/// it gives half back.
+/// Gray objects a marker takes from the global queue at once.
 const SHARE_BATCH: usize = 256;
+/// A marker with at least this many gray objects gives half to the global queue when the queue
+/// has fewer.
+const SHARE_MIN: usize = 8;
 
-/// Traces `local` to exhaustion, giving half of a large backlog to the global queue now and then
-/// (for helper threads and assists). Returns the number of objects traced.
+/// Traces `local` to exhaustion, giving half of its backlog to the global queue now and then
+/// when the queue runs low (for helper threads and assists). Returns the number of objects traced.
+///
+/// A depth-first trace of a tree keeps only a short stack (about one entry per level), so the
+/// threshold is low: the bottom half of the stack holds the siblings of the nodes nearest the
+/// root, that is, the largest untraced subtrees, which is what a helper should take.
 fn trace_local(cycle: u32, local: &mut Vec<ObjPtr>) -> usize {
     let mut traced = 0usize;
     while let Some(o) = local.pop() {
         trace_gray(o, cycle, local);
         traced += 1;
-        if traced % 256 == 0 && local.len() > 2 * SHARE_BATCH {
+        if traced % 64 == 0 && local.len() >= SHARE_MIN {
             if let Ok(mut g) = GRAY.try_lock() {
-                if g.objs.len() < SHARE_BATCH {
+                if g.objs.len() < SHARE_MIN {
                     let half = local.len() / 2;
                     g.objs.extend(local.drain(..half));
                     drop(g);
@@ -476,11 +484,13 @@ static SWEEP_RUNS_USER_DROPS: AtomicBool = AtomicBool::new(false);
 
 /// In a dead list, marks an object whose drop may be skipped: its type's drop only drops handles
 /// (`Trace::drop_is_handles_only`) and every handle in it points to a dead object.
-const SKIP_DROP: u32 = 1 << 31;
+const SKIP_DROP: u16 = 1 << 15;
+// Slot indices fit beside the flag: a span has at most 64 KiB / 16 slots.
+const _: () = assert!(heap::SPAN_BYTES / heap::CLASS_SIZES[0] <= SKIP_DROP as usize);
 
 /// Per span of a cycle's sweep: the slots of its dead objects, and whether all of them are plain
 /// (`Trace::plain_drop`: an allocating goroutine may drop them).
-type DeadLists = Vec<Mutex<(Vec<u32>, bool)>>;
+type DeadLists = Vec<Mutex<(Vec<u16>, bool)>>;
 
 /// The pass in progress, if any (for allocating goroutines).
 static PASS: Mutex<Option<Arc<SpanPass>>> = Mutex::new(None);
@@ -569,7 +579,7 @@ fn flag_span(pass: &SpanPass, at: usize) {
             }
         );
         let skippable = last_handles_only && !live_targets;
-        dead.push(i as u32 | if skippable { SKIP_DROP } else { 0 });
+        dead.push(i as u16 | if skippable { SKIP_DROP } else { 0 });
     });
     pass.marked_bytes.fetch_add(marked_bytes, Ordering::Relaxed);
     if let Some(lists) = &pass.dead {
