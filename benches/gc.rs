@@ -114,12 +114,15 @@ fn binary_trees(n: u32) {
     );
     let s = gc::stats();
     println!(
-        "gort binary_trees_{n}_ms {:.0} gc_cycles {} max_pause_us {} peak_rss_mib {:.0} assists {}",
+        "gort binary_trees_{n}_ms {:.0} gc_cycles {} max_pause_us {} peak_rss_mib {:.0} assists {} \
+         stalls {} stall_ms {:.0}",
         start.elapsed().as_secs_f64() * 1000.0,
         s.collections,
         s.max_pause.as_micros(),
         peak_rss_kib() as f64 / 1024.0,
         s.assists,
+        s.stalls,
+        s.stall_time.as_secs_f64() * 1000.0,
     );
 }
 

@@ -76,6 +76,8 @@ static LEAKED_OBJECTS: AtomicU64 = AtomicU64::new(0);
 const MIN_GOAL: u64 = 4 << 20;
 /// Gray objects mark termination traces itself; with more, it returns to marking first.
 const TERMINATION_BACKLOG: usize = 256;
+/// Allocation stalls (see [`stall`]) when the heap is over this many times its goal.
+const STALL_FACTOR: u64 = 3;
 /// Gray objects an assist traces per refill.
 const ASSIST_BATCH: usize = 128;
 
@@ -97,6 +99,10 @@ static CONTROL: Mutex<Control> = Mutex::new(Control {
     waiters: Vec::new(),
 });
 static WAKE_COLLECTOR: Condvar = Condvar::new();
+/// Signalled (with `CONTROL`) when a cycle ends, for stalled allocators.
+static CYCLE_DONE: Condvar = Condvar::new();
+static STALLS: AtomicU64 = AtomicU64::new(0);
+static STALL_NS: AtomicU64 = AtomicU64::new(0);
 static START: Once = Once::new();
 
 thread_local!(static ON_COLLECTOR: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
@@ -167,6 +173,7 @@ fn collector_main() {
             c.running = false;
             std::mem::take(&mut c.waiters)
         };
+        CYCLE_DONE.notify_all();
         for w in waiters {
             w.wake();
         }
@@ -223,8 +230,39 @@ pub(crate) fn on_refill() {
                     assist();
                 }
             }
+            if live / STALL_FACTOR > goal {
+                stall(state.cycle);
+            }
         }
     }
+}
+
+/// The heap is over `STALL_FACTOR` times its goal even after this goroutine's help: the collector is behind
+/// (its threads are short of CPU, or it is in a pass allocators cannot help with). Wait for the
+/// cycle to end, at most `MAX_STALL`, giving the CPU (and the goroutine's P, through
+/// `blocking`) away meanwhile, as Go parks an assist that finds no work. The wait is bounded, so
+/// a user `Drop` on the collector that needs a lock this goroutine holds delays it, never
+/// deadlocks it. Never on the collector's own threads (they would wait for themselves).
+fn stall(cycle: u32) {
+    if ON_COLLECTOR.with(|c| c.get()) {
+        return;
+    }
+    let start = Instant::now();
+    gort_goroutine::blocking(|| {
+        let mut c = lock(&CONTROL);
+        while c.running && PHASES.peek().cycle == cycle {
+            let left = crate::MAX_STALL.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                break;
+            }
+            c = CYCLE_DONE
+                .wait_timeout(c, left)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+    });
+    STALLS.fetch_add(1, Ordering::Relaxed);
+    STALL_NS.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
 }
 
 /// A mark assist: trace a batch of gray objects on the allocating goroutine.
@@ -986,6 +1024,8 @@ pub fn stats() -> GcStats {
         last_cycle: Duration::from_nanos(LAST_CYCLE_NS.load(Ordering::Relaxed)),
         assists: ASSISTS.load(Ordering::Relaxed),
         span_assists: SPAN_ASSISTS.load(Ordering::Relaxed),
+        stalls: STALLS.load(Ordering::Relaxed),
+        stall_time: Duration::from_nanos(STALL_NS.load(Ordering::Relaxed)),
         drop_panics: DROP_PANICS.load(Ordering::Relaxed),
         leaked_objects: LEAKED_OBJECTS.load(Ordering::Relaxed),
         percent: PERCENT.load(Ordering::Relaxed),

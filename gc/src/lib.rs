@@ -134,8 +134,11 @@
 //! span while the heap is past the goal helps, more the further past it is: it processes spans of
 //! the collector's current clear, scan, flag or free pass (Go's proportional sweep, for the passes
 //! that run no `Drop`), and while marking
-//! it also traces a batch of gray objects (a mark assist; the collector shares its work through
-//! the global gray queue). [`set_percent`] is `GOGC` (env `GORT_GC`);
+//! it also traces batches of gray objects (a mark assist; the collector shares its work through
+//! the global gray queue). If the heap is still over three times its goal, the goroutine waits for
+//! the cycle to end, at most [`MAX_STALL`] at a time, with its P handed off (Go parks an assist
+//! that finds no work); `stats().stalls` and `stall_time` count these waits.
+//! [`set_percent`] is `GOGC` (env `GORT_GC`);
 //! `GORT_GCTRACE=1` prints one line per cycle, like Go's `GODEBUG=gctrace=1`.
 //!
 //! # Costs and limits
@@ -143,6 +146,8 @@
 //!   holding a large collection cost time proportional to its size. Prefer many small cells.
 //! * `Gc::new` traces the new value once (adoption), and every handle op is one atomic
 //!   read-modify-write on the object's counts word.
+//! * Past three times the heap goal, allocation waits for the collector (up to 1 ms at a time): on a
+//!   machine whose CPUs are all busy, that is how the heap stays bounded.
 //! * The only pause is mark termination, and only `GcCell` writes and `Weak::upgrade` can wait in
 //!   it; it is normally a few microseconds, but it first waits out pinned operations, so a thread
 //!   descheduled by the OS in the middle of a `GcCell` write's disown stretches it.
@@ -197,6 +202,10 @@ pub use trace::{Trace, Tracer};
 #[cfg(not(loom))]
 pub use weak::Weak;
 
+/// The longest an allocating goroutine waits for the collector at once when the heap is over
+/// three times its goal (see the crate docs, "Allocation and pacing").
+pub const MAX_STALL: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// A snapshot of the heap and the collector, from [`stats`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -225,6 +234,11 @@ pub struct GcStats {
     /// Spans of the collector's clear, scan and finalize passes processed by allocating
     /// goroutines (when the heap is past its goal).
     pub span_assists: u64,
+    /// Times an allocating goroutine waited for the collector (at most [`MAX_STALL`] each)
+    /// because the heap was over three times its goal.
+    pub stalls: u64,
+    /// The total duration of those waits.
+    pub stall_time: std::time::Duration,
     /// `Drop`s of collected objects that panicked (caught and reported).
     pub drop_panics: u64,
     /// Objects leaked because their `Trace` panicked while they were finalized, or because a
