@@ -886,6 +886,10 @@ mod plain_drop {
         assert!(!WithDrop::drop_is_handles_only());
         assert!(<(u8, Option<Gc<Leafy>>)>::drop_is_handles_only());
         assert!(!Holds::<Gc<Leafy>>::drop_is_handles_only());
+        assert!(
+            !<GcCell<Option<Gc<Leafy>>>>::drop_is_handles_only(),
+            "a cell owns a waiter list"
+        );
         let _ = |l: &Leafy| (l.left.is_some(), l.cells.borrow().len(), l.n, l.name.len());
     }
 }

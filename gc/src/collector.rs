@@ -14,10 +14,11 @@
 //!    first, a few times at most, if they left a backlog). This is the only window in which a
 //!    mutator operation (a `GcCell` write, an upgrade) can wait; its length is the reported pause.
 //! 4. **Sweep**: dead = stamped in `n` and not marked. Pass one (`Flag`), per dead object: clear
-//!    its weak slot, give back the `internal` counts of its handles to live objects, flag it
-//!    (`DEAD_MARK`) and list it. Pass two (`Drop`) drops the listed values (a panicking `Drop` is
-//!    caught and reported). Pass three (`Free`) frees their slots, or leaks an object a `Drop`
-//!    kept a handle to.
+//!    its weak slot, give back the `internal` counts of its handles to live objects, and list it.
+//!    If some dead value's drop runs user code, `Condemn` flags every listed object
+//!    (`DEAD_MARK`). Pass two (`Drop`) drops the listed values (a panicking `Drop` is caught and
+//!    reported). Pass three (`Free`) frees their slots, or leaks an object a `Drop` kept a handle
+//!    to.
 //! 5. Back to **Idle**; the pacer sets the next goal: `marked * (1 + GOGC/100)` (Go's formula),
 //!    at least 4 MiB, with the next cycle triggered at 7/8 of the runway.
 //!
@@ -487,8 +488,11 @@ enum PassKind {
     Clear,
     /// Shade roots (phase Mark).
     Scan,
-    /// Sweep pass one: per dead object, weak slot, handles to live objects, flag (phase Sweep).
+    /// Sweep pass one: per dead object, weak slot, handles to live objects, list (phase Sweep).
     Flag,
+    /// Only when some dead value's drop runs user code: flag every listed object dead
+    /// (`DEAD_MARK`), so that a user `Drop` that reaches one through a handle panics.
+    Condemn,
     /// Sweep pass two: drop the dead values (phase Sweep, after every span's `Flag`).
     Drop,
     /// Sweep pass three: free the dropped objects' slots (phase Sweep, after every `Drop`).
@@ -553,14 +557,25 @@ fn process_span(pass: &SpanPass, at: usize, gray: &mut Vec<ObjPtr>) {
             }
         }),
         PassKind::Flag => flag_span(pass, at),
+        PassKind::Condemn => {
+            if let Some(lists) = &pass.dead {
+                let span = &pass.spans[at];
+                for &e in &lock(&lists[at]).0 {
+                    let i = (e & !SKIP_DROP) as usize;
+                    // SAFETY: a listed slot holds a dead object, allocated until pass three.
+                    let h = unsafe { &*span.slot_ptr(i).cast::<Header>() };
+                    h.mark.store(DEAD_MARK, Ordering::Relaxed);
+                }
+            }
+        }
         PassKind::Drop => drop_span(pass, at),
         PassKind::Free => free_span(pass, at),
     }
 }
 
 /// Sweep pass one for one span. For each dead object (stamped in the cycle, not marked in it):
-/// clear its weak slot, give back the `internal` counts of its handles to live objects, flag it
-/// dead (`DEAD_MARK`), and list it for pass two. Runs no user code but `Trace`.
+/// clear its weak slot, give back the `internal` counts of its handles to live objects, and list
+/// it for the next passes. Runs no user code but `Trace`.
 fn flag_span(pass: &SpanPass, at: usize) {
     let n = pass.cycle;
     let span = &pass.spans[at];
@@ -588,9 +603,9 @@ fn flag_span(pass: &SpanPass, at: usize) {
         // SAFETY: `h` heads a live object of the vtable's type (its value is dropped only in
         // pass two); nothing but the sweep can reach it (it is dead).
         let r = catch_unwind(AssertUnwindSafe(|| unsafe { (h.vtable.trace)(h, &mut t) }));
-        // Flag it even if its trace panicked: it is dead either way, and its handles must panic.
-        h.mark.store(DEAD_MARK, Ordering::Relaxed);
         if r.is_err() {
+            // Flagged at once: it is dead either way, and its handles must panic.
+            h.mark.store(DEAD_MARK, Ordering::Relaxed);
             eprintln!(
                 "gort: Trace::trace of {} panicked while finalizing it; the object is leaked",
                 (h.vtable.type_name)()
@@ -930,6 +945,12 @@ fn run_cycle(n: u32) {
     SWEEP_RUNS_USER_DROPS.store(false, Ordering::Relaxed);
     let flag = run_pass(PassKind::Flag, n, &spans, &mut gray, Some(&dead));
     let pass_one_at = started.elapsed();
+    // Every dead object is flagged before any user `Drop` runs. Plain drops never dereference,
+    // clone or downgrade a handle (they only drop them), so a sweep without user drops needs no
+    // flags: nothing can reach a dead object, and pass three checks no counts.
+    if SWEEP_RUNS_USER_DROPS.load(Ordering::Relaxed) {
+        run_pass(PassKind::Condemn, n, &spans, &mut gray, Some(&dead));
+    }
     run_pass(PassKind::Drop, n, &spans, &mut gray, Some(&dead));
     let free = run_pass(PassKind::Free, n, &spans, &mut gray, Some(&dead));
     let freed_objects = free.freed_objects.load(Ordering::Relaxed);

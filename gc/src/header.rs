@@ -28,7 +28,7 @@ pub(crate) const INTERNAL_ONE: u64 = 1 << 31;
 pub(crate) const INTERNAL_MASK: u64 = ((1 << 31) - 1) << 31;
 pub(crate) const WEAK: u64 = 1 << 62;
 pub(crate) const DIRTY: u64 = 1 << 63;
-/// The `mark` of an object the sweep found dead, set before any `Drop` of the cycle runs: from
+/// The `mark` of an object the sweep found dead, set before any user `Drop` of the cycle runs: from
 /// then on dereferencing, cloning or downgrading a handle to it panics, and marking never traces
 /// it (its value is dropped). Cycle numbers skip it.
 pub(crate) const DEAD_MARK: u32 = u32::MAX;

@@ -101,17 +101,18 @@
 //! count as outside handles: a leak, never a premature free.
 //!
 //! # Safe destruction
-//! The sweep works in three passes. Pass one, for every dead object: clear its weak slot, give back
-//! the `internal` count of each of its handles to a live object, and *flag* it dead (its `mark`
-//! becomes `DEAD_MARK`). Pass two drops each dead value (allocating goroutines help with the
+//! The sweep works in three passes. Pass one, for every dead object: clear its weak slot, and give
+//! back the `internal` count of each of its handles to a live object; then, if any dead value's
+//! drop runs user code, every dead object is *flagged* (its `mark` becomes `DEAD_MARK`). Pass two
+//! drops each dead value (allocating goroutines help with the
 //! values whose drop is *plain*, `Trace::plain_drop`: it runs no user code). Pass three frees each
 //! dead slot whose `handles` count is back to zero (checked only when some dead value's drop is
 //! not plain: plain drops cannot move a handle anywhere). When no dead value's drop runs user
 //! code, pass two skips the values whose drop would only drop handles to other dead objects
 //! (`Trace::drop_is_handles_only`): their counts are never read again. Handles never change (a `Gc` is one non-null pointer, so
 //! `Option<Gc<T>>` is one word), so a `Drop` may still hold a handle to another dead object; but
-//! every dead object is flagged before any `Drop` runs, and dereferencing, cloning or downgrading
-//! a handle to a flagged object panics (`gort: use of a Gc handle to a collected object`), while
+//! every dead object is flagged before any user `Drop` runs (plain drops only drop handles), and
+//! dereferencing, cloning or downgrading a handle to a flagged object panics (`gort: use of a Gc handle to a collected object`), while
 //! dropping one only lowers the count in a header that stays allocated until pass three. A `Drop`
 //! that moves such a handle out and keeps it (in a global, say) leaves the count above zero, and
 //! pass three then leaks the object instead of freeing it (`stats().leaked_objects`): the kept

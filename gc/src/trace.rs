@@ -150,7 +150,7 @@ impl<'a> Tracer<'a> {
             } => {
                 // A handle to a live object gives back its `internal` count; one to another dead
                 // object is left alone (that object's header outlives every dead holder's drop,
-                // and using the handle panics: the target is flagged dead before any drop).
+                // and using the handle panics: the target is flagged dead before any user drop).
                 if !header.is_dead(*cycle) {
                     header.disown();
                     *live_targets = true;
