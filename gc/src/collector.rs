@@ -238,12 +238,12 @@ pub(crate) fn on_refill() {
     }
 }
 
-/// The heap is over `STALL_FACTOR` times its goal even after this goroutine's help: the collector is behind
-/// (its threads are short of CPU, or it is in a pass allocators cannot help with). Wait for the
-/// cycle to end, at most `MAX_STALL`, giving the CPU (and the goroutine's P, through
-/// `blocking`) away meanwhile, as Go parks an assist that finds no work. The wait is bounded, so
-/// a user `Drop` on the collector that needs a lock this goroutine holds delays it, never
-/// deadlocks it. Never on the collector's own threads (they would wait for themselves).
+/// The heap is over `STALL_FACTOR` times its goal even after this goroutine's help: the collector
+/// is behind (its threads are short of CPU, or it is in a pass allocators cannot help with). Wait
+/// for the cycle to end, at most `MAX_STALL`, giving the CPU (and the goroutine's P, through
+/// `blocking`) away meanwhile, as Go parks an assist that finds no work. The wait is bounded, so a
+/// user `Drop` on the collector that needs a lock this goroutine holds delays it, never deadlocks
+/// it. Never on the collector's own threads (they would wait for themselves).
 fn stall(cycle: u32) {
     if ON_COLLECTOR.with(|c| c.get()) {
         return;

@@ -7,8 +7,9 @@
 //!
 //! A handle never changes. The sweep flags every dead object (`DEAD_MARK`) before any user
 //! `Drop` runs (plain drops only drop handles), so a handle that a dead object's `Drop` reaches
-//! panics when dereferenced, cloned or downgraded; dropping one only lowers the count of a header that is still allocated (the sweep
-//! frees a dead object only once no handle to it is left, and leaks it otherwise).
+//! panics when dereferenced, cloned or downgraded; dropping one only lowers the count of a header
+//! that is still allocated (the sweep frees a dead object only once no handle to it is left, and
+//! leaks it otherwise).
 
 use std::alloc::Layout;
 use std::fmt;

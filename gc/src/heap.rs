@@ -1,7 +1,8 @@
 //! The allocator: size classes, spans, per-P caches (Go's mheap/mcentral/mcache, simplified).
 //!
-//! * Objects up to 32 KiB are rounded up to one of [`CLASS_SIZES`] (keeping their alignment); each class has 64 KiB *spans*
-//!   cut into equal slots, with one state byte per slot (`FREE`, `RESERVED`, `ALLOC`, `LEAKED`).
+//! * Objects up to 32 KiB are rounded up to one of [`CLASS_SIZES`] (keeping their alignment); each
+//!   class has 64 KiB *spans* cut into equal slots, with one state byte per slot (`FREE`,
+//!   `RESERVED`, `ALLOC`, `DEAD`, `LEAKED`).
 //! * Each P caches one span per class (`P_CACHES`, reached through the runtime's
 //!   `with_current_proc` hook) and owns that span's `FREE -> RESERVED` transitions: a cursor walks
 //!   the state bytes. A plain thread (no P) has the same cache in a thread-local.
@@ -13,9 +14,11 @@
 //! * When its span is used up, a cache returns it and takes one from the class's *central* list of
 //!   spans with free slots, or a fresh span. That refill is where the pacer looks at the heap
 //!   (`collector::on_refill`), as Go's does in `mcache.refill`.
-//! * Only the collector's sweep turns `ALLOC` into `DEAD` (after dropping the value) and `DEAD`
-//!   into `FREE` (once every dead object is finalized), also in spans a cache owns: allocators
-//!   never write an `ALLOC` or `DEAD` slot's state and the sweep never writes any other. A span that gains free slots and is not cached goes back on its central list.
+//! * Only the sweep (run by the collector's threads, helped by allocating goroutines) turns
+//!   `ALLOC` into `DEAD` (after dropping the value) and `ALLOC` or `DEAD` into `FREE` or `LEAKED`
+//!   (once every dead value of the cycle is dropped), also in spans a cache owns: allocation
+//!   never writes an `ALLOC` or `DEAD` slot's state and the sweep never writes any other. A span
+//!   that gains free slots and is not cached goes back on its central list.
 //! * Larger objects (or alignment above 16) get a span of their own, freed to the system when the
 //!   object dies.
 //!

@@ -57,12 +57,12 @@
 //! allocated before `T0`, below) and clears its `DIRTY`. Then the phase becomes **Mark**; the
 //! moment `advance` returns is the *snapshot point* `T0`. It scans every allocated object and
 //! shades the roots — objects with `handles > internal` or `DIRTY` — then traces gray objects (a
-//! `GcCell` is read under a shared `try` lock; one held by a writer is skipped). An object the
-//! scan sees without a stamp was allocated after its slot was cleared and counts as *new*
-//! (below): it cannot die in `n`. **Terminating** drains what pinned operations shaded (if they
-//! left more than a little, the collector goes back to **Mark** first, a bounded number of
-//! times). **Sweep** frees exactly the objects *stamped in `n` and not marked in `n`*, unless a
-//! `Drop` kept a handle to one (see below).
+//! `GcCell` is read under a shared `try` lock; one held by a writer is skipped). An object the scan
+//! sees without a stamp was allocated after its slot was cleared and counts as *new* (below): it
+//! cannot die in `n`. **Terminating** drains what pinned operations shaded (if they left more than
+//! a little, the collector goes back to **Mark** first, a bounded number of times). **Sweep** frees
+//! exactly the objects *stamped in `n` and not marked in `n`*, unless a `Drop` kept a handle to one
+//! (see below).
 //!
 //! **Why no live object is freed.** Call an object *new* if it was allocated after `T0`.
 //! 1. *Everything reachable at `T0` is marked* (snapshot at the beginning). Take a path at `T0`
@@ -83,12 +83,12 @@
 //! 2. *An unstamped object that the scan visits is marked*: it was allocated after the clear pass
 //!    passed its slot, started with one outside handle, and every way to lose it (drop, adoption)
 //!    sets `DIRTY`, which no clear pass erases before the scan. *An unstamped object is not freed*
-//!    (`scan != n`): that covers every new object, since only the sweep frees slots, so a slot
-//!    that holds a new object was empty when the clear pass passed it. Its children are protected by their own counts, because
-//!    `Gc::new` adopts them only after publishing the new object: until then they count as
-//!    outside handles, and once adopted they sit in an object the scan can see (or they were
-//!    adopted after `T0`, with `DIRTY`). (Adopting before publishing let a snapshot fall between
-//!    the two and free a child; the stress test under ASan caught it.)
+//!    (`scan != n`): that covers every new object, since only the sweep frees slots, so a slot that
+//!    holds a new object was empty when the clear pass passed it. Its children are protected by
+//!    their own counts, because `Gc::new` adopts them only after publishing the new object: until
+//!    then they count as outside handles, and once adopted they sit in an object the scan can see
+//!    (or they were adopted after `T0`, with `DIRTY`). (Adopting before publishing let a snapshot
+//!    fall between the two and free a child; the stress test under ASan caught it.)
 //! 3. *Nothing else can become reachable*: a handle is only ever made from a handle (clone, a read
 //!    from a reachable object), by `Gc::new`, or by `Weak::upgrade` — which shades in Mark, waits in
 //!    Terminating and refuses dead objects in Sweep. Marking ends only after `Terminating` has
@@ -104,15 +104,17 @@
 //! The sweep works in three passes. Pass one, for every dead object: clear its weak slot, and give
 //! back the `internal` count of each of its handles to a live object; then, if any dead value's
 //! drop runs user code, every dead object is *flagged* (its `mark` becomes `DEAD_MARK`). Pass two
-//! drops each dead value (allocating goroutines help with the
-//! values whose drop is *plain*, `Trace::plain_drop`: it runs no user code). Pass three frees each
-//! dead slot whose `handles` count is back to zero (checked only when some dead value's drop is
-//! not plain: plain drops cannot move a handle anywhere). When no dead value's drop runs user
-//! code, pass two skips the values whose drop would only drop handles to other dead objects
-//! (`Trace::drop_is_handles_only`): their counts are never read again. Handles never change (a `Gc` is one non-null pointer, so
-//! `Option<Gc<T>>` is one word), so a `Drop` may still hold a handle to another dead object; but
-//! every dead object is flagged before any user `Drop` runs (plain drops only drop handles), and
-//! dereferencing, cloning or downgrading a handle to a flagged object panics (`gort: use of a Gc handle to a collected object`), while
+//! drops each dead value (allocating goroutines help with the values whose drop is *plain*,
+//! `Trace::plain_drop`: it runs no user code). Pass three frees each dead slot whose `handles`
+//! count is back to zero (checked only when some dead value's drop is not plain: plain drops
+//! cannot move a handle anywhere). When no dead value's drop runs user code, pass two skips the
+//! values whose drop would only drop handles to other dead objects
+//! (`Trace::drop_is_handles_only`): their counts are never read again.
+//!
+//! Handles never change (a `Gc` is one non-null pointer, so `Option<Gc<T>>` is one word), so a
+//! `Drop` may still hold a handle to another dead object; but every dead object is flagged before
+//! any user `Drop` runs (plain drops only drop handles), and dereferencing, cloning or downgrading
+//! a handle to a flagged object panics (`gort: use of a Gc handle to a collected object`), while
 //! dropping one only lowers the count in a header that stays allocated until pass three. A `Drop`
 //! that moves such a handle out and keeps it (in a global, say) leaves the count above zero, and
 //! pass three then leaks the object instead of freeing it (`stats().leaked_objects`): the kept
@@ -127,34 +129,33 @@
 //! slots it reserves through its P's cache, so the runtime's per-P hook is paid once per 32
 //! objects. Objects allocated while marking are allocated black. The collector thread runs each
 //! cycle with helper threads (a quarter of the CPUs, at least one: Go's 25% background
-//! utilization) that share every span pass and the marking; dropping dead values stays on these
-//! threads (it runs user code, which must not run inside an unrelated `Gc::new`); allocation
-//! never waits for the sweep. The pacer uses Go's heap goal,
-//! `marked * (1 + GOGC/100)` with a 4 MiB floor, where `marked` is what the last cycle found
-//! live at its snapshot; a cycle starts at 7/8 of the way to the goal. A goroutine that takes a
-//! span while the heap is past the goal helps, more the further past it is: it processes spans of
-//! the collector's current clear, scan, flag or free pass (Go's proportional sweep, for the passes
-//! that run no `Drop`), and while marking
-//! it also traces batches of gray objects (a mark assist; the collector shares its work through
-//! the global gray queue). If the heap is still over three times its goal, the goroutine waits for
-//! the cycle to end, at most [`MAX_STALL`] at a time, with its P handed off (Go parks an assist
-//! that finds no work); `stats().stalls` and `stall_time` count these waits.
-//! [`set_percent`] is `GOGC` (env `GORT_GC`);
-//! `GORT_GCTRACE=1` prints one line per cycle, like Go's `GODEBUG=gctrace=1`.
+//! utilization) that share every span pass and the marking; values whose drop runs user code are
+//! dropped only on these threads (user code must not run inside an unrelated `Gc::new`). The
+//! pacer uses Go's heap goal, `marked * (1 + GOGC/100)` with a 4 MiB floor, where `marked` is
+//! what the last cycle found live at its snapshot; a cycle starts at 7/8 of the way to the goal.
+//! A goroutine that takes a span while the heap is past the goal helps, more the further past it
+//! is: it processes spans of the collector's current pass (Go's proportional sweep; in the drop
+//! pass, only spans whose dead values are all plain), and while marking it also traces batches of
+//! gray objects (a mark assist; the collector shares its work through the global gray queue). If
+//! the heap is still over three times its goal, the goroutine waits for the cycle to end, at most
+//! [`MAX_STALL`] at a time, with its P handed off (Go parks an assist that finds no work);
+//! `stats().stalls` and `stall_time` count these waits. [`set_percent`] is `GOGC` (env
+//! `GORT_GC`); `GORT_GCTRACE=1` prints one line per cycle, like Go's `GODEBUG=gctrace=1`.
 //!
 //! # Costs and limits
 //! * A `GcCell` write guard traces the cell's contents twice (disown, adopt): writes to a cell
 //!   holding a large collection cost time proportional to its size. Prefer many small cells.
 //! * `Gc::new` traces the new value once (adoption), and every handle op is one atomic
 //!   read-modify-write on the object's counts word.
-//! * Past three times the heap goal, allocation waits for the collector (up to 1 ms at a time): on a
-//!   machine whose CPUs are all busy, that is how the heap stays bounded.
+//! * Past three times the heap goal, allocation waits for the collector (up to 1 ms at a time):
+//!   on a machine whose CPUs are all busy, that is how the heap stays bounded.
 //! * The only pause is mark termination, and only `GcCell` writes and `Weak::upgrade` can wait in
 //!   it; it is normally a few microseconds, but it first waits out pinned operations, so a thread
 //!   descheduled by the OS in the middle of a `GcCell` write's disown stretches it.
-//! * Every cycle passes over the whole heap several times (clear, scan, flag, and the dead
-//!   objects again to drop and free them), where Go's sweep reads only mark bitmaps; on a busy
-//!   machine allocation can outrun the collector and the heap grows past its goal.
+//! * Every cycle passes over every object three times (clear, scan, flag) and over the dead ones
+//!   again to drop them (unless their drop is handles-only), where Go's sweep reads only mark
+//!   bitmaps; on a busy machine allocation can outrun the collector and the heap grows past its
+//!   goal.
 //! * Dereferencing and cloning a `Gc` read the object's `mark` word (the dead flag) first.
 //! * `Gc<T>` needs `T: Sized + Send + 'static` (the collector drops values on its own thread);
 //!   there is no `Gc<dyn Trait>` yet.

@@ -183,13 +183,18 @@ fn unsized_type(ty: &syn::Type) -> bool {
     }
 }
 
-/// The `plain_drop` and `drop_is_handles_only` overrides: the type has no `Drop` impl of its own (found with an inherent-impl
-/// probe: an inherent associated const bounded by `Drop` wins over the trait's default exactly
-/// when the bound holds, and a `Drop` impl always covers every instance of a generic type), its
-/// traced fields are all plain and its skipped fields need no drop. Nothing is emitted (the
-/// default, `false`) when a type parameter may be unsized or a field is unsized.
+/// The `plain_drop` and `drop_is_handles_only` overrides: the type has no `Drop` impl of its own
+/// (found with an inherent-impl probe: an inherent associated const bounded by `Drop` wins over the
+/// trait's default exactly when the bound holds, and a `Drop` impl always covers every instance of
+/// a generic type), its traced fields are all plain and its skipped fields need no drop. Nothing is
+/// emitted (the default, `false`) when a type parameter may be unsized or a field is unsized.
 fn plain_drop(input: &DeriveInput, krate: &syn::Path) -> syn::Result<TokenStream> {
-    let maybe_unsized = |b: &syn::TypeParamBound| matches!(b, syn::TypeParamBound::Trait(t) if matches!(t.modifier, syn::TraitBoundModifier::Maybe(_)));
+    let maybe_unsized = |b: &syn::TypeParamBound| match b {
+        syn::TypeParamBound::Trait(t) => {
+            matches!(t.modifier, syn::TraitBoundModifier::Maybe(_))
+        }
+        _ => false,
+    };
     if input
         .generics
         .type_params()
