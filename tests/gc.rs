@@ -871,6 +871,30 @@ mod plain_drop {
         B { d: WithDrop },
     }
 
+    /// Lifetimes, const generics and where clauses go through the overrides.
+    #[derive(Trace)]
+    struct Borrowing<'a, T, const N: usize>
+    where
+        T: Copy,
+    {
+        #[gc(skip)]
+        _r: &'a [T; N],
+        _h: [Option<Gc<Leafy>>; N],
+    }
+
+    /// An unsized type parameter: no override (the default, false).
+    #[derive(Trace)]
+    struct MaybeUnsized<T: ?Sized + Trace> {
+        _b: Box<T>,
+    }
+
+    #[test]
+    fn derive_handles_lifetimes_const_generics_and_unsized_parameters() {
+        assert!(Borrowing::<'static, u8, 2>::plain_drop());
+        assert!(Borrowing::<'static, u8, 2>::drop_is_handles_only());
+        assert!(!MaybeUnsized::<u8>::plain_drop());
+    }
+
     #[test]
     fn derive_computes_plain_drop() {
         assert!(Leafy::plain_drop());
