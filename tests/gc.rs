@@ -461,6 +461,58 @@ fn drops_that_touch_dead_objects_panic_and_cannot_resurrect() {
     );
 }
 
+/// Handles that a dead object's `Drop` moved out of the heap.
+static ESCAPED: std::sync::Mutex<Vec<Gc<Escaper>>> = std::sync::Mutex::new(Vec::new());
+
+/// A dead object whose Drop smuggles its handle to another dead object into a global.
+#[derive(Trace)]
+struct Escaper {
+    other: GcCell<Option<Gc<Escaper>>>,
+    #[gc(skip)]
+    payload: String,
+}
+
+impl Drop for Escaper {
+    fn drop(&mut self) {
+        if let Some(o) = self.other.get_mut().take() {
+            ESCAPED.lock().unwrap().push(o);
+        }
+    }
+}
+
+#[test]
+fn a_handle_smuggled_out_by_a_drop_panics_and_never_reaches_a_reused_slot() {
+    let mk = |s: &str| {
+        Gc::new(Escaper {
+            other: GcCell::new(None),
+            payload: s.to_string(),
+        })
+    };
+    let (a, b) = (mk("a"), mk("b"));
+    *a.other.borrow_mut() = Some(b.clone());
+    *b.other.borrow_mut() = Some(a.clone());
+    let leaked_before = gc::stats().leaked_objects;
+    drop((a, b));
+    gc::collect();
+    let escaped: Vec<Gc<Escaper>> = std::mem::take(&mut *ESCAPED.lock().unwrap());
+    assert_eq!(escaped.len(), 2, "both drops ran and kept a handle");
+    // Their objects are leaked rather than freed, so allocating more cannot reuse their slots.
+    assert!(gc::stats().leaked_objects >= leaked_before + 2);
+    let fresh: Vec<_> = (0..1000).map(|i| mk(&i.to_string())).collect();
+    for e in &escaped {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| e.payload.len()));
+        assert!(r.is_err(), "dereferencing a collected object must panic");
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| e.clone()));
+        assert!(
+            r.is_err(),
+            "cloning a handle to a collected object must panic"
+        );
+    }
+    drop(escaped); // dropping them is fine
+    drop(fresh);
+    gc::collect();
+}
+
 struct Bomb;
 impl Drop for Bomb {
     fn drop(&mut self) {
@@ -770,4 +822,123 @@ fn two_runtimes_allocate_side_by_side() {
     drop((mine, theirs));
     gc::collect();
     assert_eq!(drops.load(Ordering::SeqCst), 16_000);
+}
+
+/// `plain_drop` as `#[derive(Trace)]` computes it.
+mod plain_drop {
+    use gort::gc::{Gc, GcCell};
+    use gort::Trace;
+
+    #[derive(Trace)]
+    struct Leafy {
+        left: Option<Gc<Leafy>>,
+        cells: GcCell<Vec<Gc<Leafy>>>,
+        n: u64,
+        name: String,
+    }
+
+    #[derive(Trace)]
+    struct WithDrop {
+        _x: Option<Gc<Leafy>>,
+    }
+    impl Drop for WithDrop {
+        fn drop(&mut self) {}
+    }
+
+    #[derive(Trace)]
+    struct SkipsAnArc {
+        #[gc(skip)]
+        _shared: std::sync::Arc<u8>,
+    }
+
+    #[derive(Trace)]
+    struct Holds<T> {
+        _v: Vec<T>,
+    }
+
+    #[derive(Trace)]
+    struct DropsGeneric<T> {
+        _v: T,
+    }
+    impl<T> Drop for DropsGeneric<T> {
+        fn drop(&mut self) {}
+    }
+
+    #[derive(Trace)]
+    #[allow(dead_code)]
+    enum Either {
+        A(Gc<Leafy>),
+        B { d: WithDrop },
+    }
+
+    /// Lifetimes, const generics and where clauses go through the overrides.
+    #[derive(Trace)]
+    struct Borrowing<'a, T, const N: usize>
+    where
+        T: Copy,
+    {
+        #[gc(skip)]
+        _r: &'a [T; N],
+        _h: [Option<Gc<Leafy>>; N],
+    }
+
+    /// An unsized type parameter: no override (the default, false).
+    #[derive(Trace)]
+    struct MaybeUnsized<T: ?Sized + Trace> {
+        _b: Box<T>,
+    }
+
+    #[test]
+    fn derive_handles_lifetimes_const_generics_and_unsized_parameters() {
+        assert!(Borrowing::<'static, u8, 2>::plain_drop());
+        assert!(Borrowing::<'static, u8, 2>::drop_is_handles_only());
+        assert!(!MaybeUnsized::<u8>::plain_drop());
+    }
+
+    #[test]
+    fn derive_computes_plain_drop() {
+        assert!(Leafy::plain_drop());
+        assert!(!WithDrop::plain_drop(), "a Drop impl is user code");
+        assert!(!SkipsAnArc::plain_drop(), "a skipped field that needs drop");
+        assert!(Holds::<Gc<Leafy>>::plain_drop());
+        assert!(!Holds::<WithDrop>::plain_drop());
+        assert!(!DropsGeneric::<u8>::plain_drop(), "a generic Drop impl");
+        assert!(!Either::plain_drop(), "one variant holds a WithDrop");
+        assert!(<(u8, Gc<Leafy>)>::plain_drop());
+        // Handles only: a String or a Vec owns memory, a Drop impl is code.
+        assert!(!Leafy::drop_is_handles_only());
+        assert!(!WithDrop::drop_is_handles_only());
+        assert!(<(u8, Option<Gc<Leafy>>)>::drop_is_handles_only());
+        assert!(!Holds::<Gc<Leafy>>::drop_is_handles_only());
+        assert!(
+            !<GcCell<Option<Gc<Leafy>>>>::drop_is_handles_only(),
+            "a cell owns a waiter list"
+        );
+        let _ = |l: &Leafy| (l.left.is_some(), l.cells.borrow().len(), l.n, l.name.len());
+    }
+}
+
+/// A dead object holding a handle to a live one must still be dropped (its drop gives the handle
+/// back), even though its type's drop only drops handles.
+#[test]
+fn a_dead_holder_of_a_live_object_gives_its_handle_back() {
+    #[derive(Trace)]
+    struct Link {
+        next: Option<Gc<Link>>,
+    }
+    assert!(<Link as gort::gc::Trace>::drop_is_handles_only());
+    let keep = Gc::new(Link { next: None });
+    let holder = Gc::new(Link {
+        next: Some(keep.clone()),
+    });
+    assert!(holder.next.is_some());
+    drop(holder);
+    gc::collect();
+    let w = Gc::downgrade(&keep);
+    drop(keep);
+    gc::collect();
+    assert!(
+        w.upgrade().is_none(),
+        "the live object kept a phantom handle"
+    );
 }

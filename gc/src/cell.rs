@@ -304,10 +304,16 @@ impl<T: Trace> GcCell<T> {
     }
 }
 
-// SAFETY: reports the contents' handles under the cell's rules (module docs).
+// SAFETY: reports the contents' handles under the cell's rules (module docs). Dropping a cell
+// drops its contents and its waiter list (no user code: plain if the contents are); it may free
+// that list's buffer, so it is not `drop_is_handles_only` (the default, false, since a cell
+// always has drop glue).
 unsafe impl<T: Trace> Trace for GcCell<T> {
     fn trace(&self, t: &mut Tracer<'_>) {
         self.trace_cell(t);
+    }
+    fn plain_drop() -> bool {
+        T::plain_drop()
     }
 }
 

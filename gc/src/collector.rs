@@ -1,31 +1,44 @@
-//! The collector: one background thread running Go-style cycles, the pacer, mark assists, the
-//! sweep with safe finalization, and the statistics.
+//! The collector: a background thread running Go-style cycles with helper threads (a quarter of
+//! the CPUs, at least one), the pacer, mark assists, the sweep with safe finalization, and the
+//! statistics.
 //!
 //! A cycle `n` (the crate docs give the protocol and the soundness argument):
-//! 1. **Clear** (`phase.rs` phase `Clear`): clear every object's `DIRTY` bit.
-//! 2. **Mark** begins (the snapshot point): scan every allocated object, stamping `scan = n`;
-//!    objects with an outside handle or `DIRTY` are roots and are shaded. Then trace gray objects
-//!    until none are left; mutators shade through `GcCell` writes and `Weak::upgrade`, and
-//!    allocating goroutines help (assists) when the heap passes its goal.
+//! 1. **Clear** (`phase.rs` phase `Clear`): stamp every allocated object `scan = n` and clear its
+//!    `DIRTY` bit.
+//! 2. **Mark** begins (the snapshot point): root-test every allocated object: objects with an
+//!    outside handle or `DIRTY` are roots and are shaded. Then trace gray objects until none are
+//!    left, with the helper threads; mutators shade through `GcCell` writes and
+//!    `Weak::upgrade`, and allocating goroutines help (assists) when the heap passes its goal.
+//!    Before termination, assists are closed and waited for (still in Mark, so not in the pause).
 //! 3. **Terminating**: wait out pinned operations, drain the last gray objects (going back to Mark
 //!    first, a few times at most, if they left a backlog). This is the only window in which a
 //!    mutator operation (a `GcCell` write, an upgrade) can wait; its length is the reported pause.
-//! 4. **Sweep**: dead = scanned in `n` and not marked. Pass one clears every dead object's weak
-//!    slot, then its handles to other dead objects, and gives back its handles to live ones; pass
-//!    two drops each dead value (a panicking `Drop` is caught and reported) and frees its slot.
+//! 4. **Sweep**: dead = stamped in `n` and not marked. Pass one (`Flag`), per dead object: clear
+//!    its weak slot, give back the `internal` counts of its handles to live objects, and list it.
+//!    If some dead value's drop runs user code, `Condemn` flags every listed object
+//!    (`DEAD_MARK`). Pass two (`Drop`) drops the listed values (a panicking `Drop` is caught and
+//!    reported). Pass three (`Free`) frees their slots, or leaks an object a `Drop` kept a handle
+//!    to.
 //! 5. Back to **Idle**; the pacer sets the next goal: `marked * (1 + GOGC/100)` (Go's formula),
 //!    at least 4 MiB, with the next cycle triggered at 7/8 of the runway.
+//!
+//! Every span pass is split by span among the collector, its helpers and (except `Drop`, which
+//! runs user code) allocating goroutines; a pass ends when every span is done, and passes never
+//! overlap. Invariants: an `ALLOC` slot's header and value are valid; a `DEAD` slot's header is
+//! valid until pass three; gray objects are marked in the current cycle; helper threads and assists
+//! take gray work only while the cycle's marking is open for them (`GrayQueue::helping`,
+//! `MARK_OPEN`).
 //!
 //! A `Trace` that panics during marking makes the cycle free nothing (every scanned object is
 //! marked before the sweep), so no object reachable from the panicking one can be lost.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use crate::header::Header;
+use crate::header::{Header, DEAD_MARK};
 use crate::heap::{self, ALLOC};
 use crate::phase::{Phase, Phases};
 use crate::trace::{Mode, ObjPtr, Tracer};
@@ -34,11 +47,13 @@ use crate::GcStats;
 /// The collector's phase word and pins.
 pub(crate) static PHASES: Phases = Phases::new();
 
-/// Objects shaded by mutators (GcCell writes, upgrades) and assists' leftovers.
-static GRAY: Mutex<Vec<ObjPtr>> = Mutex::new(Vec::new());
-
 /// Set when a `Trace` panics during marking: the cycle then frees nothing.
 static TRACE_PANICKED: AtomicBool = AtomicBool::new(false);
+
+/// Mark assists in progress (see [`assist`]).
+static ASSISTS_ACTIVE: AtomicUsize = AtomicUsize::new(0);
+/// The cycle whose marking accepts assists; 0 outside `Mark` (see [`assist`]).
+static MARK_OPEN: AtomicU32 = AtomicU32::new(0);
 
 /// Go's GOGC; negative: automatic collection off.
 static PERCENT: AtomicI32 = AtomicI32::new(100);
@@ -62,6 +77,8 @@ static LEAKED_OBJECTS: AtomicU64 = AtomicU64::new(0);
 const MIN_GOAL: u64 = 4 << 20;
 /// Gray objects mark termination traces itself; with more, it returns to marking first.
 const TERMINATION_BACKLOG: usize = 256;
+/// Allocation stalls (see [`stall`]) when the heap is over this many times its goal.
+const STALL_FACTOR: u64 = 3;
 /// Gray objects an assist traces per refill.
 const ASSIST_BATCH: usize = 128;
 
@@ -83,6 +100,10 @@ static CONTROL: Mutex<Control> = Mutex::new(Control {
     waiters: Vec::new(),
 });
 static WAKE_COLLECTOR: Condvar = Condvar::new();
+/// Signalled (with `CONTROL`) when a cycle ends, for stalled allocators.
+static CYCLE_DONE: Condvar = Condvar::new();
+static STALLS: AtomicU64 = AtomicU64::new(0);
+static STALL_NS: AtomicU64 = AtomicU64::new(0);
 static START: Once = Once::new();
 
 thread_local!(static ON_COLLECTOR: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
@@ -109,6 +130,12 @@ fn ensure_started() {
             .name("gort-gc".into())
             .spawn(collector_main)
             .expect("gort: cannot start the collector thread");
+        for i in 0..helper_count() {
+            std::thread::Builder::new()
+                .name(format!("gort-gc-{}", i + 1))
+                .spawn(helper_main)
+                .expect("gort: cannot start a collector helper thread");
+        }
     });
 }
 
@@ -134,7 +161,11 @@ fn collector_main() {
             c.kicked = false;
             c.running = true;
         }
-        cycle = cycle.wrapping_add(1).max(1);
+        // Cycle numbers start at 1 (0: never marked or scanned) and skip `DEAD_MARK`.
+        cycle = cycle.wrapping_add(1);
+        if cycle == 0 || cycle == DEAD_MARK {
+            cycle = 1;
+        }
         run_cycle(cycle);
         KICKED.store(false, Ordering::SeqCst);
         let waiters = {
@@ -143,6 +174,7 @@ fn collector_main() {
             c.running = false;
             std::mem::take(&mut c.waiters)
         };
+        CYCLE_DONE.notify_all();
         for w in waiters {
             w.wake();
         }
@@ -193,47 +225,106 @@ pub(crate) fn on_refill() {
             let rounds = (live / goal).min(16) as usize;
             help_pass(4 * rounds);
             if state.phase == Phase::Mark {
-                for _ in 0..rounds {
+                // A span of small objects holds over a thousand of them: trace a comparable
+                // number, so marking keeps ahead of allocation.
+                for _ in 0..8 * rounds {
                     assist();
                 }
+            }
+            if live / STALL_FACTOR > goal {
+                stall(state.cycle);
             }
         }
     }
 }
 
+/// The heap is over `STALL_FACTOR` times its goal even after this goroutine's help: the collector
+/// is behind (its threads are short of CPU, or it is in a pass allocators cannot help with). Wait
+/// for the cycle to end, at most `MAX_STALL`, giving the CPU (and the goroutine's P, through
+/// `blocking`) away meanwhile, as Go parks an assist that finds no work. The wait is bounded, so a
+/// user `Drop` on the collector that needs a lock this goroutine holds delays it, never deadlocks
+/// it. Never on the collector's own threads (they would wait for themselves).
+fn stall(cycle: u32) {
+    if ON_COLLECTOR.with(|c| c.get()) {
+        return;
+    }
+    let start = Instant::now();
+    gort_goroutine::blocking(|| {
+        let mut c = lock(&CONTROL);
+        while c.running && PHASES.peek().cycle == cycle {
+            let left = crate::MAX_STALL.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                break;
+            }
+            c = CYCLE_DONE
+                .wait_timeout(c, left)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+    });
+    STALLS.fetch_add(1, Ordering::Relaxed);
+    STALL_NS.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+}
+
 /// A mark assist: trace a batch of gray objects on the allocating goroutine.
+///
+/// Assists do not pin the phase: a pin would make mark termination (the pause) wait for them, and
+/// an assist descheduled by the OS mid-batch would stretch the pause to a time slice. Instead an
+/// assist registers in `ASSISTS_ACTIVE` and then reads `MARK_OPEN`, the cycle whose marking
+/// accepts assists (0: none), both `SeqCst`: a Dekker pair with [`close_marking`], which stores 0
+/// and then waits for the count to reach zero. Either the collector sees the assist and waits for
+/// it (still in `Mark`), or the assist reads 0 and backs off. So an assist traces only inside its
+/// cycle's open marking, and what it shaded is in the gray queue before termination begins.
 fn assist() {
-    let pin = PHASES.pin();
-    if pin.state.phase != Phase::Mark {
+    if MARK_OPEN.load(Ordering::Relaxed) == 0 {
         return;
     }
-    let mut batch = {
-        let mut g = lock(&GRAY);
-        let n = g.len().min(ASSIST_BATCH);
-        let at = g.len() - n;
-        g.split_off(at)
-    };
-    if batch.is_empty() {
-        return;
-    }
-    ASSISTS.fetch_add(1, Ordering::Relaxed);
-    let mut traced = 0;
-    while let Some(o) = batch.pop() {
-        trace_gray(o, pin.state.cycle, &mut batch);
-        traced += 1;
-        if traced >= ASSIST_BATCH {
-            break;
+    ASSISTS_ACTIVE.fetch_add(1, Ordering::SeqCst);
+    let cycle = MARK_OPEN.load(Ordering::SeqCst);
+    if cycle != 0 {
+        let mut batch = {
+            let mut g = lock(&GRAY);
+            let n = g.objs.len().min(ASSIST_BATCH);
+            let at = g.objs.len() - n;
+            g.objs.split_off(at)
+        };
+        if !batch.is_empty() {
+            ASSISTS.fetch_add(1, Ordering::Relaxed);
+            let mut traced = 0;
+            while let Some(o) = batch.pop() {
+                trace_gray(o, cycle, &mut batch);
+                traced += 1;
+                if traced >= ASSIST_BATCH {
+                    break;
+                }
+            }
+            if !batch.is_empty() {
+                push_gray(batch);
+            }
         }
     }
-    if !batch.is_empty() {
-        push_gray(batch);
+    ASSISTS_ACTIVE.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Lets mark assists trace for `cycle` (its phase is `Mark`).
+fn open_marking(cycle: u32) {
+    MARK_OPEN.store(cycle, Ordering::SeqCst);
+}
+
+/// Stops mark assists before mark termination: when this returns, no assist is tracing and none
+/// will start until the next [`open_marking`] (see [`assist`]).
+fn close_marking() {
+    MARK_OPEN.store(0, Ordering::SeqCst);
+    let mut round = 0;
+    while ASSISTS_ACTIVE.load(Ordering::SeqCst) != 0 {
+        round += 1;
+        crate::sync::backoff(round);
     }
-    drop(pin);
 }
 
 /// Adds shaded objects to the global gray queue.
 pub(crate) fn push_gray(objs: Vec<ObjPtr>) {
-    lock(&GRAY).extend(objs);
+    lock(&GRAY).objs.extend(objs);
 }
 
 /// Waits until the collector leaves mark termination (GcCell writes and upgrades only).
@@ -267,56 +358,145 @@ fn trace_gray(o: ObjPtr, cycle: u32, gray: &mut Vec<ObjPtr>) {
     }
 }
 
-fn drain(cycle: u32, local: &mut Vec<ObjPtr>) {
-    let mut traced = 0u32;
-    loop {
-        while let Some(o) = local.pop() {
-            trace_gray(o, cycle, local);
-            traced = traced.wrapping_add(1);
-            // Share work with mark assists: allocating goroutines take it from the global queue.
-            if traced % 256 == 0 && local.len() > 2 * ASSIST_BATCH {
-                if let Ok(mut g) = GRAY.try_lock() {
-                    if g.len() < ASSIST_BATCH {
-                        let half = local.len() / 2;
-                        g.extend(local.drain(..half));
-                    }
+/// The global gray queue and the helper threads' share of marking.
+struct GrayQueue {
+    objs: Vec<ObjPtr>,
+    /// The cycle whose marking helper threads may take work for (0: none). Changed only under
+    /// the queue's lock, so a helper that takes work under it counts in `busy` before the
+    /// collector can decide that marking is over.
+    helping: u32,
+    /// Helper threads holding gray objects taken from the queue (not yet traced or given back).
+    busy: usize,
+}
+
+/// Gray objects shared between the collector, its helper threads, mark assists, and mutators'
+/// shading (GcCell writes, upgrades).
+static GRAY: Mutex<GrayQueue> = Mutex::new(GrayQueue {
+    objs: Vec::new(),
+    helping: 0,
+    busy: 0,
+});
+
+/// Gray objects a marker takes from the global queue at once.
+const SHARE_BATCH: usize = 256;
+/// A marker with at least this many gray objects gives half to the global queue when the queue
+/// has fewer.
+const SHARE_MIN: usize = 8;
+
+/// Traces `local` to exhaustion, giving half of its backlog to the global queue now and then
+/// when the queue runs low (for helper threads and assists). Returns the number of objects traced.
+///
+/// A depth-first trace of a tree keeps only a short stack (about one entry per level), so the
+/// threshold is low: the bottom half of the stack holds the siblings of the nodes nearest the
+/// root, that is, the largest untraced subtrees, which is what a helper should take.
+fn trace_local(cycle: u32, local: &mut Vec<ObjPtr>) -> usize {
+    let mut traced = 0usize;
+    while let Some(o) = local.pop() {
+        trace_gray(o, cycle, local);
+        traced += 1;
+        if traced % 64 == 0 && local.len() >= SHARE_MIN {
+            if let Ok(mut g) = GRAY.try_lock() {
+                if g.objs.len() < SHARE_MIN {
+                    let half = local.len() / 2;
+                    g.objs.extend(local.drain(..half));
+                    drop(g);
+                    HELP_POSTED.notify_all();
                 }
             }
         }
+    }
+    traced
+}
+
+/// The collector's marking: traces until its own stack and the global queue are empty and no
+/// helper thread holds gray objects.
+fn drain(cycle: u32, local: &mut Vec<ObjPtr>) {
+    let mut round = 0;
+    loop {
+        trace_local(cycle, local);
         let mut g = lock(&GRAY);
-        if g.is_empty() {
+        if !g.objs.is_empty() {
+            std::mem::swap(&mut g.objs, local);
+            round = 0;
+            continue;
+        }
+        if g.busy == 0 {
             return;
         }
-        std::mem::swap(&mut *g, local);
+        drop(g);
+        round += 1;
+        crate::sync::backoff(round);
     }
 }
 
-/// Calls `f` with the header of every allocated object, span by span.
-fn for_each_object(spans: &[Arc<heap::Span>], mut f: impl FnMut(&Arc<heap::Span>, usize, &Header)) {
-    for span in spans {
-        for i in 0..span.slots() {
-            if span.state(i) == ALLOC {
-                // SAFETY: an ALLOC slot holds an initialized object (published with release, read
-                // with acquire above), and objects are freed only by this thread's sweep.
-                let h = unsafe { &*span.slot_ptr(i).cast::<Header>() };
-                f(span, i, h);
+/// Lets helper threads mark for `cycle` (0: stop them taking new gray work).
+fn set_helping(cycle: u32) {
+    lock(&GRAY).helping = cycle;
+    HELP_POSTED.notify_all();
+}
+
+/// A helper thread's share of marking: take a batch from the global queue, trace it, repeat,
+/// until the collector stops helping for `cycle`.
+fn help_mark(cycle: u32) {
+    let mut local = Vec::new();
+    loop {
+        {
+            let mut g = lock(&GRAY);
+            if g.helping != cycle {
+                return;
             }
+            if g.objs.is_empty() {
+                // Nothing to do now: wait for the collector to share work or stop marking.
+                let (g2, _) = HELP_POSTED
+                    .wait_timeout(g, Duration::from_micros(200))
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                drop(g2);
+                continue;
+            }
+            let n = g.objs.len().min(SHARE_BATCH);
+            let at = g.objs.len() - n;
+            local.extend(g.objs.drain(at..));
+            g.busy += 1;
+        }
+        trace_local(cycle, &mut local);
+        lock(&GRAY).busy -= 1;
+    }
+}
+
+/// Calls `f` with the header of every allocated object of `span`.
+fn for_each_object(span: &Arc<heap::Span>, mut f: impl FnMut(usize, &Header)) {
+    for i in 0..span.slots() {
+        if span.state(i) == ALLOC {
+            // SAFETY: an ALLOC slot holds an initialized object (published with release, read
+            // with acquire above), and objects are freed only by the sweep's pass three, which
+            // never runs alongside another pass.
+            let h = unsafe { &*span.slot_ptr(i).cast::<Header>() };
+            f(i, h);
         }
     }
 }
 
-/// The collector's passes over every span (clear, scan, finalize), shared with allocating
-/// goroutines: a goroutine that takes a span while the heap is past its goal processes a few spans
-/// of the current pass itself (Go's proportional sweeping and assists, for our passes). None of
-/// these passes runs `Drop` (user code other than `Trace`): dropping stays on the collector.
+/// The collector's passes over every span. Each is shared with the collector's helper threads
+/// and with allocating goroutines: a goroutine that takes a span while the heap is past its goal
+/// processes a few spans of the current pass itself (Go's proportional sweeping and assists, for
+/// our passes). In `Drop`, an allocating goroutine only drops spans whose dead values are all
+/// plain (`Trace::plain_drop`): user `Drop` code must not run inside an unrelated `Gc::new`, so
+/// it defers the others to the collector's threads.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum PassKind {
-    /// Clear `DIRTY` (phase Clear).
+    /// Stamp `scan` and clear `DIRTY` (phase Clear).
     Clear,
-    /// Stamp `scan` and shade roots (phase Mark).
+    /// Shade roots (phase Mark).
     Scan,
-    /// Sweep pass one for dead objects: weak slot, then handles (phase Sweep).
-    Finalize,
+    /// Sweep pass one: per dead object, weak slot, handles to live objects, list (phase Sweep).
+    Flag,
+    /// Only when some dead value's drop runs user code: flag every listed object dead
+    /// (`DEAD_MARK`), so that a user `Drop` that reaches one through a handle panics.
+    Condemn,
+    /// Sweep pass two: drop the dead values (phase Sweep, after every span's `Flag`).
+    Drop,
+    /// Sweep pass three: free the dropped objects' slots (phase Sweep, after every `Drop`).
+    Free,
 }
 
 struct SpanPass {
@@ -325,80 +505,353 @@ struct SpanPass {
     spans: Vec<Arc<heap::Span>>,
     /// The next span to claim.
     next: AtomicUsize,
+    /// `Drop` spans claimed by allocators but left to the collector's threads (not plain).
+    deferred: Mutex<Vec<usize>>,
     /// Spans finished (their effects, gray objects included, published).
     done: AtomicUsize,
+    /// The sweep's dead objects, per span (indices into `spans`): listed by `Flag`, read by
+    /// `Drop` and `Free`.
+    dead: Option<Arc<DeadLists>>,
+    /// `Free`: objects and bytes freed; `Flag`: bytes found live (marked in the snapshot).
+    freed_objects: AtomicU64,
+    freed_bytes: AtomicU64,
+    marked_bytes: AtomicU64,
 }
 
-/// The pass in progress, if any.
+/// Set by the sweep's `Flag` pass when a dead object's drop is not plain (runs user code). Only
+/// then can a `Drop` move a handle to a dead object out of the heap, so only then does the `Free`
+/// pass check each dead object's count (otherwise every handle to a dead object lives in a dead
+/// object, and none is left once their values are dropped).
+static SWEEP_RUNS_USER_DROPS: AtomicBool = AtomicBool::new(false);
+
+/// In a dead list, marks an object whose drop may be skipped: its type's drop only drops handles
+/// (`Trace::drop_is_handles_only`) and every handle in it points to a dead object.
+const SKIP_DROP: u16 = 1 << 15;
+// Slot indices fit beside the flag: a span has at most 64 KiB / 16 slots.
+const _: () = assert!(heap::SPAN_BYTES / heap::CLASS_SIZES[0] <= SKIP_DROP as usize);
+
+/// Per span of a cycle's sweep: the slots of its dead objects, and whether all of them are plain
+/// (`Trace::plain_drop`: an allocating goroutine may drop them).
+type DeadLists = Vec<Mutex<(Vec<u16>, bool)>>;
+
+/// The pass in progress, if any (for allocating goroutines).
 static PASS: Mutex<Option<Arc<SpanPass>>> = Mutex::new(None);
 /// Spans processed by allocating goroutines.
 static SPAN_ASSISTS: AtomicU64 = AtomicU64::new(0);
 
-fn process_span(pass: &SpanPass, span: &Arc<heap::Span>, gray: &mut Vec<ObjPtr>) {
+fn process_span(pass: &SpanPass, at: usize, gray: &mut Vec<ObjPtr>) {
     let n = pass.cycle;
-    for_each_object(std::slice::from_ref(span), |span, i, h| match pass.kind {
-        PassKind::Clear => h.clear_dirty(),
-        PassKind::Scan => {
+    let span = &pass.spans[at];
+    match pass.kind {
+        // Stamping here, before the snapshot, rather than in the scan pass, saves the scan pass a
+        // write to every object: an object stamped now existed before the snapshot and is root-
+        // tested by the scan pass (only the sweep frees, so it is still allocated then); one
+        // allocated after its slot was cleared keeps `scan == 0` and cannot die in this cycle.
+        PassKind::Clear => for_each_object(span, |_, h| {
             h.scan.store(n, Ordering::Relaxed);
+            h.clear_dirty();
+        }),
+        PassKind::Scan => for_each_object(span, |_, h| {
             if h.is_root() && h.try_mark(n) {
                 gray.push(ObjPtr(std::ptr::NonNull::from(h)));
             }
-        }
-        PassKind::Finalize => {
-            if !h.is_dead(n) {
-                return;
-            }
-            crate::weak::clear_slot(h);
-            let mut t = Tracer::new(Mode::Finalize { cycle: n });
-            // SAFETY: `h` heads a live object of the vtable's type; nothing else can reach it
-            // (it is dead), and no slot is freed before every span's pass one is done.
-            let r = catch_unwind(AssertUnwindSafe(|| unsafe { (h.vtable.trace)(h, &mut t) }));
-            if r.is_err() {
-                eprintln!(
-                    "gort: Trace::trace of {} panicked while finalizing it; the object is leaked",
-                    (h.vtable.type_name)()
-                );
-                span.leak(i); // no longer ALLOC: pass two skips it
-                LEAKED_OBJECTS.fetch_add(1, Ordering::Relaxed);
+        }),
+        PassKind::Flag => flag_span(pass, at),
+        PassKind::Condemn => {
+            if let Some(lists) = &pass.dead {
+                let span = &pass.spans[at];
+                for &e in &lock(&lists[at]).0 {
+                    let i = (e & !SKIP_DROP) as usize;
+                    // SAFETY: a listed slot holds a dead object, allocated until pass three.
+                    let h = unsafe { &*span.slot_ptr(i).cast::<Header>() };
+                    h.mark.store(DEAD_MARK, Ordering::Relaxed);
+                }
             }
         }
+        PassKind::Drop => drop_span(pass, at),
+        PassKind::Free => free_span(pass, at),
+    }
+}
+
+/// Sweep pass one for one span. For each dead object (stamped in the cycle, not marked in it):
+/// clear its weak slot, give back the `internal` counts of its handles to live objects, and list
+/// it for the next passes. Runs no user code but `Trace`.
+fn flag_span(pass: &SpanPass, at: usize) {
+    let n = pass.cycle;
+    let span = &pass.spans[at];
+    let mut marked_bytes = 0u64;
+    let mut dead = Vec::new();
+    let mut plain = true;
+    // Spans mostly hold one type: ask each vtable once in a row.
+    let mut last_vtable: *const crate::header::VTable = std::ptr::null();
+    let mut last_handles_only = false;
+    for_each_object(span, |i, h| {
+        if !h.is_dead(n) {
+            // Live at the snapshot: scanned and marked. Objects allocated black after their
+            // slot was scanned are not counted: counting what was allocated during the cycle
+            // would let the goal run away.
+            if h.mark.load(Ordering::Relaxed) == n && h.scan.load(Ordering::Relaxed) == n {
+                marked_bytes += span.slot_size as u64;
+            }
+            return;
+        }
+        crate::weak::clear_slot(h);
+        let mut t = Tracer::new(Mode::Finalize {
+            cycle: n,
+            live_targets: false,
+        });
+        // SAFETY: `h` heads a live object of the vtable's type (its value is dropped only in
+        // pass two); nothing but the sweep can reach it (it is dead).
+        let r = catch_unwind(AssertUnwindSafe(|| unsafe { (h.vtable.trace)(h, &mut t) }));
+        if r.is_err() {
+            // Flagged at once: it is dead either way, and its handles must panic.
+            h.mark.store(DEAD_MARK, Ordering::Relaxed);
+            eprintln!(
+                "gort: Trace::trace of {} panicked while finalizing it; the object is leaked",
+                (h.vtable.type_name)()
+            );
+            span.leak(i); // never dropped or freed
+            LEAKED_OBJECTS.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if !std::ptr::eq(last_vtable, h.vtable) {
+            last_vtable = h.vtable;
+            last_handles_only = (h.vtable.drop_is_handles_only)();
+            if plain && !(h.vtable.plain_drop)() {
+                plain = false;
+                SWEEP_RUNS_USER_DROPS.store(true, Ordering::Relaxed);
+            }
+        }
+        // A value whose drop would only lower the counts of other dead objects may be freed
+        // without dropping it, if no user `Drop` runs in this sweep (see `drop_span`).
+        let live_targets = matches!(
+            t.mode,
+            Mode::Finalize {
+                live_targets: true,
+                ..
+            }
+        );
+        let skippable = last_handles_only && !live_targets;
+        dead.push(i as u16 | if skippable { SKIP_DROP } else { 0 });
     });
+    pass.marked_bytes.fetch_add(marked_bytes, Ordering::Relaxed);
+    if let Some(lists) = &pass.dead {
+        *lock(&lists[at]) = (dead, plain);
+    }
+}
+
+/// Sweep pass two for one span: drop the values of the objects pass one listed, and mark their
+/// slots `DEAD`. Every dead object of the cycle was flagged before this pass began, so no `Drop`
+/// can use a handle to one (dereferencing, cloning or downgrading it panics); dropping such a
+/// handle only lowers the count in a header that stays allocated until pass three.
+fn drop_span(pass: &SpanPass, at: usize) {
+    let span = &pass.spans[at];
+    let Some(lists) = &pass.dead else { return };
+    let dead = std::mem::take(&mut lock(&lists[at]).0);
+    // Written before the Flag pass ended; this pass began after it (see `run_pass`).
+    let may_skip = !SWEEP_RUNS_USER_DROPS.load(Ordering::Relaxed);
+    for &e in &dead {
+        if may_skip && e & SKIP_DROP != 0 {
+            // Its drop would only lower the counts of dead objects, which no one will read: no
+            // user `Drop` runs in this sweep, so pass three checks no counts.
+            continue;
+        }
+        let i = (e & !SKIP_DROP) as usize;
+        let p = span.slot_ptr(i).cast::<Header>();
+        // SAFETY: a dead object's value is initialized (its slot is still `ALLOC`) and dropped
+        // exactly once, here: each span is processed by one thread, and its slot leaves `ALLOC`
+        // right after.
+        let r = catch_unwind(AssertUnwindSafe(|| unsafe { ((*p).vtable.drop_value)(p) }));
+        if let Err(e) = r {
+            DROP_PANICS.fetch_add(1, Ordering::Relaxed);
+            let msg = e
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| e.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "<non-string panic>".into());
+            // SAFETY: the header outlives the value's drop (only the value was dropped).
+            let name = unsafe { ((*p).vtable.type_name)() };
+            eprintln!(
+                "gort: the Drop of a collected {name} panicked ({msg}); the collector goes on"
+            );
+        }
+        span.drop_done(i);
+    }
+    lock(&lists[at]).0 = dead;
+}
+
+/// Sweep pass three for one span: free the slots whose values pass two dropped, unless a handle
+/// to the object is still around (a `Drop` moved one out of a dead object and kept it): such an
+/// object is leaked for good, flagged dead, so that handle panics when used and never reaches a
+/// reused slot. The check is skipped when no dead object's drop ran user code
+/// (`SWEEP_RUNS_USER_DROPS`).
+fn free_span(pass: &SpanPass, at: usize) {
+    let span = &pass.spans[at];
+    let Some(lists) = &pass.dead else { return };
+    let dead = std::mem::take(&mut lock(&lists[at]).0);
+    // Written before the Flag pass ended; this pass began after it (see `run_pass`).
+    let check_escapes = SWEEP_RUNS_USER_DROPS.load(Ordering::Relaxed);
+    let mut freed_here = 0;
+    for e in dead {
+        let i = (e & !SKIP_DROP) as usize;
+        // SAFETY: a dead slot's header is intact until this pass frees it.
+        let h = unsafe { &*span.slot_ptr(i).cast::<Header>() };
+        if check_escapes && crate::header::handles_of(h.counts.load(Ordering::Acquire)) != 0 {
+            span.leak(i);
+            LEAKED_OBJECTS.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        span.free_slot(i);
+        freed_here += 1;
+    }
+    if freed_here > 0 {
+        span.freed(freed_here);
+        pass.freed_objects
+            .fetch_add(freed_here as u64, Ordering::Relaxed);
+        pass.freed_bytes
+            .fetch_add((freed_here * span.slot_size) as u64, Ordering::Relaxed);
+    }
+}
+
+/// Who is working on a pass: the collector and its helpers may run user `Drop`s; allocating
+/// goroutines may not.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Worker {
+    Collector,
+    Helper,
+    Allocator,
 }
 
 /// Claims and processes up to `max` spans of `pass`. Gray objects go to the global queue before
-/// a span counts as done, so the collector, which waits for every span to be done, sees them.
-fn work_on(pass: &SpanPass, max: usize, gray: &mut Vec<ObjPtr>, publish: bool) -> usize {
+/// a span counts as done (except on the collector, which keeps its own), so the collector, which
+/// waits for every span to be done, sees them. An allocator that claims a `Drop` span holding a
+/// value whose drop is not plain defers the span to the collector's threads instead.
+fn work_on(pass: &SpanPass, max: usize, gray: &mut Vec<ObjPtr>, who: Worker) -> usize {
     let mut k = 0;
     while k < max {
         let i = pass.next.fetch_add(1, Ordering::Relaxed);
-        let Some(span) = pass.spans.get(i) else { break };
-        process_span(pass, span, gray);
-        if publish && !gray.is_empty() {
+        if i >= pass.spans.len() {
+            break;
+        }
+        if who == Worker::Allocator && pass.kind == PassKind::Drop {
+            let plain = pass.dead.as_ref().map_or(true, |lists| lock(&lists[i]).1);
+            if !plain {
+                lock(&pass.deferred).push(i);
+                continue;
+            }
+        }
+        process_span(pass, i, gray);
+        if who != Worker::Collector && !gray.is_empty() {
             push_gray(std::mem::take(gray));
         }
         pass.done.fetch_add(1, Ordering::Release);
         k += 1;
     }
+    if who != Worker::Allocator {
+        // Spans allocators deferred (`Drop` spans with user code).
+        loop {
+            let Some(i) = lock(&pass.deferred).pop() else {
+                break;
+            };
+            process_span(pass, i, gray);
+            pass.done.fetch_add(1, Ordering::Release);
+        }
+    }
     k
 }
 
+/// What the collector's helper threads are asked to do.
+#[derive(Clone)]
+enum HelpJob {
+    Nothing,
+    Pass(Arc<SpanPass>),
+    Mark(u32),
+}
+
+/// The current job for helper threads, with a sequence number so each helper takes each job once.
+static HELP: Mutex<(u64, HelpJob)> = Mutex::new((0, HelpJob::Nothing));
+/// Signals a new helper job, or gray work shared by the collector.
+static HELP_POSTED: Condvar = Condvar::new();
+
+fn post_help(job: HelpJob) {
+    let mut h = lock(&HELP);
+    h.0 += 1;
+    h.1 = job;
+    drop(h);
+    HELP_POSTED.notify_all();
+}
+
+/// Number of helper threads: a quarter of the CPUs (Go's background mark utilization), at least
+/// one, so that with the collector thread the collector's work can use two CPUs.
+fn helper_count() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cpus / 4).max(1)
+}
+
+/// A collector helper thread: runs its share of each span pass and of marking. Like the
+/// collector, it may run `Drop`s (pass two).
+fn helper_main() {
+    ON_COLLECTOR.with(|c| c.set(true));
+    let mut seen = 0u64;
+    loop {
+        let job = {
+            let mut h = lock(&HELP);
+            while h.0 == seen {
+                h = HELP_POSTED
+                    .wait(h)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+            seen = h.0;
+            h.1.clone()
+        };
+        match job {
+            HelpJob::Nothing => {}
+            HelpJob::Pass(pass) => {
+                let mut gray = Vec::new();
+                work_on(&pass, usize::MAX, &mut gray, Worker::Helper);
+            }
+            HelpJob::Mark(cycle) => help_mark(cycle),
+        }
+    }
+}
+
 /// Runs a pass over `spans` with whoever helps; returns when every span is done.
-fn run_pass(kind: PassKind, cycle: u32, spans: &[Arc<heap::Span>], gray: &mut Vec<ObjPtr>) {
+fn run_pass(
+    kind: PassKind,
+    cycle: u32,
+    spans: &[Arc<heap::Span>],
+    gray: &mut Vec<ObjPtr>,
+    dead: Option<&Arc<DeadLists>>,
+) -> Arc<SpanPass> {
     let pass = Arc::new(SpanPass {
         kind,
         cycle,
         spans: spans.to_vec(),
         next: AtomicUsize::new(0),
+        deferred: Mutex::new(Vec::new()),
         done: AtomicUsize::new(0),
+        dead: dead.cloned(),
+        freed_objects: AtomicU64::new(0),
+        freed_bytes: AtomicU64::new(0),
+        marked_bytes: AtomicU64::new(0),
     });
     *lock(&PASS) = Some(pass.clone());
-    work_on(&pass, usize::MAX, gray, false);
+    post_help(HelpJob::Pass(pass.clone()));
+    work_on(&pass, usize::MAX, gray, Worker::Collector);
     *lock(&PASS) = None;
+    post_help(HelpJob::Nothing);
     let mut round = 0;
     while pass.done.load(Ordering::Acquire) < pass.spans.len() {
+        // An allocator may still defer a span it claimed before the claims ran out.
+        if let Some(i) = lock(&pass.deferred).pop() {
+            process_span(&pass, i, gray);
+            pass.done.fetch_add(1, Ordering::Release);
+            continue;
+        }
         round += 1;
         crate::sync::backoff(round);
     }
+    pass
 }
 
 /// An allocating goroutine's share of the current span pass (see [`PassKind`]).
@@ -406,7 +859,7 @@ fn help_pass(spans: usize) {
     let pass = lock(&PASS).clone();
     if let Some(pass) = pass {
         let mut gray = Vec::new();
-        let k = work_on(&pass, spans, &mut gray, true);
+        let k = work_on(&pass, spans, &mut gray, Worker::Allocator);
         SPAN_ASSISTS.fetch_add(k as u64, Ordering::Relaxed);
     }
 }
@@ -415,6 +868,17 @@ fn help_pass(spans: usize) {
 fn gctrace() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| std::env::var_os("GORT_GCTRACE").is_some_and(|v| v != "0"))
+}
+
+/// Marks with the helper threads until nothing gray is left anywhere.
+fn mark_with_helpers(n: u32, gray: &mut Vec<ObjPtr>) {
+    set_helping(n);
+    post_help(HelpJob::Mark(n));
+    drain(n, gray);
+    set_helping(0);
+    // Helpers that took work before `helping` changed are counted in `busy`; what they give back
+    // lands in the queue. Drain once more so nothing is left behind.
+    drain(n, gray);
 }
 
 fn run_cycle(n: u32) {
@@ -426,103 +890,75 @@ fn run_cycle(n: u32) {
     PHASES.advance(n, Phase::Clear);
     let spans = heap::spans();
     let mut gray = Vec::new();
-    run_pass(PassKind::Clear, n, &spans, &mut gray);
+    run_pass(PassKind::Clear, n, &spans, &mut gray, None);
 
     // 2. Mark: the snapshot point is when this returns.
     let cleared_at = started.elapsed();
     PHASES.advance(n, Phase::Mark);
+    open_marking(n);
     let spans = heap::spans();
-    run_pass(PassKind::Scan, n, &spans, &mut gray);
-    // Drain until a pass finds nothing new, so that termination only has the last moment's
-    // shading left to trace.
-    loop {
-        drain(n, &mut gray);
-        std::thread::yield_now();
-        if lock(&GRAY).is_empty() {
-            break;
-        }
-    }
+    run_pass(PassKind::Scan, n, &spans, &mut gray, None);
+    // Drain until a pass finds nothing new, then stop assists (they finish their batches while
+    // still in Mark) and drain what they left: termination only has the last moment's shading
+    // by GcCell writes and upgrades left to trace.
+    mark_with_helpers(n, &mut gray);
+    close_marking();
+    drain(n, &mut gray);
     let marked_at = started.elapsed();
 
-    // 3. Terminating. If the pinned operations that finished meanwhile (assists, writes) left
-    // much gray work, go back to marking rather than trace it while writers wait; after a few
-    // tries, finish anyway.
+    // 3. Terminating. If the pinned operations that finished meanwhile (GcCell writes, upgrades)
+    // left much gray work, go back to marking rather than trace it while writers wait; after a
+    // few tries, finish anyway.
     let mut pause = Instant::now();
     PHASES.advance(n, Phase::Terminating);
     for _ in 0..4 {
-        if lock(&GRAY).len() <= TERMINATION_BACKLOG {
+        if lock(&GRAY).objs.len() <= TERMINATION_BACKLOG {
             break;
         }
         PHASES.advance(n, Phase::Mark);
+        open_marking(n);
+        mark_with_helpers(n, &mut gray);
+        close_marking();
         drain(n, &mut gray);
         pause = Instant::now();
         PHASES.advance(n, Phase::Terminating);
     }
     drain(n, &mut gray);
     if TRACE_PANICKED.load(Ordering::SeqCst) {
-        for_each_object(&spans, |_, _, h| {
-            h.mark.store(n, Ordering::Relaxed);
-        });
+        for span in &spans {
+            for_each_object(span, |_, h| h.mark.store(n, Ordering::Relaxed));
+        }
     }
     PHASES.advance(n, Phase::Sweep);
     let pause = pause.elapsed().as_nanos() as u64;
     MAX_PAUSE_NS.fetch_max(pause, Ordering::Relaxed);
     TOTAL_PAUSE_NS.fetch_add(pause, Ordering::Relaxed);
 
-    // 4. Sweep, pass one: weak slots, then handles between dead objects. No slot is freed before
-    // pass two, so every dead object (and so every handle target) stays allocated meanwhile.
-    run_pass(PassKind::Finalize, n, &spans, &mut gray);
+    // 4. Sweep. Pass one flags every dead object (and gives back its handles to live ones);
+    // pass two drops their values; pass three frees their slots. No slot is freed before pass
+    // three, so every dead object's header (every handle target) stays readable meanwhile.
+    let dead: Arc<DeadLists> = Arc::new(
+        (0..spans.len())
+            .map(|_| Mutex::new((Vec::new(), true)))
+            .collect(),
+    );
+    SWEEP_RUNS_USER_DROPS.store(false, Ordering::Relaxed);
+    let flag = run_pass(PassKind::Flag, n, &spans, &mut gray, Some(&dead));
     let pass_one_at = started.elapsed();
-    // Pass two: drop and free, span by span (dead = still ALLOC, scanned in n, not marked in n;
-    // objects allocated since the scan have `scan == 0`).
-    let mut freed_bytes = 0u64;
-    let mut freed_objects = 0u64;
-    let mut marked_bytes = 0u64;
-    for span in &spans {
-        let mut freed_here = 0;
-        for i in 0..span.slots() {
-            if span.state(i) != ALLOC {
-                continue;
-            }
-            let h = span.slot_ptr(i).cast::<Header>();
-            // SAFETY: an ALLOC slot holds an initialized object; only this thread frees.
-            if !unsafe { &*h }.is_dead(n) {
-                // Live at the snapshot: scanned and marked. Objects allocated black after their
-                // slot was scanned are not counted: our cycles are long, and counting what was
-                // allocated during them would let the goal run away. SAFETY: as above.
-                let o = unsafe { &*h };
-                if o.mark.load(Ordering::Relaxed) == n && o.scan.load(Ordering::Relaxed) == n {
-                    marked_bytes += span.slot_size as u64;
-                }
-                continue;
-            }
-            // SAFETY: a dead object's value is initialized and dropped exactly once, here; every
-            // handle it holds to another dead object was cleared in pass one.
-            let r = catch_unwind(AssertUnwindSafe(|| unsafe { ((*h).vtable.drop_value)(h) }));
-            if let Err(p) = r {
-                DROP_PANICS.fetch_add(1, Ordering::Relaxed);
-                let msg = p
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "<non-string panic>".into());
-                // SAFETY: the header outlives the value's drop (only the value was dropped).
-                let name = unsafe { ((*h).vtable.type_name)() };
-                eprintln!(
-                    "gort: the Drop of a collected {name} panicked ({msg}); the collector goes on"
-                );
-            }
-            span.free_slot(i);
-            freed_here += 1;
-        }
-        if freed_here > 0 {
-            span.freed(freed_here);
-            freed_objects += freed_here as u64;
-            freed_bytes += (freed_here * span.slot_size) as u64;
-        }
+    // Every dead object is flagged before any user `Drop` runs. Plain drops never dereference,
+    // clone or downgrade a handle (they only drop them), so a sweep without user drops needs no
+    // flags: nothing can reach a dead object, and pass three checks no counts.
+    if SWEEP_RUNS_USER_DROPS.load(Ordering::Relaxed) {
+        run_pass(PassKind::Condemn, n, &spans, &mut gray, Some(&dead));
     }
+    run_pass(PassKind::Drop, n, &spans, &mut gray, Some(&dead));
+    let free = run_pass(PassKind::Free, n, &spans, &mut gray, Some(&dead));
+    let freed_objects = free.freed_objects.load(Ordering::Relaxed);
+    let freed_bytes = free.freed_bytes.load(Ordering::Relaxed);
+    let marked_bytes = flag.marked_bytes.load(Ordering::Relaxed);
     FREED_OBJECTS.fetch_add(freed_objects, Ordering::Relaxed);
     FREED_BYTES.fetch_add(freed_bytes, Ordering::Relaxed);
+    drop(free);
     drop(spans);
 
     // 5. Idle, and the next goal.
@@ -609,6 +1045,8 @@ pub fn stats() -> GcStats {
         last_cycle: Duration::from_nanos(LAST_CYCLE_NS.load(Ordering::Relaxed)),
         assists: ASSISTS.load(Ordering::Relaxed),
         span_assists: SPAN_ASSISTS.load(Ordering::Relaxed),
+        stalls: STALLS.load(Ordering::Relaxed),
+        stall_time: Duration::from_nanos(STALL_NS.load(Ordering::Relaxed)),
         drop_panics: DROP_PANICS.load(Ordering::Relaxed),
         leaked_objects: LEAKED_OBJECTS.load(Ordering::Relaxed),
         percent: PERCENT.load(Ordering::Relaxed),

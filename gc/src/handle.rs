@@ -1,10 +1,15 @@
 //! `Gc<T>`: a counted handle to a traced heap object.
 //!
-//! A handle is one pointer. Creating one (`Gc::new`, `clone`, `Weak::upgrade`) adds one to the
-//! object's `handles` count; dropping one subtracts it and sets `DIRTY` (`header.rs`). Handles are
-//! never freed by their count: only the collector frees, and only objects its marking proved
-//! unreachable. A handle inside a dead object may be *cleared* (set to null) by the sweep before
-//! any `Drop` runs; using a cleared handle panics.
+//! A handle is one non-null pointer (so `Option<Gc<T>>` is one word too). Creating one
+//! (`Gc::new`, `clone`, `Weak::upgrade`) adds one to the object's `handles` count; dropping one
+//! subtracts it and sets `DIRTY` (`header.rs`). Handles are never freed by their count: only the
+//! collector frees, and only objects its marking proved unreachable.
+//!
+//! A handle never changes. The sweep flags every dead object (`DEAD_MARK`) before any user
+//! `Drop` runs (plain drops only drop handles), so a handle that a dead object's `Drop` reaches
+//! panics when dereferenced, cloned or downgraded; dropping one only lowers the count of a header
+//! that is still allocated (the sweep frees a dead object only once no handle to it is left, and
+//! leaks it otherwise).
 
 use std::alloc::Layout;
 use std::fmt;
@@ -14,7 +19,6 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 
 use crate::header::{GcBox, Header, VTable};
-use crate::sync::{AtomicPtr, Ordering};
 use crate::trace::{Mode, Trace, Tracer};
 use crate::weak::Weak;
 
@@ -41,7 +45,7 @@ use crate::weak::Weak;
 /// gort_gc::collect(); // the cycle is collected
 /// ```
 pub struct Gc<T> {
-    ptr: AtomicPtr<Header>,
+    ptr: NonNull<Header>,
     _value: PhantomData<*const T>,
 }
 
@@ -58,9 +62,20 @@ fn vtable<T: Trace + Send + 'static>() -> &'static VTable {
             trace: trace_value::<T>,
             drop_value: drop_value::<T>,
             type_name: std::any::type_name::<T>,
+            plain_drop: T::plain_drop,
+            drop_is_handles_only: T::drop_is_handles_only,
         };
     }
     &Table::<T>::VTABLE
+}
+
+/// The allocator's size class of a `GcBox<T>`, computed once per type at compile time.
+struct SizeClass<T>(PhantomData<T>);
+impl<T> SizeClass<T> {
+    const CLASS: Option<usize> = crate::heap::class_of(
+        std::mem::size_of::<GcBox<T>>(),
+        std::mem::align_of::<GcBox<T>>(),
+    );
 }
 
 /// # Safety
@@ -97,7 +112,7 @@ impl<T: Trace + Send + 'static> Gc<T> {
             crate::phase::Phase::Mark | crate::phase::Phase::Terminating => state.cycle,
             _ => 0,
         };
-        let slot = crate::heap::alloc(Layout::new::<GcBox<T>>());
+        let slot = crate::heap::alloc(Layout::new::<GcBox<T>>(), SizeClass::<T>::CLASS);
         let p = slot.ptr().cast::<GcBox<T>>();
         // SAFETY: the slot is at least as large and aligned as a GcBox<T> (heap::alloc's contract)
         // and is ours until published.
@@ -128,7 +143,8 @@ impl<T: Trace + Send + 'static> Gc<T> {
             );
         }
         Gc {
-            ptr: AtomicPtr::new(p.cast::<Header>()),
+            // SAFETY: `p` points into the slot just written.
+            ptr: unsafe { NonNull::new_unchecked(p.cast::<Header>()) },
             _value: PhantomData,
         }
     }
@@ -140,35 +156,40 @@ impl<T: Trace + Send + 'static> Gc<T> {
 }
 
 impl<T> Gc<T> {
-    pub(crate) fn header_ptr(&self) -> NonNull<Header> {
-        match NonNull::new(self.ptr.load(Ordering::Relaxed)) {
-            Some(p) => p,
-            None => dead_handle(),
-        }
+    /// The object's header, which may belong to a dead object (only counts may be touched).
+    #[inline]
+    fn raw_header(&self) -> &Header {
+        // SAFETY: a handle keeps its target's header allocated (module docs: a dead object is
+        // freed only once no handle to it is left).
+        unsafe { self.ptr.as_ref() }
     }
 
+    /// The header of a live object; panics if the sweep found it dead (a `Drop` reached it).
+    #[inline]
     pub(crate) fn header(&self) -> &Header {
-        // SAFETY: a non-cleared handle keeps its object allocated (crate docs: an object with a
-        // handle outside the dead set is never freed).
-        unsafe { self.header_ptr().as_ref() }
+        let h = self.raw_header();
+        if h.is_flagged_dead() {
+            dead_handle();
+        }
+        h
     }
 
     /// Wraps a handle whose count was already taken (by `Weak::upgrade`).
     pub(crate) fn from_counted(h: NonNull<Header>) -> Gc<T> {
         Gc {
-            ptr: AtomicPtr::new(h.as_ptr()),
+            ptr: h,
             _value: PhantomData,
         }
     }
 
     /// True if both handles point to the same object.
     pub fn ptr_eq(a: &Gc<T>, b: &Gc<T>) -> bool {
-        a.ptr.load(Ordering::Relaxed) == b.ptr.load(Ordering::Relaxed)
+        a.ptr == b.ptr
     }
 
     /// The object's address, for identity (hashing, debugging).
     pub fn as_ptr(this: &Gc<T>) -> *const T {
-        let p = this.header_ptr().as_ptr().cast::<GcBox<T>>();
+        let p = this.ptr.as_ptr().cast::<GcBox<T>>();
         // SAFETY: only computes a field address inside the live object.
         unsafe { std::ptr::addr_of!((*p).value) }
     }
@@ -179,42 +200,46 @@ impl<T> Gc<T> {
 fn dead_handle() -> ! {
     panic!(
         "gort: use of a Gc handle to a collected object (a Drop of a dead object reached another \
-         dead object; its handles were cleared before any Drop ran)"
+         dead object; dead objects are flagged before any Drop runs)"
     )
 }
 
 impl<T> Deref for Gc<T> {
     type Target = T;
     fn deref(&self) -> &T {
-        let p = self.header_ptr().as_ptr().cast::<GcBox<T>>();
-        // SAFETY: the object is alive while this handle is (see `header`), and its value is never
-        // mutated except through GcCell, which hands out only guarded references.
+        let p = (self.header() as *const Header).cast::<GcBox<T>>();
+        // SAFETY: the object is alive (`header` checked that it was not found dead, and a live
+        // object with a handle is never freed), and its value is never mutated except through
+        // GcCell, which hands out only guarded references.
         unsafe { &(*p).value }
     }
 }
 
 impl<T> Clone for Gc<T> {
     fn clone(&self) -> Gc<T> {
-        let h = self.header_ptr();
-        // SAFETY: live, as in `header`.
-        unsafe { h.as_ref() }.inc_handle();
-        Gc::from_counted(h)
+        // `header` refuses a dead object: a new handle to it could outlive its slot.
+        self.header().inc_handle();
+        Gc::from_counted(self.ptr)
     }
 }
 
 impl<T> Drop for Gc<T> {
     fn drop(&mut self) {
-        if let Some(h) = NonNull::new(self.ptr.load(Ordering::Relaxed)) {
-            // SAFETY: live until this decrement (our handle counts); we do not touch it after.
-            unsafe { h.as_ref() }.dec_handle();
-        }
+        // A dead target's header is still allocated (it is freed only with no handle left).
+        self.raw_header().dec_handle();
     }
 }
 
-// SAFETY: reports its one handle.
+// SAFETY: reports its one handle. Dropping a handle only lowers its object's count: plain.
 unsafe impl<T> Trace for Gc<T> {
     fn trace(&self, t: &mut Tracer<'_>) {
-        t.visit_handle(&self.ptr);
+        t.visit_handle(self.ptr);
+    }
+    fn plain_drop() -> bool {
+        true
+    }
+    fn drop_is_handles_only() -> bool {
+        true
     }
 }
 

@@ -1,10 +1,16 @@
 //! The object header every heap object starts with, and the *counts word* at its heart.
 //!
-//! The counts word packs three things so that one atomic load gives the collector a consistent view:
+//! The header is three words: the type's vtable, the counts word, and the cycle numbers of the
+//! object's mark and stamp. (A `Weak`'s slot lives in a side table, `weak.rs`, found through the
+//! `WEAK` bit: weak handles are rare, and every word in the header costs every object memory and
+//! every collector pass time.)
 //!
-//! * bits 0..32, `handles`: every live `Gc` handle to the object, wherever it is;
-//! * bits 32..63, `internal`: how many of those handles sit inside heap objects (*adopted* by the
+//! The counts word packs four things so that one atomic load gives the collector a consistent view:
+//!
+//! * bits 0..31, `handles`: every live `Gc` handle to the object, wherever it is;
+//! * bits 31..62, `internal`: how many of those handles sit inside heap objects (*adopted* by the
 //!   object that holds them, see the crate docs);
+//! * bit 62, `WEAK`: the object has a weak slot (set once, by the first `Gc::downgrade`);
 //! * bit 63, `DIRTY`: set by every operation that *lowers* `handles - internal` (dropping a handle,
 //!   adopting one into the heap), cleared only by the collector's clear pass.
 //!
@@ -13,27 +19,28 @@
 //! external count set `DIRTY` in the *same* read-modify-write, so no interleaving can drop a handle
 //! and hide it from the scan.
 
-use crate::sync::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::trace::Tracer;
-#[cfg(not(loom))]
-use crate::weak::WeakSlot;
-#[cfg(loom)]
-pub(crate) struct WeakSlot;
 
 pub(crate) const HANDLE_ONE: u64 = 1;
-pub(crate) const HANDLE_MASK: u64 = 0xffff_ffff;
-pub(crate) const INTERNAL_ONE: u64 = 1 << 32;
-pub(crate) const INTERNAL_MASK: u64 = 0x7fff_ffff << 32;
+pub(crate) const HANDLE_MASK: u64 = (1 << 31) - 1;
+pub(crate) const INTERNAL_ONE: u64 = 1 << 31;
+pub(crate) const INTERNAL_MASK: u64 = ((1 << 31) - 1) << 31;
+pub(crate) const WEAK: u64 = 1 << 62;
 pub(crate) const DIRTY: u64 = 1 << 63;
-/// More handles than this to one object is refused with a panic (the counter has 2^32 values;
-/// the gap absorbs racing increments that are undone).
-pub(crate) const MAX_HANDLES: u64 = 1 << 31;
+/// The `mark` of an object the sweep found dead, set before any user `Drop` of the cycle runs: from
+/// then on dereferencing, cloning or downgrading a handle to it panics, and marking never traces
+/// it (its value is dropped). Cycle numbers skip it.
+pub(crate) const DEAD_MARK: u32 = u32::MAX;
+/// More handles than this to one object is refused with a panic (the counter has 2^31 values;
+/// the gap absorbs racing increments that are undone, and `internal` never exceeds `handles`).
+pub(crate) const MAX_HANDLES: u64 = 1 << 30;
 
 pub(crate) fn handles_of(w: u64) -> u64 {
     w & HANDLE_MASK
 }
 pub(crate) fn internal_of(w: u64) -> u64 {
-    (w & INTERNAL_MASK) >> 32
+    (w & INTERNAL_MASK) >> 31
 }
 
 /// Per-type operations, one static table per `T`.
@@ -44,6 +51,10 @@ pub(crate) struct VTable {
     pub(crate) drop_value: unsafe fn(*mut Header),
     /// The value's type, for reports.
     pub(crate) type_name: fn() -> &'static str,
+    /// `Trace::plain_drop` of the value's type: may an allocating goroutine drop it?
+    pub(crate) plain_drop: fn() -> bool,
+    /// `Trace::drop_is_handles_only` of the value's type.
+    pub(crate) drop_is_handles_only: fn() -> bool,
 }
 
 /// The header of every heap object; a `GcBox<T>` is this followed by the value.
@@ -53,10 +64,8 @@ pub(crate) struct Header {
     pub(crate) counts: AtomicU64,
     /// The cycle in which the object was marked (0: never).
     pub(crate) mark: AtomicU32,
-    /// The cycle in which the root scan saw the object (0: never). Only scanned objects can die.
+    /// The cycle whose clear pass stamped the object (0: never). Only stamped objects can die.
     pub(crate) scan: AtomicU32,
-    /// The object's weak slot, created by the first `Gc::downgrade` (a leaked `Arc`).
-    pub(crate) weak: AtomicPtr<WeakSlot>,
 }
 
 /// A heap object: header, then value.
@@ -74,11 +83,11 @@ impl Header {
             counts: AtomicU64::new(HANDLE_ONE),
             mark: AtomicU32::new(mark),
             scan: AtomicU32::new(0),
-            weak: AtomicPtr::new(std::ptr::null_mut()),
         }
     }
 
     /// A new handle from an existing one (clone). Only raises the external count: no barrier.
+    #[inline]
     pub(crate) fn inc_handle(&self) {
         let old = self.counts.fetch_add(HANDLE_ONE, Ordering::Relaxed);
         if handles_of(old) >= MAX_HANDLES {
@@ -88,6 +97,7 @@ impl Header {
     }
 
     /// A handle goes away: one fewer handle, and `DIRTY`, in one step.
+    #[inline]
     pub(crate) fn dec_handle(&self) {
         let mut cur = self.counts.load(Ordering::Relaxed);
         loop {
@@ -105,6 +115,7 @@ impl Header {
 
     /// A handle moves into the heap (`Gc::new`, a `GcCell` write guard released): one more
     /// internal handle, and `DIRTY`, in one step.
+    #[inline]
     pub(crate) fn adopt(&self) {
         let mut cur = self.counts.load(Ordering::Relaxed);
         loop {
@@ -159,17 +170,35 @@ impl Header {
         w & DIRTY != 0 || handles_of(w) > internal_of(w)
     }
 
-    /// Marks the object for `cycle`; true if this call did it (the caller then owes a trace).
+    /// Marks the object for `cycle`; true if this call did it (the caller then owes a trace). A
+    /// dead object (`DEAD_MARK`) is never marked again: its value may be dropped.
     pub(crate) fn try_mark(&self, cycle: u32) -> bool {
         let cur = self.mark.load(Ordering::Relaxed);
         cur != cycle
+            && cur != DEAD_MARK
             && self
                 .mark
                 .compare_exchange(cur, cycle, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
     }
 
-    /// Dead after `cycle`'s marking: scanned in it and not marked. Meaningful from that cycle's
+    /// Whether the object has a weak slot (in `weak.rs`'s table).
+    pub(crate) fn has_weak(&self) -> bool {
+        self.counts.load(Ordering::Acquire) & WEAK != 0
+    }
+
+    /// Records that the object has a weak slot (under the weak table's lock).
+    pub(crate) fn set_weak(&self) {
+        self.counts.fetch_or(WEAK, Ordering::Release);
+    }
+
+    /// True once a sweep found the object dead (see [`DEAD_MARK`]).
+    #[inline]
+    pub(crate) fn is_flagged_dead(&self) -> bool {
+        self.mark.load(Ordering::Relaxed) == DEAD_MARK
+    }
+
+    /// Dead after `cycle`'s marking: stamped in it and not marked. Meaningful from that cycle's
     /// sweep phase until the object is freed.
     pub(crate) fn is_dead(&self, cycle: u32) -> bool {
         self.scan.load(Ordering::Acquire) == cycle && self.mark.load(Ordering::Acquire) != cycle
@@ -179,12 +208,12 @@ impl Header {
 #[cold]
 #[inline(never)]
 fn handle_overflow() -> ! {
-    panic!("gort: more than 2^31 Gc handles to one object (handle counter would overflow)");
+    panic!("gort: more than 2^30 Gc handles to one object (handle counter would overflow)");
 }
 
 #[cfg(test)]
 impl Header {
-    /// Test hook: forces the handle count, to reach the overflow check without 2^31 clones.
+    /// Test hook: forces the handle count, to reach the overflow check without 2^30 clones.
     pub(crate) fn set_handles_for_test(&self, n: u64) {
         let cur = self.counts.load(Ordering::SeqCst);
         self.counts

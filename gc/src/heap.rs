@@ -1,7 +1,8 @@
 //! The allocator: size classes, spans, per-P caches (Go's mheap/mcentral/mcache, simplified).
 //!
-//! * Objects up to 32 KiB are rounded up to one of [`CLASS_SIZES`]; each class has 64 KiB *spans*
-//!   cut into equal slots, with one state byte per slot (`FREE`, `RESERVED`, `ALLOC`, `LEAKED`).
+//! * Objects up to 32 KiB are rounded up to one of [`CLASS_SIZES`] (keeping their alignment); each
+//!   class has 64 KiB *spans* cut into equal slots, with one state byte per slot (`FREE`,
+//!   `RESERVED`, `ALLOC`, `DEAD`, `LEAKED`).
 //! * Each P caches one span per class (`P_CACHES`, reached through the runtime's
 //!   `with_current_proc` hook) and owns that span's `FREE -> RESERVED` transitions: a cursor walks
 //!   the state bytes. A plain thread (no P) has the same cache in a thread-local.
@@ -13,9 +14,11 @@
 //! * When its span is used up, a cache returns it and takes one from the class's *central* list of
 //!   spans with free slots, or a fresh span. That refill is where the pacer looks at the heap
 //!   (`collector::on_refill`), as Go's does in `mcache.refill`.
-//! * Only the collector's sweep turns `ALLOC` into `FREE` (after dropping the value), also in spans
-//!   a cache owns: allocators never write an `ALLOC` slot's state and the sweep never writes any
-//!   other. A span that gains free slots and is not cached goes back on its central list.
+//! * Only the sweep (run by the collector's threads, helped by allocating goroutines) turns
+//!   `ALLOC` into `DEAD` (after dropping the value) and `ALLOC` or `DEAD` into `FREE` or `LEAKED`
+//!   (once every dead value of the cycle is dropped), also in spans a cache owns: allocation
+//!   never writes an `ALLOC` or `DEAD` slot's state and the sweep never writes any other. A span
+//!   that gains free slots and is not cached goes back on its central list.
 //! * Larger objects (or alignment above 16) get a span of their own, freed to the system when the
 //!   object dies.
 //!
@@ -34,11 +37,13 @@ use gort_goroutine::runtime::{with_current_proc, MAX_PROCS_LIMIT};
 /// Bytes per small-object span.
 pub(crate) const SPAN_BYTES: usize = 64 * 1024;
 
-/// Slot sizes of the small size classes (multiples of 16, so every slot is 16-byte aligned).
-pub(crate) const CLASS_SIZES: [usize; 36] = [
-    16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 896,
-    1024, 1280, 1536, 1792, 2048, 2560, 3072, 4096, 5120, 6144, 8192, 10240, 13056, 16384, 21760,
-    32768,
+/// Slot sizes of the small size classes. A slot is aligned to the largest power of two dividing
+/// its size (spans start page-aligned): 24, 40 and 56 serve only objects aligned to 8 or less
+/// (most objects: a header is three 8-byte words), the others any alignment up to 16.
+pub(crate) const CLASS_SIZES: [usize; 39] = [
+    16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160, 192, 224, 256, 320, 384, 448, 512, 640,
+    768, 896, 1024, 1280, 1536, 1792, 2048, 2560, 3072, 4096, 5120, 6144, 8192, 10240, 13056,
+    16384, 21760, 32768,
 ];
 const NCLASSES: usize = CLASS_SIZES.len();
 const SMALL_ALIGN: usize = 16;
@@ -50,6 +55,9 @@ pub(crate) const ALLOC: u8 = 1;
 pub(crate) const LEAKED: u8 = 2;
 /// Taken from a span by a cache into a thread's magazine, not yet allocated.
 pub(crate) const RESERVED: u8 = 3;
+/// Dead, value dropped by the sweep's pass one, header intact: the slot becomes `FREE` in pass two,
+/// once no dead object's handle can still point to it.
+pub(crate) const DEAD: u8 = 4;
 /// Slots a magazine holds.
 const MAGAZINE: usize = 32;
 
@@ -57,13 +65,19 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The class for an object of `size` bytes and `align`, or `None` for a large object.
-pub(crate) fn class_of(size: usize, align: usize) -> Option<usize> {
+/// The class for an object of `size` bytes and `align`, or `None` for a large object. A `const
+/// fn` so that `Gc::new` computes it once per type, at compile time.
+pub(crate) const fn class_of(size: usize, align: usize) -> Option<usize> {
     if align > SMALL_ALIGN || size > CLASS_SIZES[NCLASSES - 1] {
         return None;
     }
-    // Binary search: the first class at least `size`.
-    Some(CLASS_SIZES.partition_point(|&c| c < size))
+    // The first class at least `size` whose slots keep `align` (a linear scan: this runs at
+    // compile time). `align` is a power of two up to 16, and the last class is a multiple of 16.
+    let mut c = 0;
+    while CLASS_SIZES[c] < size || CLASS_SIZES[c] % align != 0 {
+        c += 1;
+    }
+    Some(c)
 }
 
 /// A run of equal slots (or one large object).
@@ -140,7 +154,13 @@ impl Span {
         self.states[i].store(LEAKED, Ordering::Release);
     }
 
-    /// The sweep freed slot `i` (its value is dropped): `ALLOC -> FREE`. Call [`Span::freed`]
+    /// The sweep dropped slot `i`'s value: `ALLOC -> DEAD` (the header stays readable until
+    /// [`Span::free_slot`]).
+    pub(crate) fn drop_done(&self, i: usize) {
+        self.states[i].store(DEAD, Ordering::Release);
+    }
+
+    /// The sweep freed slot `i` (its value is dropped): `DEAD -> FREE`. Call [`Span::freed`]
     /// once the span's sweep is done.
     pub(crate) fn free_slot(&self, i: usize) {
         poison(self.slot_ptr(i), self.slot_size);
@@ -378,9 +398,12 @@ impl Slot {
     }
 }
 
-/// Allocates a slot for `layout`. Never waits for the collector.
-pub(crate) fn alloc(layout: Layout) -> Slot {
-    match class_of(layout.size(), layout.align()) {
+/// Allocates a slot for `layout`, whose class is `class` (`class_of(layout)`, computed by the
+/// caller at compile time). Never waits for the collector.
+#[inline]
+pub(crate) fn alloc(layout: Layout, class: Option<usize>) -> Slot {
+    debug_assert_eq!(class, class_of(layout.size(), layout.align()));
+    match class {
         Some(class) => {
             let taken = THREAD_CACHE.try_with(|tc| {
                 let mut mags = tc.magazines.borrow_mut();
@@ -409,6 +432,11 @@ pub(crate) fn alloc(layout: Layout) -> Slot {
                 // SAFETY: small spans are never deallocated (module invariants: they stay in the
                 // registry forever), so the reference is valid for 'static.
                 let span: &'static Span = unsafe { &*Arc::as_ptr(span) };
+                // A recycled slot is cold: the first store into it is the costliest part of
+                // `Gc::new`. Start fetching the slot after next now, so it is in cache by then.
+                if mag.len >= 2 {
+                    prefetch(span.slot_ptr(mag.slots[mag.len - 2] as usize));
+                }
                 // Single writer (this thread): a load and a store, no locked instruction.
                 let c = &tc.counters;
                 c.0.store(c.0.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
@@ -459,6 +487,17 @@ pub(crate) fn allocated() -> (u64, u64) {
 /// Bytes of spans obtained from the system (the heap's footprint).
 pub(crate) fn span_bytes() -> u64 {
     lock(&REGISTRY).iter().map(|s| s.layout.size() as u64).sum()
+}
+
+/// Hints the CPU to bring `p`'s cache line in (a no-op off x86-64).
+#[inline(always)]
+fn prefetch(_p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint: it never faults and has no visible effect, whatever the
+    // address; SSE is part of the x86-64 baseline.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(_p.cast::<i8>())
+    };
 }
 
 #[cfg(feature = "sanitizer")]

@@ -39,26 +39,30 @@
 //! # The collection protocol
 //! A cycle `n` has five phases (`phase.rs`); the collector moves between them with
 //! `Phases::advance`, which waits until no *pinned* operation still acts on the old phase.
-//! Only `GcCell` writes (taking and releasing the guard), `Weak::upgrade` and mark assists pin;
-//! nothing else ever waits.
+//! Only `GcCell` writes (taking and releasing the guard) and `Weak::upgrade` pin; nothing else
+//! ever waits. (Mark assists register in a counter instead, which the collector waits out while
+//! still in Mark, so they never lengthen the pause.)
 //!
 //! | operation | Idle / Clear | Mark | Terminating | Sweep |
 //! |---|---|---|---|---|
 //! | `Deref`, `GcCell::borrow` | read | read | read | read |
 //! | `clone` | `handles += 1` | same | same | same |
 //! | `drop` | `handles -= 1`, set `DIRTY` (one CAS) | same | same | same |
-//! | `Gc::new` | allocate (`scan = 0`), publish, *then* adopt the value's handles (`internal += 1`, `DIRTY`); past the goal, help the current span pass | same, allocated black (marked), may also assist marking | same, black | same |
+//! | `Gc::new` | allocate (`scan = 0`, unstamped), publish, *then* adopt the value's handles (`internal += 1`, `DIRTY`); past the goal, help the current span pass | same, allocated black (marked), may also assist marking | same, black | same |
 //! | `borrow_mut` | disown contents | disown and **shade** contents | wait | disown contents |
 //! | guard drop (pinned) | adopt contents, unlock | same | same | same |
 //! | `Weak::upgrade` | `handles += 1` | `handles += 1`, **shade** | wait | `None` if dead, else `handles += 1` |
 //!
-//! The collector, for cycle `n`: **Clear** clears every object's `DIRTY`. Then the phase becomes
-//! **Mark**; the moment `advance` returns is the *snapshot point* `T0`. It scans every allocated
-//! object (stamping `scan = n`) and shades the roots — objects with `handles > internal` or
-//! `DIRTY` — then traces gray objects (a `GcCell` is read under a shared `try` lock; one held by a
-//! writer is skipped). **Terminating** drains what pinned operations shaded (if they left more
-//! than a little, the collector goes back to **Mark** first, a bounded number of times). **Sweep** frees
-//! exactly the objects *scanned in `n` and not marked in `n`*.
+//! The collector, for cycle `n`: **Clear** stamps every allocated object `scan = n` (it was
+//! allocated before `T0`, below) and clears its `DIRTY`. Then the phase becomes **Mark**; the
+//! moment `advance` returns is the *snapshot point* `T0`. It scans every allocated object and
+//! shades the roots — objects with `handles > internal` or `DIRTY` — then traces gray objects (a
+//! `GcCell` is read under a shared `try` lock; one held by a writer is skipped). An object the scan
+//! sees without a stamp was allocated after its slot was cleared and counts as *new* (below): it
+//! cannot die in `n`. **Terminating** drains what pinned operations shaded (if they left more than
+//! a little, the collector goes back to **Mark** first, a bounded number of times). **Sweep** frees
+//! exactly the objects *stamped in `n` and not marked in `n`*, unless a `Drop` kept a handle to one
+//! (see below).
 //!
 //! **Why no live object is freed.** Call an object *new* if it was allocated after `T0`.
 //! 1. *Everything reachable at `T0` is marked* (snapshot at the beginning). Take a path at `T0`
@@ -76,13 +80,15 @@
 //!    adopts handles that were outside the heap after `T0`, so their objects were roots at their
 //!    scan or are `DIRTY` at it. (The first version of this crate adopted without a pin; the
 //!    many-goroutines test in `tests/gc.rs` caught a cell locked mid-release across `T0`.)
-//! 2. *A new object that was scanned is marked*: it started with one outside handle, and every
-//!    way to lose it (drop, adoption) sets `DIRTY` after `T0`. *A new object that was not scanned
-//!    is not freed* (`scan != n`). Its children are protected by their own counts, because
-//!    `Gc::new` adopts them only after publishing the new object: until then they count as
-//!    outside handles, and once adopted they sit in an object the scan can see (or they were
-//!    adopted after `T0`, with `DIRTY`). (Adopting before publishing let a snapshot fall between
-//!    the two and free a child; the stress test under ASan caught it.)
+//! 2. *An unstamped object that the scan visits is marked*: it was allocated after the clear pass
+//!    passed its slot, started with one outside handle, and every way to lose it (drop, adoption)
+//!    sets `DIRTY`, which no clear pass erases before the scan. *An unstamped object is not freed*
+//!    (`scan != n`): that covers every new object, since only the sweep frees slots, so a slot that
+//!    holds a new object was empty when the clear pass passed it. Its children are protected by
+//!    their own counts, because `Gc::new` adopts them only after publishing the new object: until
+//!    then they count as outside handles, and once adopted they sit in an object the scan can see
+//!    (or they were adopted after `T0`, with `DIRTY`). (Adopting before publishing let a snapshot
+//!    fall between the two and free a child; the stress test under ASan caught it.)
 //! 3. *Nothing else can become reachable*: a handle is only ever made from a handle (clone, a read
 //!    from a reachable object), by `Gc::new`, or by `Weak::upgrade` — which shades in Mark, waits in
 //!    Terminating and refuses dead objects in Sweep. Marking ends only after `Terminating` has
@@ -95,41 +101,62 @@
 //! count as outside handles: a leak, never a premature free.
 //!
 //! # Safe destruction
-//! The sweep works in two passes. Pass one, for every dead object: clear its weak slot, then walk
-//! its handles: a handle to another dead object is *cleared* (set to null), a handle to a live
-//! object gives back its `internal` count. Pass two drops each dead value and frees its slot. So
-//! before any `Drop` runs, no dead object holds a handle to another; a `Drop` that reaches a dead
-//! object through a cleared handle panics (`gort: use of a Gc handle to a collected object`), and
-//! one that upgrades a `Weak` to a dead object gets `None`: no use-after-free, no resurrection. A
-//! panicking `Drop` is caught and reported on stderr (`stats().drop_panics`), and the sweep goes
-//! on. A `Trace` that panics during marking makes that cycle free nothing; during finalization it
-//! leaks that object.
+//! The sweep works in three passes. Pass one, for every dead object: clear its weak slot, and give
+//! back the `internal` count of each of its handles to a live object; then, if any dead value's
+//! drop runs user code, every dead object is *flagged* (its `mark` becomes `DEAD_MARK`). Pass two
+//! drops each dead value (allocating goroutines help with the values whose drop is *plain*,
+//! `Trace::plain_drop`: it runs no user code). Pass three frees each dead slot whose `handles`
+//! count is back to zero (checked only when some dead value's drop is not plain: plain drops
+//! cannot move a handle anywhere). When no dead value's drop runs user code, pass two skips the
+//! values whose drop would only drop handles to other dead objects
+//! (`Trace::drop_is_handles_only`): their counts are never read again.
+//!
+//! Handles never change (a `Gc` is one non-null pointer, so `Option<Gc<T>>` is one word), so a
+//! `Drop` may still hold a handle to another dead object; but every dead object is flagged before
+//! any user `Drop` runs (plain drops only drop handles), and dereferencing, cloning or downgrading
+//! a handle to a flagged object panics (`gort: use of a Gc handle to a collected object`), while
+//! dropping one only lowers the count in a header that stays allocated until pass three. A `Drop`
+//! that moves such a handle out and keeps it (in a global, say) leaves the count above zero, and
+//! pass three then leaks the object instead of freeing it (`stats().leaked_objects`): the kept
+//! handle panics when used, and never reaches a reused slot. One that upgrades a `Weak` to a dead
+//! object gets `None`. So: no use-after-free, no resurrection. A panicking `Drop` is caught and
+//! reported on stderr (`stats().drop_panics`), and the sweep goes on. A `Trace` that panics
+//! during marking makes that cycle free nothing; during finalization it leaks that object.
 //!
 //! # Allocation and pacing
-//! Like Go's: per-P caches of spans over 36 size classes (`heap.rs`), a central free list per
+//! Like Go's: per-P caches of spans over 39 size classes (`heap.rs`), a central free list per
 //! class, objects over 32 KiB in spans of their own. Each thread allocates from a *magazine* of 32
 //! slots it reserves through its P's cache, so the runtime's per-P hook is paid once per 32
-//! objects. Objects allocated while marking are allocated black. Sweeping is done concurrently
-//! by the collector thread, not by allocators (dropping values runs user code, which must not run
-//! inside an unrelated `Gc::new`); allocation never waits for it. The pacer uses Go's heap goal,
-//! `marked * (1 + GOGC/100)` with a 4 MiB floor, where `marked` is what the last cycle found
-//! live at its snapshot; a cycle starts at 7/8 of the way to the goal. A goroutine that takes a
-//! span while the heap is past the goal helps, more the further past it is: it processes spans of
-//! the collector's current clear, scan or finalize pass (Go's proportional sweep, for the passes that run no `Drop`), and while marking
-//! it also traces a batch of gray objects (a mark assist; the collector shares its work through
-//! the global gray queue). [`set_percent`] is `GOGC` (env `GORT_GC`);
-//! `GORT_GCTRACE=1` prints one line per cycle, like Go's `GODEBUG=gctrace=1`.
+//! objects. Objects allocated while marking are allocated black. The collector thread runs each
+//! cycle with helper threads (a quarter of the CPUs, at least one: Go's 25% background
+//! utilization) that share every span pass and the marking; values whose drop runs user code are
+//! dropped only on these threads (user code must not run inside an unrelated `Gc::new`). The
+//! pacer uses Go's heap goal, `marked * (1 + GOGC/100)` with a 4 MiB floor, where `marked` is
+//! what the last cycle found live at its snapshot; a cycle starts at 7/8 of the way to the goal.
+//! A goroutine that takes a span while the heap is past the goal helps, more the further past it
+//! is: it processes spans of the collector's current pass (Go's proportional sweep; in the drop
+//! pass, only spans whose dead values are all plain), and while marking it also traces batches of
+//! gray objects (a mark assist; the collector shares its work through the global gray queue). If
+//! the heap is still over three times its goal, the goroutine waits for the cycle to end, at most
+//! [`MAX_STALL`] at a time, with its P handed off (Go parks an assist that finds no work);
+//! `stats().stalls` and `stall_time` count these waits. [`set_percent`] is `GOGC` (env
+//! `GORT_GC`); `GORT_GCTRACE=1` prints one line per cycle, like Go's `GODEBUG=gctrace=1`.
 //!
 //! # Costs and limits
 //! * A `GcCell` write guard traces the cell's contents twice (disown, adopt): writes to a cell
 //!   holding a large collection cost time proportional to its size. Prefer many small cells.
 //! * `Gc::new` traces the new value once (adoption), and every handle op is one atomic
 //!   read-modify-write on the object's counts word.
+//! * Past three times the heap goal, allocation waits for the collector (up to 1 ms at a time):
+//!   on a machine whose CPUs are all busy, that is how the heap stays bounded.
 //! * The only pause is mark termination, and only `GcCell` writes and `Weak::upgrade` can wait in
 //!   it; it is normally a few microseconds, but it first waits out pinned operations, so a thread
-//!   descheduled by the OS in the middle of one (a write's disown, an assist) stretches it.
-//! * One collector thread marks and sweeps; on a busy machine allocation can outrun it, and the
-//!   heap then grows past the goal (assists only help during marking).
+//!   descheduled by the OS in the middle of a `GcCell` write's disown stretches it.
+//! * Every cycle passes over every object three times (clear, scan, flag) and over the dead ones
+//!   again to drop them (unless their drop is handles-only), where Go's sweep reads only mark
+//!   bitmaps; on a busy machine allocation can outrun the collector and the heap grows past its
+//!   goal.
+//! * Dereferencing and cloning a `Gc` read the object's `mark` word (the dead flag) first.
 //! * `Gc<T>` needs `T: Sized + Send + 'static` (the collector drops values on its own thread);
 //!   there is no `Gc<dyn Trait>` yet.
 //!
@@ -177,6 +204,10 @@ pub use trace::{Trace, Tracer};
 #[cfg(not(loom))]
 pub use weak::Weak;
 
+/// The longest an allocating goroutine waits for the collector at once when the heap is over
+/// three times its goal (see the crate docs, "Allocation and pacing").
+pub const MAX_STALL: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// A snapshot of the heap and the collector, from [`stats`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -205,9 +236,15 @@ pub struct GcStats {
     /// Spans of the collector's clear, scan and finalize passes processed by allocating
     /// goroutines (when the heap is past its goal).
     pub span_assists: u64,
+    /// Times an allocating goroutine waited for the collector (at most [`MAX_STALL`] each)
+    /// because the heap was over three times its goal.
+    pub stalls: u64,
+    /// The total duration of those waits.
+    pub stall_time: std::time::Duration,
     /// `Drop`s of collected objects that panicked (caught and reported).
     pub drop_panics: u64,
-    /// Objects leaked because their `Trace` panicked while they were finalized.
+    /// Objects leaked because their `Trace` panicked while they were finalized, or because a
+    /// `Drop` run by the sweep kept a handle to them.
     pub leaked_objects: u64,
     /// The current [`set_percent`] value (negative: off).
     pub percent: i32,

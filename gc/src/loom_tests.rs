@@ -28,10 +28,15 @@ unsafe fn no_drop(_: *mut Header) {}
 fn name() -> &'static str {
     "model"
 }
+fn not_plain() -> bool {
+    false
+}
 static VTABLE: VTable = VTable {
     trace: no_trace,
     drop_value: no_drop,
     type_name: name,
+    plain_drop: not_plain,
+    drop_is_handles_only: not_plain,
 };
 
 struct World {
@@ -164,13 +169,15 @@ impl World {
     /// One cycle, as `run_cycle`; returns which objects it found dead.
     fn collect(&self) -> [bool; 2] {
         self.phases.advance(CYCLE, Phase::Clear);
-        self.x.clear_dirty();
-        self.y.clear_dirty();
+        // The clear pass stamps each object, then clears its DIRTY (`collector.rs`).
+        for h in [&self.x, &self.y] {
+            h.scan.store(CYCLE, Ordering::Relaxed);
+            h.clear_dirty();
+        }
         self.phases.advance(CYCLE, Phase::Mark);
         let mut gray = Vec::new();
         for i in 0..2 {
             let h = self.obj(i);
-            h.scan.store(CYCLE, Ordering::Relaxed);
             self.log(format!(
                 "C: scan {i} root={} counts={:x}",
                 h.is_root(),
@@ -314,19 +321,20 @@ fn loom_new_object_adopts_after_publishing() {
             })
         };
         // The collector's cycle, scanning X only once it is published.
+        // The clear pass stamps and clears X only if it is published by then; the scan
+        // root-tests X if it is published by its own visit (stamped or not).
         w.phases.advance(CYCLE, Phase::Clear);
-        w.x.clear_dirty();
+        if x_published.load(Ordering::Acquire) {
+            w.x.scan.store(CYCLE, Ordering::Relaxed);
+            w.x.clear_dirty();
+        }
+        w.y.scan.store(CYCLE, Ordering::Relaxed);
         w.y.clear_dirty();
         w.phases.advance(CYCLE, Phase::Mark);
         let mut gray = Vec::new();
-        let x_seen = x_published.load(Ordering::Acquire);
-        if x_seen {
-            w.x.scan.store(CYCLE, Ordering::Relaxed);
-            if w.x.is_root() && w.x.try_mark(CYCLE) {
-                gray.push(0);
-            }
+        if x_published.load(Ordering::Acquire) && w.x.is_root() && w.x.try_mark(CYCLE) {
+            gray.push(0);
         }
-        w.y.scan.store(CYCLE, Ordering::Relaxed);
         if w.y.is_root() && w.y.try_mark(CYCLE) {
             gray.push(1);
         }

@@ -11,7 +11,7 @@ fn handle_counter_overflow_panics_and_restores_the_count() {
     let msg = r
         .err()
         .and_then(|p| p.downcast_ref::<&str>().map(|s| s.to_string()));
-    assert!(msg.unwrap().contains("more than 2^31 Gc handles"));
+    assert!(msg.unwrap().contains("more than 2^30 Gc handles"));
     assert_eq!(
         crate::header::handles_of(h.counts.load(std::sync::atomic::Ordering::SeqCst)),
         crate::header::MAX_HANDLES
@@ -19,4 +19,35 @@ fn handle_counter_overflow_panics_and_restores_the_count() {
     h.set_handles_for_test(1);
     drop(g);
     collect();
+}
+
+#[test]
+fn size_classes_keep_alignment_and_headers_are_three_words() {
+    use crate::heap::{class_of, CLASS_SIZES};
+    let size = |size, align| class_of(size, align).map(|c| CLASS_SIZES[c]);
+    assert_eq!(size(40, 8), Some(40));
+    assert_eq!(size(40, 16), Some(48));
+    assert_eq!(size(17, 8), Some(24));
+    assert_eq!(size(17, 16), Some(32));
+    assert_eq!(size(57, 8), Some(64));
+    assert_eq!(size(32768, 16), Some(32768));
+    assert_eq!(size(32769, 8), None);
+    assert_eq!(size(8, 32), None);
+    assert_eq!(std::mem::size_of::<crate::header::Header>(), 24);
+    // A binary-trees node: a header and two optional handles.
+    type Node = crate::header::GcBox<(Option<Gc<u8>>, Option<Gc<u8>>)>;
+    assert_eq!(std::mem::size_of::<Node>(), 40);
+}
+
+#[test]
+fn weak_slots_live_in_the_side_table_until_the_sweep() {
+    let g = Gc::new(5u32);
+    let w1 = Gc::downgrade(&g);
+    let w2 = Gc::downgrade(&g);
+    assert!(g.header().has_weak());
+    assert_eq!(w1.upgrade().as_deref(), Some(&5));
+    drop(g);
+    collect();
+    assert!(w1.upgrade().is_none());
+    assert!(w2.upgrade().is_none());
 }

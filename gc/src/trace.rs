@@ -8,8 +8,9 @@
 //! * **disown** (taking a `GcCell` write guard): the handles leave the heap's accounting for as
 //!   long as the guard lives, so `internal` goes down, and while marking each target is shaded (the
 //!   snapshot-at-the-beginning deletion barrier);
-//! * **finalize** (sweep, for a dead object): handles to other dead objects are cleared, so no
-//!   `Drop` can reach them; handles to live objects give their `internal` count back.
+//! * **finalize** (sweep, for a dead object): handles to live objects give their `internal` count
+//!   back; handles to other dead objects are left as they are (every dead object is flagged before
+//!   any `Drop` runs, so using such a handle panics).
 //!
 //! Soundness rests on one rule, which is why the trait is `unsafe`: a `trace` must report every
 //! handle it can reach the same way each time, and the handles it reports may change only through
@@ -22,7 +23,6 @@
 use std::ptr::NonNull;
 
 use crate::header::Header;
-use crate::sync::{AtomicPtr, Ordering};
 
 /// A type whose values can live in the traced heap: it reports every [`Gc`](crate::Gc) handle it
 /// holds, so the collector can find them.
@@ -55,6 +55,37 @@ use crate::sync::{AtomicPtr, Ordering};
 pub unsafe trait Trace {
     /// Reports the handles in `self` to `tracer`.
     fn trace(&self, tracer: &mut Tracer<'_>);
+
+    /// Whether dropping a value of this type runs only gort's and the standard library's code:
+    /// no `Drop` impl of yours anywhere inside it, so nothing that could block, take a lock or
+    /// panic. The collector lets allocating goroutines help drop such values when the heap is past
+    /// its goal (Go's proportional sweep); other values are dropped only on the collector's own
+    /// threads. The default, `false`, is always correct; `#[derive(Trace)]` computes it (a
+    /// struct or enum with no `Drop` impl whose traced fields are all plain and whose skipped
+    /// fields need no drop at all). Returning `true` for a type whose drop runs other code would
+    /// let that code run inside an unrelated `Gc::new`.
+    #[inline]
+    fn plain_drop() -> bool
+    where
+        Self: Sized,
+    {
+        false
+    }
+
+    /// Whether dropping a value of this type does nothing but drop the [`Gc`](crate::Gc) handles
+    /// it holds: no memory of its own to free, no `Drop` impl anywhere inside. When the collector
+    /// finds such a value dead with every handle in it pointing to another dead object, and no
+    /// user `Drop` runs in that sweep, it frees the value's slot without dropping it (the drop
+    /// would only lower the counts of objects freed with it). The default asks whether the type
+    /// has any drop glue at all, which is always correct; `#[derive(Trace)]` computes it like
+    /// [`plain_drop`](Trace::plain_drop). Implies `plain_drop`.
+    #[inline]
+    fn drop_is_handles_only() -> bool
+    where
+        Self: Sized,
+    {
+        !std::mem::needs_drop::<Self>()
+    }
 }
 
 /// A pointer to a heap object that may cross threads (the gray queue).
@@ -76,6 +107,8 @@ pub(crate) enum Mode<'a> {
     },
     Finalize {
         cycle: u32,
+        /// Set when a handle points to a live object.
+        live_targets: bool,
     },
 }
 
@@ -90,15 +123,11 @@ impl<'a> Tracer<'a> {
         Tracer { mode }
     }
 
-    /// Visits one handle slot (the pointer inside a `Gc`).
-    pub(crate) fn visit_handle(&mut self, slot: &AtomicPtr<Header>) {
-        let p = slot.load(Ordering::Relaxed);
-        let Some(target) = NonNull::new(p) else {
-            return; // a cleared handle (inside a dead object)
-        };
-        // SAFETY: a non-null handle keeps its target allocated: the target has a handle (this one)
-        // and is not dead, or we are finalizing and the target's slot is not freed before every
-        // dead object's handles are cleared (collector.rs, sweep pass 1 before pass 2).
+    /// Visits one handle (the pointer inside a `Gc`).
+    pub(crate) fn visit_handle(&mut self, target: NonNull<Header>) {
+        // SAFETY: a handle's target header stays allocated while the handle exists: the target is
+        // live, or dead and not yet freed (the sweep frees a dead object only once no handle to it
+        // is left), or leaked for good.
         let header = unsafe { target.as_ref() };
         match &mut self.mode {
             Mode::Mark { cycle, gray } => {
@@ -115,11 +144,16 @@ impl<'a> Tracer<'a> {
                 }
                 header.disown();
             }
-            Mode::Finalize { cycle } => {
-                if header.is_dead(*cycle) {
-                    slot.store(std::ptr::null_mut(), Ordering::Relaxed);
-                } else {
+            Mode::Finalize {
+                cycle,
+                live_targets,
+            } => {
+                // A handle to a live object gives back its `internal` count; one to another dead
+                // object is left alone (that object's header outlives every dead holder's drop,
+                // and using the handle panics: the target is flagged dead before any user drop).
+                if !header.is_dead(*cycle) {
                     header.disown();
+                    *live_targets = true;
                 }
             }
         }
@@ -128,10 +162,14 @@ impl<'a> Tracer<'a> {
 
 macro_rules! trace_nothing {
     ($($t:ty),* $(,)?) => {$(
-        // SAFETY: holds no handles.
+        // SAFETY: holds no handles; dropping one runs only the standard library's code.
         unsafe impl Trace for $t {
             #[inline]
             fn trace(&self, _: &mut Tracer<'_>) {}
+            #[inline]
+            fn plain_drop() -> bool {
+                true
+            }
         }
     )*};
 }
@@ -154,7 +192,6 @@ trace_nothing!(
     isize,
     f32,
     f64,
-    str,
     String,
     std::num::NonZeroU8,
     std::num::NonZeroU16,
@@ -178,12 +215,22 @@ trace_nothing!(
     std::sync::atomic::AtomicIsize,
 );
 
-// SAFETY: holds no handles.
-unsafe impl<T: ?Sized> Trace for std::marker::PhantomData<T> {
+// SAFETY: holds no handles. (Unsized: `plain_drop` does not apply.)
+unsafe impl Trace for str {
+    #[inline]
     fn trace(&self, _: &mut Tracer<'_>) {}
 }
 
-// SAFETY: reports the boxed value's handles; a Box has one owner.
+// SAFETY: holds no handles.
+unsafe impl<T: ?Sized> Trace for std::marker::PhantomData<T> {
+    fn trace(&self, _: &mut Tracer<'_>) {}
+    fn plain_drop() -> bool {
+        true
+    }
+}
+
+// SAFETY: reports the boxed value's handles; a Box has one owner. (`plain_drop` keeps its
+// default: the boxed value may be unsized, and its own answer is then out of reach.)
 unsafe impl<T: Trace + ?Sized> Trace for Box<T> {
     fn trace(&self, t: &mut Tracer<'_>) {
         (**self).trace(t);
@@ -206,6 +253,12 @@ unsafe impl<T: Trace, const N: usize> Trace for [T; N] {
             v.trace(t);
         }
     }
+    fn plain_drop() -> bool {
+        T::plain_drop()
+    }
+    fn drop_is_handles_only() -> bool {
+        T::drop_is_handles_only()
+    }
 }
 
 // SAFETY: reports every element's handles.
@@ -214,6 +267,9 @@ unsafe impl<T: Trace> Trace for Vec<T> {
         for v in self {
             v.trace(t);
         }
+    }
+    fn plain_drop() -> bool {
+        T::plain_drop()
     }
 }
 
@@ -224,6 +280,9 @@ unsafe impl<T: Trace> Trace for std::collections::VecDeque<T> {
             v.trace(t);
         }
     }
+    fn plain_drop() -> bool {
+        T::plain_drop()
+    }
 }
 
 // SAFETY: reports every element's handles.
@@ -233,6 +292,9 @@ unsafe impl<T: Trace> Trace for std::collections::LinkedList<T> {
             v.trace(t);
         }
     }
+    fn plain_drop() -> bool {
+        T::plain_drop()
+    }
 }
 
 // SAFETY: reports the value's handles, if any.
@@ -241,6 +303,12 @@ unsafe impl<T: Trace> Trace for Option<T> {
         if let Some(v) = self {
             v.trace(t);
         }
+    }
+    fn plain_drop() -> bool {
+        T::plain_drop()
+    }
+    fn drop_is_handles_only() -> bool {
+        T::drop_is_handles_only()
     }
 }
 
@@ -252,6 +320,12 @@ unsafe impl<T: Trace, E: Trace> Trace for Result<T, E> {
             Err(e) => e.trace(t),
         }
     }
+    fn plain_drop() -> bool {
+        T::plain_drop() && E::plain_drop()
+    }
+    fn drop_is_handles_only() -> bool {
+        T::drop_is_handles_only() && E::drop_is_handles_only()
+    }
 }
 
 // SAFETY: reports every key's and value's handles.
@@ -261,6 +335,9 @@ unsafe impl<K: Trace, V: Trace, S> Trace for std::collections::HashMap<K, V, S> 
             k.trace(t);
             v.trace(t);
         }
+    }
+    fn plain_drop() -> bool {
+        K::plain_drop() && V::plain_drop() && !std::mem::needs_drop::<S>()
     }
 }
 
@@ -272,6 +349,9 @@ unsafe impl<K: Trace, V: Trace> Trace for std::collections::BTreeMap<K, V> {
             v.trace(t);
         }
     }
+    fn plain_drop() -> bool {
+        K::plain_drop() && V::plain_drop()
+    }
 }
 
 // SAFETY: reports every element's handles.
@@ -280,6 +360,9 @@ unsafe impl<T: Trace, S> Trace for std::collections::HashSet<T, S> {
         for v in self {
             v.trace(t);
         }
+    }
+    fn plain_drop() -> bool {
+        T::plain_drop() && !std::mem::needs_drop::<S>()
     }
 }
 
@@ -290,6 +373,9 @@ unsafe impl<T: Trace> Trace for std::collections::BTreeSet<T> {
             v.trace(t);
         }
     }
+    fn plain_drop() -> bool {
+        T::plain_drop()
+    }
 }
 
 // SAFETY: reports every element's handles.
@@ -298,6 +384,9 @@ unsafe impl<T: Trace> Trace for std::collections::BinaryHeap<T> {
         for v in self {
             v.trace(t);
         }
+    }
+    fn plain_drop() -> bool {
+        T::plain_drop()
     }
 }
 
@@ -309,6 +398,12 @@ macro_rules! trace_tuple {
             fn trace(&self, t: &mut Tracer<'_>) {
                 let ($($name,)+) = self;
                 $($name.trace(t);)+
+            }
+            fn plain_drop() -> bool {
+                $($name::plain_drop() &&)+ true
+            }
+            fn drop_is_handles_only() -> bool {
+                $($name::drop_is_handles_only() &&)+ true
             }
         }
     };

@@ -1,9 +1,11 @@
 //! `Weak<T>`: a handle that does not keep its object alive.
 //!
 //! The first `Gc::downgrade` gives the object a *weak slot*: a small `Arc`'d record holding the
-//! object's address under a mutex. Weak handles point to the slot, never to the object, so they
-//! can outlive it. The sweep clears the slot (under its mutex) before it frees the object, so a
-//! non-null address read under the mutex is a live allocation.
+//! object's address under a mutex, kept in a side table keyed by the address (the object's
+//! `WEAK` bit says it has one, so the sweep looks only for those). Weak handles point to the
+//! slot, never to the object, so they can outlive it. The sweep removes the slot from the table
+//! and clears it (under its mutex) before it drops or frees the object, so a non-null address read
+//! under the mutex is a live allocation. The table's lock orders downgrades and the sweep.
 //!
 //! `upgrade` creates a handle out of nothing, which marking must know about: it runs pinned
 //! (`phase.rs`) and, in the phase it pinned:
@@ -14,6 +16,7 @@
 //! * Sweep: refuses (`None`) if this cycle found the object dead, so a `Drop` can never resurrect
 //!   an object that is about to be (or is being) finalized.
 
+use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
@@ -22,7 +25,6 @@ use crate::collector::{self, PHASES};
 use crate::handle::Gc;
 use crate::header::Header;
 use crate::phase::Phase;
-use crate::sync::Ordering;
 
 /// The record weak handles share; see the module docs.
 pub(crate) struct WeakSlot {
@@ -42,13 +44,24 @@ impl WeakSlot {
     }
 }
 
+/// The weak slots of live objects, by object address.
+static SLOTS: Mutex<Option<HashMap<usize, Arc<WeakSlot>>>> = Mutex::new(None);
+
+fn slots() -> std::sync::MutexGuard<'static, Option<HashMap<usize, Arc<WeakSlot>>>> {
+    SLOTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The sweep's half: called for a dead object before it is dropped.
 pub(crate) fn clear_slot(h: &Header) {
-    let p = h.weak.swap(std::ptr::null_mut(), Ordering::AcqRel);
-    if !p.is_null() {
-        // SAFETY: the object held one strong count of its slot, leaked in `Weak::new`; we take it
-        // back exactly once (the swap above).
-        let slot = unsafe { Arc::from_raw(p.cast_const()) };
+    if !h.has_weak() {
+        return;
+    }
+    let slot = slots()
+        .as_mut()
+        .and_then(|m| m.remove(&(h as *const Header as usize)));
+    if let Some(slot) = slot {
         *slot.lock() = None;
     }
 }
@@ -77,32 +90,21 @@ unsafe impl<T: Send + Sync> Sync for Weak<T> {}
 
 impl<T> Weak<T> {
     pub(crate) fn new(h: &Header) -> Weak<T> {
-        let mut p = h.weak.load(Ordering::Acquire);
-        if p.is_null() {
-            let fresh = Arc::new(WeakSlot {
-                target: Mutex::new(Some(NonNull::from(h))),
-            });
-            let raw = Arc::into_raw(fresh).cast_mut();
-            match h.weak.compare_exchange(
-                std::ptr::null_mut(),
-                raw,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => p = raw,
-                Err(existing) => {
-                    // SAFETY: `raw` came from Arc::into_raw just above and was not published.
-                    drop(unsafe { Arc::from_raw(raw.cast_const()) });
-                    p = existing;
-                }
-            }
-        }
-        // SAFETY: `p` is the object's slot, kept alive by the object's count until the sweep takes
-        // it (and the object is alive: the caller holds a handle). Add a count for this Weak.
-        let slot = unsafe {
-            Arc::increment_strong_count(p.cast_const());
-            Arc::from_raw(p.cast_const())
-        };
+        // The caller holds a handle to the live object, so the sweep cannot clear its slot
+        // meanwhile; the table's lock makes the first downgrade's insertion and `WEAK` bit atomic
+        // with respect to other downgrades and the sweep.
+        let mut table = slots();
+        let slot = table
+            .get_or_insert_with(HashMap::new)
+            .entry(h as *const Header as usize)
+            .or_insert_with(|| {
+                h.set_weak();
+                Arc::new(WeakSlot {
+                    target: Mutex::new(Some(NonNull::from(h))),
+                })
+            })
+            .clone();
+        drop(table);
         Weak {
             slot,
             _value: PhantomData,
@@ -156,7 +158,11 @@ impl<T> std::fmt::Debug for Weak<T> {
     }
 }
 
-// SAFETY: a Weak holds no counted handle, so there is nothing to report.
+// SAFETY: a Weak holds no counted handle, so there is nothing to report. Dropping one releases
+// its slot's `Arc`: plain.
 unsafe impl<T> crate::Trace for Weak<T> {
     fn trace(&self, _: &mut crate::Tracer<'_>) {}
+    fn plain_drop() -> bool {
+        true
+    }
 }

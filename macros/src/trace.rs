@@ -144,6 +144,7 @@ pub(crate) fn expand_trace(input: TokenStream) -> syn::Result<TokenStream> {
             ))
         }
     };
+    let plain = plain_drop(&input, &krate)?;
     let params: Vec<_> = input
         .generics
         .type_params()
@@ -165,6 +166,90 @@ pub(crate) fn expand_trace(input: TokenStream) -> syn::Result<TokenStream> {
             fn trace(&self, __gort_tracer: &mut #krate::Tracer<'_>) {
                 #body
             }
+            #plain
+        }
+    })
+}
+
+/// Whether a field's type is syntactically unsized (`str`, a slice, a trait object): its
+/// `plain_drop` cannot be called.
+fn unsized_type(ty: &syn::Type) -> bool {
+    match ty {
+        syn::Type::Slice(_) | syn::Type::TraitObject(_) => true,
+        syn::Type::Path(p) => p.qself.is_none() && p.path.is_ident("str"),
+        syn::Type::Paren(p) => unsized_type(&p.elem),
+        syn::Type::Group(g) => unsized_type(&g.elem),
+        _ => false,
+    }
+}
+
+/// The `plain_drop` and `drop_is_handles_only` overrides: the type has no `Drop` impl of its own
+/// (found with an inherent-impl probe: an inherent associated const bounded by `Drop` wins over the
+/// trait's default exactly when the bound holds, and a `Drop` impl always covers every instance of
+/// a generic type), its traced fields are all plain and its skipped fields need no drop. Nothing is
+/// emitted (the default, `false`) when a type parameter may be unsized or a field is unsized.
+fn plain_drop(input: &DeriveInput, krate: &syn::Path) -> syn::Result<TokenStream> {
+    let maybe_unsized = |b: &syn::TypeParamBound| match b {
+        syn::TypeParamBound::Trait(t) => {
+            matches!(t.modifier, syn::TraitBoundModifier::Maybe(_))
+        }
+        _ => false,
+    };
+    if input
+        .generics
+        .type_params()
+        .any(|p| p.bounds.iter().any(maybe_unsized))
+    {
+        return Ok(TokenStream::new());
+    }
+    if let Some(wc) = &input.generics.where_clause {
+        for pred in &wc.predicates {
+            if let syn::WherePredicate::Type(t) = pred {
+                if t.bounds.iter().any(maybe_unsized) {
+                    return Ok(TokenStream::new());
+                }
+            }
+        }
+    }
+    let fields: Vec<&Field> = match &input.data {
+        Data::Struct(s) => s.fields.iter().collect(),
+        Data::Enum(e) => e.variants.iter().flat_map(|v| v.fields.iter()).collect(),
+        Data::Union(_) => return Ok(TokenStream::new()),
+    };
+    let mut plain = Vec::new();
+    let mut handles_only = Vec::new();
+    for f in fields {
+        let ty = &f.ty;
+        if unsized_type(ty) {
+            return Ok(TokenStream::new());
+        }
+        if skipped(f)? {
+            plain.push(quote!(!::core::mem::needs_drop::<#ty>()));
+            handles_only.push(quote!(!::core::mem::needs_drop::<#ty>()));
+        } else {
+            plain.push(quote!(<#ty as #krate::Trace>::plain_drop()));
+            handles_only.push(quote!(<#ty as #krate::Trace>::drop_is_handles_only()));
+        }
+    }
+    let probe = quote! {
+        struct __GortDropProbe<T: ?Sized>(::core::marker::PhantomData<T>);
+        trait __GortNoDropImpl {
+            const HAS_DROP_IMPL: bool = false;
+        }
+        impl<T: ?Sized> __GortNoDropImpl for __GortDropProbe<T> {}
+        #[allow(drop_bounds, dead_code)]
+        impl<T: ?Sized + ::core::ops::Drop> __GortDropProbe<T> {
+            const HAS_DROP_IMPL: bool = true;
+        }
+    };
+    Ok(quote! {
+        fn plain_drop() -> bool {
+            #probe
+            !<__GortDropProbe<Self>>::HAS_DROP_IMPL #(&& #plain)*
+        }
+        fn drop_is_handles_only() -> bool {
+            #probe
+            !<__GortDropProbe<Self>>::HAS_DROP_IMPL #(&& #handles_only)*
         }
     })
 }
