@@ -16,26 +16,8 @@
 //!
 //! `GORT_BENCH_QUICK=1` shrinks every workload for smoke runs.
 //!
-//! Measured 2026-11-27 on the 2-core development machine, one sitting (medians):
-//!
-//! | workload | gort | reference |
-//! | --- | --- | --- |
-//! | binary-trees 21 (Go anchor, same sitting) | 32.6 s, peak RSS 3.40 GB, max pause 34 µs, 35 cycles | Go 1.19: 15.7 s, 341 MB, max pause 4.8 ms, 82 cycles |
-//! | handle clone + drop | 5.2 ns | `Arc` 4.1 ns (1.29x) |
-//! | dumpster workload, 1M ops | 62.7 ms | dumpster `sync` 54.7 ms, `Arc` 26.3 ms, `Rc` 24.3 ms (both leak the cycles) |
-//!
-//! After the gc2 changes (40-byte nodes, helper threads, plain drops, stalls), measured 06:50-06:58
-//! UTC the same day with two other engineers compiling and benchmarking (load average 4.5-7, so
-//! every figure is noisy), before and after back to back, twice each (ranges, not medians):
-//!
-//! | workload | before | after | Go 1.19 |
-//! | --- | --- | --- | --- |
-//! | binary-trees 21, wall | 39.0-44.1 s | 36.0-42.0 s | 23.6-24.8 s |
-//! | binary-trees 21, CPU (user+sys) | 67.0-70.2 s | 48.9-51.9 s | 25.9-29.1 s |
-//! | binary-trees 21, peak RSS | 3.0-3.6 GB | 1.77-1.83 GB | 328-401 MB |
-//! | binary-trees 21, max pause | 2 µs-647 ms | 2 µs | 5.7-9.6 ms (stop-the-world) |
-//! | handle clone + drop | 5.03 ns (`Arc` 3.94) | 4.97 ns (`Arc` 3.89, 1.28x) | |
-//! | dumpster workload, 1M ops | 47.5 ms | 47.8 ms | |
+//! Figures, beside Go's from the same sitting: `BENCHMARKS.md` (`cargo run --release -p xtask --
+//! bench-report`).
 //!
 //! gort's pause is its mark termination (only `GcCell` writes and upgrades can wait in it); Go's
 //! is stop-the-world. Binary-trees still misses the time and memory targets: every cycle passes
