@@ -69,6 +69,9 @@ pub struct BinTree {
     pub gc_cycles: u64,
     pub max_pause_us: f64,
     pub peak_rss_kib: u64,
+    /// gort only: allocation stalls (waits of an allocating goroutine for the collector, each
+    /// bounded by `gc::MAX_STALL`) and their total in ms.
+    pub stalls: Option<(u64, f64)>,
 }
 
 impl BinTree {
@@ -98,6 +101,9 @@ impl BinTree {
             gc_cycles: field("gc_cycles")? as u64,
             max_pause_us: field("max_pause_us")?,
             peak_rss_kib,
+            stalls: field("stalls")
+                .zip(field("stall_ms"))
+                .map(|(n, ms)| (n as u64, ms)),
         })
     }
 }
@@ -263,9 +269,12 @@ impl Results {
                 what,
                 "max pause <= 1 ms".to_string(),
                 format!(
-                    "gort {:.0} us over {} collections{}",
+                    "gort {:.0} us over {} collections{}{}",
                     b.max_pause_us,
                     b.gc_cycles,
+                    b.stalls.map_or(String::new(), |(n, ms)| format!(
+                        "; besides, {n} allocation stalls of at most 1 ms each, {ms:.0} ms in all"
+                    )),
                     go.map_or(String::new(), |g| format!(" (Go {:.0} us)", g.max_pause_us))
                 ),
                 Some(b.max_pause_us <= 1000.0),
@@ -612,7 +621,8 @@ mod tests {
     #[test]
     fn binary_trees_lines_of_both_programs_parse() {
         let gort = "stretch tree of depth 22\t check: 8388607\n\
-                    gort binary_trees_21_ms 9876 gc_cycles 40 max_pause_us 310 peak_rss_mib 200 assists 3\n";
+                    gort binary_trees_21_ms 9876 gc_cycles 40 max_pause_us 310 peak_rss_mib 200 \
+                    assists 3 stalls 12 stall_ms 7\n";
         assert_eq!(
             BinTree::parse(gort, 204_800),
             Some(BinTree {
@@ -620,11 +630,13 @@ mod tests {
                 ms: 9876.0,
                 gc_cycles: 40,
                 max_pause_us: 310.0,
-                peak_rss_kib: 204_800
+                peak_rss_kib: 204_800,
+                stalls: Some((12, 7.0)),
             })
         );
         let go = "binary_trees_21_ms 11900 gc_cycles 120 max_pause_us 370\n";
         assert_eq!(BinTree::parse(go, 1).map(|b| b.ms), Some(11900.0));
+        assert_eq!(BinTree::parse(go, 1).and_then(|b| b.stalls), None);
         assert_eq!(BinTree::parse("no summary here", 1), None);
     }
 
