@@ -888,11 +888,44 @@ mod plain_drop {
         _b: Box<T>,
     }
 
+    type Bytes = [u8];
+
+    /// An unsized last field, spelled through an alias (the derive cannot see it is unsized).
+    #[derive(Trace)]
+    struct AliasTail {
+        _n: u32,
+        _rest: Bytes,
+    }
+
+    /// The same, skipped.
+    #[derive(Trace)]
+    struct SkippedAliasTail {
+        _n: u32,
+        #[gc(skip)]
+        _rest: Bytes,
+    }
+
+    /// A sized last field still counts: this one has a `Drop` impl.
+    #[derive(Trace)]
+    struct DropTail {
+        _n: u32,
+        _last: WithDrop,
+    }
+
     #[test]
     fn derive_handles_lifetimes_const_generics_and_unsized_parameters() {
         assert!(Borrowing::<'static, u8, 2>::plain_drop());
         assert!(Borrowing::<'static, u8, 2>::drop_is_handles_only());
         assert!(!MaybeUnsized::<u8>::plain_drop());
+        // Unsized types have no `plain_drop` to call; their fields' answers must still compile.
+        fn traces<T: Trace + ?Sized>() {}
+        traces::<AliasTail>();
+        traces::<SkippedAliasTail>();
+        assert!(
+            !DropTail::plain_drop(),
+            "the last field's Drop impl is user code"
+        );
+        assert!(!DropTail::drop_is_handles_only());
     }
 
     #[test]

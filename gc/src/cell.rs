@@ -305,7 +305,8 @@ impl<T: Trace> GcCell<T> {
 }
 
 // SAFETY: reports the contents' handles under the cell's rules (module docs). Dropping a cell
-// drops its contents and its waiter list (no user code: plain if the contents are); it may free
+// drops its contents and its waiter list (wakers gort made for goroutines that waited on it: no
+// user code, so plain if the contents are); it may free
 // that list's buffer, so it is not `drop_is_handles_only` (the default, false, since a cell
 // always has drop glue).
 unsafe impl<T: Trace> Trace for GcCell<T> {

@@ -22,9 +22,9 @@
 //! 5. Back to **Idle**; the pacer sets the next goal: `marked * (1 + GOGC/100)` (Go's formula),
 //!    at least 4 MiB, with the next cycle triggered at 7/8 of the runway.
 //!
-//! Every span pass is split by span among the collector, its helpers and (except `Drop`, which
-//! runs user code) allocating goroutines; a pass ends when every span is done, and passes never
-//! overlap. Invariants: an `ALLOC` slot's header and value are valid; a `DEAD` slot's header is
+//! Every span pass is split by span among the collector, its helpers and allocating goroutines
+//! (in the `Drop` pass, only spans whose dead values are all plain: user code must not run inside
+//! an unrelated `Gc::new`); a pass ends when every span is done, and passes never overlap. Invariants: an `ALLOC` slot's header and value are valid; a `DEAD` slot's header is
 //! valid until pass three; gray objects are marked in the current cycle; helper threads and assists
 //! take gray work only while the cycle's marking is open for them (`GrayQueue::helping`,
 //! `MARK_OPEN`).
@@ -231,7 +231,8 @@ pub(crate) fn on_refill() {
                     assist();
                 }
             }
-            if live / STALL_FACTOR > goal {
+            // Measured again: the help above may have freed spans.
+            if in_use().1 / STALL_FACTOR > goal {
                 stall(state.cycle);
             }
         }

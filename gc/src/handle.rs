@@ -8,8 +8,9 @@
 //! A handle never changes. The sweep flags every dead object (`DEAD_MARK`) before any user
 //! `Drop` runs (plain drops only drop handles), so a handle that a dead object's `Drop` reaches
 //! panics when dereferenced, cloned or downgraded; dropping one only lowers the count of a header
-//! that is still allocated (the sweep frees a dead object only once no handle to it is left, and
-//! leaks it otherwise).
+//! that is still allocated. The sweep frees a dead object only once no handle to it will ever be
+//! visited, dereferenced or dropped again (every handle to it is gone, or sits in a dead value
+//! freed with it whose drop is skipped), and leaks it otherwise.
 
 use std::alloc::Layout;
 use std::fmt;
@@ -95,8 +96,11 @@ unsafe fn drop_value<T>(h: *mut Header) {
 impl<T: Trace + Send + 'static> Gc<T> {
     /// Moves `value` into the heap and returns the first handle to it.
     ///
-    /// Never waits for a collection: it allocates from the current P's cache, and may help the
-    /// collector mark (an *assist*) when allocation outruns marking. It is a goroutine safe point.
+    /// Allocates from the current P's cache. When the heap is past its goal it helps the
+    /// collector (processes spans of the current pass, drops plain dead values, traces gray
+    /// objects: an *assist*, which may run other types' `Trace` impls), and when the heap is over
+    /// three times its goal it waits for the collector, at most [`MAX_STALL`](crate::MAX_STALL),
+    /// with its P handed off. It is a goroutine safe point.
     ///
     /// # Panics
     /// If `value`'s `Trace` impl panics (the value is then leaked, never dropped).
@@ -159,8 +163,8 @@ impl<T> Gc<T> {
     /// The object's header, which may belong to a dead object (only counts may be touched).
     #[inline]
     fn raw_header(&self) -> &Header {
-        // SAFETY: a handle keeps its target's header allocated (module docs: a dead object is
-        // freed only once no handle to it is left).
+        // SAFETY: a handle that is used keeps its target's header allocated (module docs: a dead
+        // object is freed only once no handle to it will be used again).
         unsafe { self.ptr.as_ref() }
     }
 

@@ -55,8 +55,8 @@ pub(crate) const ALLOC: u8 = 1;
 pub(crate) const LEAKED: u8 = 2;
 /// Taken from a span by a cache into a thread's magazine, not yet allocated.
 pub(crate) const RESERVED: u8 = 3;
-/// Dead, value dropped by the sweep's pass one, header intact: the slot becomes `FREE` in pass two,
-/// once no dead object's handle can still point to it.
+/// Dead, value dropped (or its drop skipped) by the sweep's pass two, header intact: the slot
+/// becomes `FREE` in pass three, once no handle to it will be used again.
 pub(crate) const DEAD: u8 = 4;
 /// Slots a magazine holds.
 const MAGAZINE: usize = 32;
@@ -399,7 +399,7 @@ impl Slot {
 }
 
 /// Allocates a slot for `layout`, whose class is `class` (`class_of(layout)`, computed by the
-/// caller at compile time). Never waits for the collector.
+/// caller at compile time). Never waits for the collector (`Gc::new` may, before it calls this).
 #[inline]
 pub(crate) fn alloc(layout: Layout, class: Option<usize>) -> Slot {
     debug_assert_eq!(class, class_of(layout.size(), layout.align()));

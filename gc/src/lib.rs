@@ -39,16 +39,18 @@
 //! # The collection protocol
 //! A cycle `n` has five phases (`phase.rs`); the collector moves between them with
 //! `Phases::advance`, which waits until no *pinned* operation still acts on the old phase.
-//! Only `GcCell` writes (taking and releasing the guard) and `Weak::upgrade` pin; nothing else
-//! ever waits. (Mark assists register in a counter instead, which the collector waits out while
-//! still in Mark, so they never lengthen the pause.)
+//! Only `GcCell` writes (taking and releasing the guard) and `Weak::upgrade` pin, and only they
+//! wait for a phase change. (Mark assists register in a counter instead, which the collector
+//! waits out while still in Mark, so they never lengthen the pause. Apart from phases, `Gc::new`
+//! may wait for the end of a cycle when the heap is over three times its goal: see *Allocation
+//! and pacing*.)
 //!
 //! | operation | Idle / Clear | Mark | Terminating | Sweep |
 //! |---|---|---|---|---|
 //! | `Deref`, `GcCell::borrow` | read | read | read | read |
 //! | `clone` | `handles += 1` | same | same | same |
 //! | `drop` | `handles -= 1`, set `DIRTY` (one CAS) | same | same | same |
-//! | `Gc::new` | allocate (`scan = 0`, unstamped), publish, *then* adopt the value's handles (`internal += 1`, `DIRTY`); past the goal, help the current span pass | same, allocated black (marked), may also assist marking | same, black | same |
+//! | `Gc::new` | allocate (`scan = 0`, unstamped), publish, *then* adopt the value's handles (`internal += 1`, `DIRTY`); past the goal, help the current span pass; past three times the goal, wait for the cycle (at most `MAX_STALL`) | same, allocated black (marked), may also assist marking | same, black | same |
 //! | `borrow_mut` | disown contents | disown and **shade** contents | wait | disown contents |
 //! | guard drop (pinned) | adopt contents, unlock | same | same | same |
 //! | `Weak::upgrade` | `handles += 1` | `handles += 1`, **shade** | wait | `None` if dead, else `handles += 1` |
@@ -128,9 +130,11 @@
 //! class, objects over 32 KiB in spans of their own. Each thread allocates from a *magazine* of 32
 //! slots it reserves through its P's cache, so the runtime's per-P hook is paid once per 32
 //! objects. Objects allocated while marking are allocated black. The collector thread runs each
-//! cycle with helper threads (a quarter of the CPUs, at least one: Go's 25% background
-//! utilization) that share every span pass and the marking; values whose drop runs user code are
-//! dropped only on these threads (user code must not run inside an unrelated `Gc::new`). The
+//! cycle with helper threads (a quarter of the CPUs, at least one) that share every span pass and
+//! the marking: Go's 25% background utilization on large machines, but on two cores the collector
+//! and its helper may take both CPUs during a cycle. Values whose drop runs user code are dropped
+//! only on these threads (user `Drop` code must not run inside an unrelated `Gc::new`; `Trace`
+//! impls may, in assists). The
 //! pacer uses Go's heap goal, `marked * (1 + GOGC/100)` with a 4 MiB floor, where `marked` is
 //! what the last cycle found live at its snapshot; a cycle starts at 7/8 of the way to the goal.
 //! A goroutine that takes a span while the heap is past the goal helps, more the further past it
@@ -148,7 +152,8 @@
 //! * `Gc::new` traces the new value once (adoption), and every handle op is one atomic
 //!   read-modify-write on the object's counts word.
 //! * Past three times the heap goal, allocation waits for the collector (up to 1 ms at a time):
-//!   on a machine whose CPUs are all busy, that is how the heap stays bounded.
+//!   on a machine whose CPUs are all busy, that throttles allocation so the collector catches up;
+//!   it does not bound the heap.
 //! * The only pause is mark termination, and only `GcCell` writes and `Weak::upgrade` can wait in
 //!   it; it is normally a few microseconds, but it first waits out pinned operations, so a thread
 //!   descheduled by the OS in the middle of a `GcCell` write's disown stretches it.
@@ -233,8 +238,8 @@ pub struct GcStats {
     pub last_cycle: std::time::Duration,
     /// Mark assists run by allocating goroutines.
     pub assists: u64,
-    /// Spans of the collector's clear, scan and finalize passes processed by allocating
-    /// goroutines (when the heap is past its goal).
+    /// Spans of the collector's passes (any of them, plain drops included) processed by
+    /// allocating goroutines (when the heap is past its goal).
     pub span_assists: u64,
     /// Times an allocating goroutine waited for the collector (at most [`MAX_STALL`] each)
     /// because the heap was over three times its goal.

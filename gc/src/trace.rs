@@ -52,6 +52,15 @@ use crate::header::Header;
 /// interior mutability may hold a reported handle. Not reporting a handle is allowed (it then acts
 /// as a root). `trace` should not panic; if it does, the heap stays sound (see the crate docs) but
 /// objects may leak.
+///
+/// [`plain_drop`](Trace::plain_drop) may return `true` only if dropping a value runs no code but
+/// the standard library's and gort's: in particular nothing that dereferences, clones, downgrades
+/// or moves out a [`Gc`](crate::Gc). When every dead value of a sweep is plain, the collector
+/// neither flags dead objects nor checks their counts before freeing them, so code in a wrongly
+/// plain `Drop` could keep a handle to a freed object: a use-after-free.
+/// [`drop_is_handles_only`](Trace::drop_is_handles_only) may return `true` only if dropping a
+/// value has no effect besides dropping the `Gc` handles in it (no memory of its own to free, no
+/// other drop glue), and only if `plain_drop` does too. The defaults of both are always correct.
 pub unsafe trait Trace {
     /// Reports the handles in `self` to `tracer`.
     fn trace(&self, tracer: &mut Tracer<'_>);
@@ -60,16 +69,17 @@ pub unsafe trait Trace {
     /// no `Drop` impl of yours anywhere inside it, so nothing that could block, take a lock or
     /// panic. The collector lets allocating goroutines help drop such values when the heap is past
     /// its goal (Go's proportional sweep); other values are dropped only on the collector's own
-    /// threads. The default, `false`, is always correct; `#[derive(Trace)]` computes it (a
-    /// struct or enum with no `Drop` impl whose traced fields are all plain and whose skipped
-    /// fields need no drop at all). Returning `true` for a type whose drop runs other code would
-    /// let that code run inside an unrelated `Gc::new`.
+    /// threads, after every dead object is flagged. The default, `true` only for types with no
+    /// drop glue at all, is always correct; `#[derive(Trace)]` computes it (a struct or enum with
+    /// no `Drop` impl whose traced fields are all plain and whose skipped fields need no drop at
+    /// all). Returning `true` for a type whose drop runs other code is unsound (see the trait's
+    /// safety section).
     #[inline]
     fn plain_drop() -> bool
     where
         Self: Sized,
     {
-        false
+        !std::mem::needs_drop::<Self>()
     }
 
     /// Whether dropping a value of this type does nothing but drop the [`Gc`](crate::Gc) handles
@@ -78,7 +88,7 @@ pub unsafe trait Trace {
     /// user `Drop` runs in that sweep, it frees the value's slot without dropping it (the drop
     /// would only lower the counts of objects freed with it). The default asks whether the type
     /// has any drop glue at all, which is always correct; `#[derive(Trace)]` computes it like
-    /// [`plain_drop`](Trace::plain_drop). Implies `plain_drop`.
+    /// [`plain_drop`](Trace::plain_drop). `true` implies `plain_drop() == true`.
     #[inline]
     fn drop_is_handles_only() -> bool
     where
@@ -125,9 +135,11 @@ impl<'a> Tracer<'a> {
 
     /// Visits one handle (the pointer inside a `Gc`).
     pub(crate) fn visit_handle(&mut self, target: NonNull<Header>) {
-        // SAFETY: a handle's target header stays allocated while the handle exists: the target is
-        // live, or dead and not yet freed (the sweep frees a dead object only once no handle to it
-        // is left), or leaked for good.
+        // SAFETY: a handle that is ever visited has a target header that is still allocated: the
+        // target is live, or dead and not yet freed, or leaked for good. The sweep frees a dead
+        // object only once no handle to it will ever be visited, dereferenced or dropped again
+        // (its handles are gone, or they sit in dead values freed with it whose drops are
+        // skipped), and `Trace::plain_drop`'s contract keeps user code from holding one.
         let header = unsafe { target.as_ref() };
         match &mut self.mode {
             Mode::Mark { cycle, gray } => {

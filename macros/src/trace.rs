@@ -171,23 +171,14 @@ pub(crate) fn expand_trace(input: TokenStream) -> syn::Result<TokenStream> {
     })
 }
 
-/// Whether a field's type is syntactically unsized (`str`, a slice, a trait object): its
-/// `plain_drop` cannot be called.
-fn unsized_type(ty: &syn::Type) -> bool {
-    match ty {
-        syn::Type::Slice(_) | syn::Type::TraitObject(_) => true,
-        syn::Type::Path(p) => p.qself.is_none() && p.path.is_ident("str"),
-        syn::Type::Paren(p) => unsized_type(&p.elem),
-        syn::Type::Group(g) => unsized_type(&g.elem),
-        _ => false,
-    }
-}
-
 /// The `plain_drop` and `drop_is_handles_only` overrides: the type has no `Drop` impl of its own
 /// (found with an inherent-impl probe: an inherent associated const bounded by `Drop` wins over the
 /// trait's default exactly when the bound holds, and a `Drop` impl always covers every instance of
 /// a generic type), its traced fields are all plain and its skipped fields need no drop. Nothing is
-/// emitted (the default, `false`) when a type parameter may be unsized or a field is unsized.
+/// emitted (the defaults) when a type parameter may be unsized. A struct's last field may be
+/// unsized whatever its spelling (a type alias of a slice, say): it is asked through a sizedness
+/// probe, an inherent associated const that exists only for sized types, with a `false` fallback
+/// for unsized ones.
 fn plain_drop(input: &DeriveInput, krate: &syn::Path) -> syn::Result<TokenStream> {
     let maybe_unsized = |b: &syn::TypeParamBound| match b {
         syn::TypeParamBound::Trait(t) => {
@@ -211,19 +202,29 @@ fn plain_drop(input: &DeriveInput, krate: &syn::Path) -> syn::Result<TokenStream
             }
         }
     }
-    let fields: Vec<&Field> = match &input.data {
-        Data::Struct(s) => s.fields.iter().collect(),
-        Data::Enum(e) => e.variants.iter().flat_map(|v| v.fields.iter()).collect(),
+    let (fields, last_may_be_unsized): (Vec<&Field>, bool) = match &input.data {
+        Data::Struct(s) => (s.fields.iter().collect(), true),
+        Data::Enum(e) => (
+            e.variants.iter().flat_map(|v| v.fields.iter()).collect(),
+            false,
+        ),
         Data::Union(_) => return Ok(TokenStream::new()),
     };
+    let count = fields.len();
     let mut plain = Vec::new();
     let mut handles_only = Vec::new();
-    for f in fields {
+    for (i, f) in fields.into_iter().enumerate() {
         let ty = &f.ty;
-        if unsized_type(ty) {
-            return Ok(TokenStream::new());
-        }
-        if skipped(f)? {
+        let skip = skipped(f)?;
+        if last_may_be_unsized && i + 1 == count {
+            if skip {
+                plain.push(quote!(<__GortSizedProbe<#ty>>::NO_DROP));
+                handles_only.push(quote!(<__GortSizedProbe<#ty>>::NO_DROP));
+            } else {
+                plain.push(quote!((<__GortSizedProbe<#ty>>::PLAIN)()));
+                handles_only.push(quote!((<__GortSizedProbe<#ty>>::HANDLES_ONLY)()));
+            }
+        } else if skip {
             plain.push(quote!(!::core::mem::needs_drop::<#ty>()));
             handles_only.push(quote!(!::core::mem::needs_drop::<#ty>()));
         } else {
@@ -232,6 +233,22 @@ fn plain_drop(input: &DeriveInput, krate: &syn::Path) -> syn::Result<TokenStream
         }
     }
     let probe = quote! {
+        struct __GortSizedProbe<T: ?Sized>(::core::marker::PhantomData<T>);
+        trait __GortUnsized {
+            const PLAIN: fn() -> bool = || false;
+            const HANDLES_ONLY: fn() -> bool = || false;
+            const NO_DROP: bool = false;
+        }
+        impl<T: ?Sized> __GortUnsized for __GortSizedProbe<T> {}
+        #[allow(dead_code)]
+        impl<T: #krate::Trace> __GortSizedProbe<T> {
+            const PLAIN: fn() -> bool = T::plain_drop;
+            const HANDLES_ONLY: fn() -> bool = T::drop_is_handles_only;
+        }
+        #[allow(dead_code)]
+        impl<T> __GortSizedProbe<T> {
+            const NO_DROP: bool = !::core::mem::needs_drop::<T>();
+        }
         struct __GortDropProbe<T: ?Sized>(::core::marker::PhantomData<T>);
         trait __GortNoDropImpl {
             const HAS_DROP_IMPL: bool = false;
