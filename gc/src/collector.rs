@@ -27,20 +27,20 @@
 //! an unrelated `Gc::new`); a pass ends when every span is done, and passes never overlap. Invariants: an `ALLOC` slot's header and value are valid; a `DEAD` slot's header is
 //! valid until pass three; gray objects are marked in the current cycle; helper threads and assists
 //! take gray work only while the cycle's marking is open for them (`GrayQueue::helping`,
-//! `MARK_OPEN`).
+//! `ASSIST_GATE`).
 //!
 //! A `Trace` that panics during marking makes the cycle free nothing (every scanned object is
 //! marked before the sweep), so no object reachable from the panicking one can be lost.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use crate::header::{Header, DEAD_MARK};
 use crate::heap::{self, ALLOC};
-use crate::phase::{Phase, Phases};
+use crate::phase::{AssistGate, Phase, Phases};
 use crate::trace::{Mode, ObjPtr, Tracer};
 use crate::GcStats;
 
@@ -50,10 +50,8 @@ pub(crate) static PHASES: Phases = Phases::new();
 /// Set when a `Trace` panics during marking: the cycle then frees nothing.
 static TRACE_PANICKED: AtomicBool = AtomicBool::new(false);
 
-/// Mark assists in progress (see [`assist`]).
-static ASSISTS_ACTIVE: AtomicUsize = AtomicUsize::new(0);
-/// The cycle whose marking accepts assists; 0 outside `Mark` (see [`assist`]).
-static MARK_OPEN: AtomicU32 = AtomicU32::new(0);
+/// The gate mark assists pass through (see [`assist`]).
+static ASSIST_GATE: AssistGate = AssistGate::new();
 
 /// Go's GOGC; negative: automatic collection off.
 static PERCENT: AtomicI32 = AtomicI32::new(100);
@@ -267,60 +265,49 @@ fn stall(cycle: u32) {
     STALL_NS.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
 }
 
-/// A mark assist: trace a batch of gray objects on the allocating goroutine.
-///
-/// Assists do not pin the phase: a pin would make mark termination (the pause) wait for them, and
-/// an assist descheduled by the OS mid-batch would stretch the pause to a time slice. Instead an
-/// assist registers in `ASSISTS_ACTIVE` and then reads `MARK_OPEN`, the cycle whose marking
-/// accepts assists (0: none), both `SeqCst`: a Dekker pair with [`close_marking`], which stores 0
-/// and then waits for the count to reach zero. Either the collector sees the assist and waits for
-/// it (still in `Mark`), or the assist reads 0 and backs off. So an assist traces only inside its
-/// cycle's open marking, and what it shaded is in the gray queue before termination begins.
+/// A mark assist: trace a batch of gray objects on the allocating goroutine, inside the assist
+/// gate (`phase::AssistGate`: the collector closes it before mark termination and waits for the
+/// assists inside, so an assist traces only inside its cycle's open marking, and what it shaded is
+/// in the gray queue before termination begins).
 fn assist() {
-    if MARK_OPEN.load(Ordering::Relaxed) == 0 {
+    if !ASSIST_GATE.is_open() {
         return;
     }
-    ASSISTS_ACTIVE.fetch_add(1, Ordering::SeqCst);
-    let cycle = MARK_OPEN.load(Ordering::SeqCst);
-    if cycle != 0 {
-        let mut batch = {
-            let mut g = lock(&GRAY);
-            let n = g.objs.len().min(ASSIST_BATCH);
-            let at = g.objs.len() - n;
-            g.objs.split_off(at)
-        };
-        if !batch.is_empty() {
-            ASSISTS.fetch_add(1, Ordering::Relaxed);
-            let mut traced = 0;
-            while let Some(o) = batch.pop() {
-                trace_gray(o, cycle, &mut batch);
-                traced += 1;
-                if traced >= ASSIST_BATCH {
-                    break;
-                }
-            }
-            if !batch.is_empty() {
-                push_gray(batch);
+    let Some(cycle) = ASSIST_GATE.enter() else {
+        return;
+    };
+    let mut batch = {
+        let mut g = lock(&GRAY);
+        let n = g.objs.len().min(ASSIST_BATCH);
+        let at = g.objs.len() - n;
+        g.objs.split_off(at)
+    };
+    if !batch.is_empty() {
+        ASSISTS.fetch_add(1, Ordering::Relaxed);
+        let mut traced = 0;
+        while let Some(o) = batch.pop() {
+            trace_gray(o, cycle, &mut batch);
+            traced += 1;
+            if traced >= ASSIST_BATCH {
+                break;
             }
         }
+        if !batch.is_empty() {
+            push_gray(batch);
+        }
     }
-    ASSISTS_ACTIVE.fetch_sub(1, Ordering::SeqCst);
+    ASSIST_GATE.leave();
 }
 
 /// Lets mark assists trace for `cycle` (its phase is `Mark`).
 fn open_marking(cycle: u32) {
-    MARK_OPEN.store(cycle, Ordering::SeqCst);
+    ASSIST_GATE.open(cycle);
 }
 
 /// Stops mark assists before mark termination: when this returns, no assist is tracing and none
 /// will start until the next [`open_marking`] (see [`assist`]).
 fn close_marking() {
-    MARK_OPEN.store(0, Ordering::SeqCst);
-    let mut round = 0;
-    while ASSISTS_ACTIVE.load(Ordering::SeqCst) != 0 {
-        round += 1;
-        crate::sync::backoff(round);
-    }
+    ASSIST_GATE.close();
 }
 
 /// Adds shaded objects to the global gray queue.

@@ -40,8 +40,9 @@
 //! A cycle `n` has five phases (`phase.rs`); the collector moves between them with
 //! `Phases::advance`, which waits until no *pinned* operation still acts on the old phase.
 //! Only `GcCell` writes (taking and releasing the guard) and `Weak::upgrade` pin, and only they
-//! wait for a phase change. (Mark assists register in a counter instead, which the collector
-//! waits out while still in Mark, so they never lengthen the pause. Apart from phases, `Gc::new`
+//! wait for a phase change. (Mark assists pass through a gate instead, `phase::AssistGate`, which
+//! the collector closes while still in Mark, waiting for the assists inside, so they never
+//! lengthen the pause. Apart from phases, `Gc::new`
 //! may wait for the end of a cycle when the heap is over three times its goal: see *Allocation
 //! and pacing*.)
 //!
@@ -168,13 +169,15 @@
 //! # Loom models
 //! `loom_tests.rs` models the protocol's core — pins and phase changes, the counts word with
 //! `DIRTY`, the clear pass and root scan, a cell write's disown-and-shade and adopt-and-unlock,
-//! `Weak::upgrade`, `Gc::new`'s publish-then-adopt, and the sweep's dead test — with loom's
-//! atomics, in four models (a cell write racing a cycle, a clone out of the heap then a drop of
-//! the holder, an upgrade racing a cycle, a new object adopting a handle during a cycle), each
-//! checking that no object a mutator can still reach is found dead. Run them with
+//! `Weak::upgrade`, `Gc::new`'s publish-then-adopt, the sweep's dead test and the assist gate —
+//! with loom's atomics, in five models (a cell write racing a cycle, a clone out of the heap then
+//! a drop of the holder, an upgrade racing a cycle, a new object adopting a handle during a cycle,
+//! an assist racing the close of marking), checking that no object a mutator can still reach is
+//! found dead and that no assist traces once marking is closed. Run them with
 //! `scripts/loom_gc.sh` (under a second with the default bound of 3 preemptions). As negative
 //! controls, releasing a write guard without its pin, upgrading during marking without shading,
-//! or adopting before publishing makes the corresponding model fail. Loom treats
+//! adopting before publishing, or an assist gate that reads the cycle before registering (or a
+//! close that does not wait) makes the corresponding model fail. Loom treats
 //! `SeqCst` as acquire/release, so the pins re-read the phase word with a read-modify-write rather
 //! than relying on store-load ordering.
 

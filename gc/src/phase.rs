@@ -192,3 +192,70 @@ impl Phases {
         new
     }
 }
+
+/// The gate mark assists pass through (`collector::assist`): the cycle whose marking accepts
+/// assists in the high 32 bits (0: closed), the number of assists inside in the low 32 bits.
+///
+/// Assists do not pin the phase: a pin would make mark termination (the pause) wait for them, and
+/// an assist descheduled by the OS mid-batch would stretch the pause to a time slice. Instead the
+/// collector closes the gate while still in `Mark` and waits for the assists inside to leave.
+/// Entering and closing are read-modify-writes of this one word, so they are totally ordered:
+/// an assist that entered before the close saw the cycle and is waited for; one that entered
+/// after saw 0 and backs off. A `Release` leave and the closer's `Acquire` load of a zero count
+/// order what the assist did (the gray objects it pushed) before the collector goes on.
+pub(crate) struct AssistGate(AtomicU64);
+
+const GATE_COUNT: u64 = u32::MAX as u64;
+
+impl AssistGate {
+    #[cfg(not(loom))]
+    pub(crate) const fn new() -> AssistGate {
+        AssistGate(AtomicU64::new(0))
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn new() -> AssistGate {
+        AssistGate(AtomicU64::new(0))
+    }
+
+    /// A hint, for skipping the gate cheaply while it is closed.
+    pub(crate) fn is_open(&self) -> bool {
+        self.0.load(Ordering::Relaxed) >> 32 != 0
+    }
+
+    /// Lets assists trace for `cycle` (non-zero; the gate is closed).
+    pub(crate) fn open(&self, cycle: u32) {
+        debug_assert_ne!(cycle, 0);
+        let prev = self.0.fetch_add(u64::from(cycle) << 32, Ordering::AcqRel);
+        debug_assert_eq!(prev >> 32, 0, "gort: assist gate opened twice");
+    }
+
+    /// Enters: `Some(cycle)` if marking is open for assists (the caller must then [`leave`]),
+    /// `None` if closed (nothing to undo).
+    ///
+    /// [`leave`]: AssistGate::leave
+    pub(crate) fn enter(&self) -> Option<u32> {
+        let prev = self.0.fetch_add(1, Ordering::AcqRel);
+        let cycle = (prev >> 32) as u32;
+        if cycle == 0 {
+            self.0.fetch_sub(1, Ordering::Release);
+            return None;
+        }
+        Some(cycle)
+    }
+
+    /// Leaves after an [`enter`](AssistGate::enter) that returned `Some`.
+    pub(crate) fn leave(&self) {
+        self.0.fetch_sub(1, Ordering::Release);
+    }
+
+    /// Closes the gate and returns once no assist is inside; none enters until the next `open`.
+    pub(crate) fn close(&self) {
+        self.0.fetch_and(GATE_COUNT, Ordering::AcqRel);
+        let mut round = 0;
+        while self.0.load(Ordering::Acquire) & GATE_COUNT != 0 {
+            round += 1;
+            crate::sync::backoff(round);
+        }
+    }
+}
