@@ -15,10 +15,14 @@
 //! # Who polls
 //! * **An idle M** (`Sched::stopm`): the first M to go idle while sockets are registered and a P is
 //!   idle blocks in `epoll_wait` instead of its futex, with the earliest timer as its timeout (it is
-//!   then also the runtime's timer sleeper). An M that finds the poller held by a non-blocking
-//!   poller sleeps 1 ms and tries again, so the blocking poller is never lost to a race. Handing it a P, or adding an earlier timer, breaks the poll through a
-//!   `mio::Waker` (Go's `netpollBreak`). When the poll returns with events, the M takes an idle P
-//!   first, so the goroutines it readies land in that P's `runnext`/run queue and run on it.
+//!   then also the runtime's timer sleeper). An idle M that finds another M blocked there sleeps
+//!   on its futex; one that finds a non-blocking poller there waits a few microseconds for it and,
+//!   failing that, sleeps 1 ms and tries again, so the blocking poller is never lost to a race.
+//!   `startm` hands Ps to other idle Ms (or a new one) before the poller's; handing it a P, or
+//!   adding an earlier timer, breaks the poll through a `mio::Waker` (Go's `netpollBreak`). When the
+//!   poll returns with events, the M takes an idle P first, so the goroutines it readies land in
+//!   that P's `runnext`/run queue and run on it; the first one readied wakes no other M (see
+//!   `sched.rs`, "A readied G does not wake an M"), a second one does.
 //! * **A P that runs out of work** (`find_runnable`) polls without blocking before it steals, and
 //!   a busy P polls every 61 schedule ticks: the readied goroutines go to its own run queue (Go's
 //!   `netpoll(0)` in `findRunnable`; the periodic poll is tokio's `event_interval`) and start a new
@@ -27,9 +31,12 @@
 //!   even while every P runs long goroutines; what it readies goes to the global queue.
 //!
 //! Only one thread polls at a time (`Netpoll::poll` is a mutex; the non-blocking pollers only
-//! `try_lock` it, so nobody ever waits for the blocked poller). A waiter that is about to park
-//! while nobody blocks in the poller calls `wakep` on its runtime, so an idle M comes round to
-//! block in it: plain threads and parked goroutines are never left with nobody polling.
+//! `try_lock` it, so nobody ever waits for the blocked poller). A goroutine (or a task on an M)
+//! parks without waking anyone: its M comes round to the poller itself, polling when its queue
+//! runs dry and blocking in the poller when it goes idle with nobody else there. A waiter off the
+//! runtime's Ms (a plain thread) that is about to park while nobody blocks in the poller calls
+//! `wakep` on its runtime, so an idle M comes round to block in it: no waiter is left without a
+//! poller.
 //!
 //! # Invariants
 //! * Readiness is edge-triggered: a [`PollDesc`] keeps a "ready" bit per direction, set by the
@@ -520,7 +527,7 @@ pub(crate) fn block(
     if n.registered.load(Ordering::SeqCst) == 0 {
         return Err(NotPolled::Nothing);
     }
-    let mut st = n.poll.try_lock().map_err(|_| NotPolled::Busy)?;
+    let mut st = lock_for_blocking(n)?;
     n.blocked.store(true, Ordering::SeqCst);
     polling.store(true, Ordering::SeqCst);
     std::sync::atomic::fence(Ordering::SeqCst);
@@ -540,12 +547,46 @@ pub(crate) fn block(
     Ok(wakers)
 }
 
+/// How long an idle M waits for a non-blocking poller to let go of the poller before it gives up
+/// for [`BUSY_RETRY`]: a non-blocking `epoll_wait` and its event loop take a few microseconds.
+const BUSY_SPIN_NS: u64 = 20_000;
+
+/// The poller's lock for a blocking poll. Another thread's blocking poll is not waited for: that
+/// thread is the runtime's poller, and this M may sleep on its note for good (`Held`). A
+/// non-blocking poller's hold is: it lets go within microseconds, after which this M should
+/// block in the poller (it may be the last idle M), so it tries again for `BUSY_SPIN_NS`
+/// before falling back to a timed retry (`Busy`).
+fn lock_for_blocking(n: &Netpoll) -> Result<std::sync::MutexGuard<'_, PollState>, NotPolled> {
+    let mut start = None;
+    loop {
+        match n.poll.try_lock() {
+            Ok(st) => return Ok(st),
+            Err(std::sync::TryLockError::Poisoned(p)) => return Ok(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => {}
+        }
+        if n.blocked.load(Ordering::SeqCst) {
+            return Err(NotPolled::Held);
+        }
+        let now = timer::clock_ns();
+        if now.saturating_sub(*start.get_or_insert(now)) >= BUSY_SPIN_NS {
+            return Err(NotPolled::Busy);
+        }
+        for _ in 0..64 {
+            std::hint::spin_loop();
+        }
+    }
+}
+
 /// Why [`block`] did not poll.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum NotPolled {
     /// No socket is registered (or the poller does not exist yet), or no P is idle.
     Nothing,
-    /// Another thread holds the poller.
+    /// Another thread blocks in the poller: it is the runtime's poller, and this M sleeps on its
+    /// note. Whoever parks on a socket while nobody blocks in the poller wakes an M
+    /// ([`ensure_poller`]), so the poller is never left without a thread for long.
+    Held,
+    /// A non-blocking poller held the poller for longer than expected: retry shortly.
     Busy,
 }
 
@@ -565,7 +606,17 @@ pub(crate) fn break_poll() {
 /// Called before a waiter parks: if nobody blocks in the poller, make sure an M comes round to it
 /// (an idle P gets an M, which finds no work and blocks in the poller; with every P busy, the
 /// running Ms and sysmon poll).
+///
+/// Only waiters off the runtime's Ms need this (a plain thread, a task polled by another
+/// executor): when the waiter is a goroutine or a task on an M, that M itself comes round to the
+/// poller — it polls when its run queue runs dry and every 61 ticks while it does not, and it
+/// blocks in the poller when it goes idle with nobody else there (Go parks on the network the same
+/// way, with no wake-up). Waking an M here for every goroutine that parks while the poller M is
+/// out running what it found was the biggest source of futex wake-ups in network servers.
 pub(crate) fn ensure_poller() {
+    if crate::sched::current_m().is_some() {
+        return;
+    }
     if let Some(n) = get() {
         if !n.blocked.load(Ordering::SeqCst) {
             crate::runtime::current().wakep();

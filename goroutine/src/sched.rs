@@ -29,6 +29,21 @@
 //! it. A spinning M that finds work stops spinning and, if it was the last spinner, wakes another
 //! (`reset_spinning`). This chain keeps just enough Ms looking for work.
 //!
+//! **A readied G does not wake an M** (tokio's LIFO-slot rule): `ready` on an M skips `wakep` when
+//! the G went into an empty `runnext` and nothing was kicked into the ring. The readying G almost
+//! always parks or yields next (a channel hand-off, a poll that readied one goroutine), and this M
+//! then runs the readied one at once; a woken M would only spin, find nothing it may take, and
+//! sleep again — a futex wake and a context switch per hand-off. A second readied G kicks the
+//! first into the ring, which does call `wakep`, so a batch still gets parallelism. If the readying
+//! G runs on instead, the readied one is not stranded: sysmon wakes an M for a P whose queue holds
+//! work while it has switched to nothing else for a round (`retake`), and that spinning M may take
+//! `runnext` from a P that stays stuck (`steal_into_if`). Spawning (`newproc`) still always calls
+//! `wakep`: a parent usually goes on running, and Go programs expect the child to run in parallel.
+//!
+//! **Which M.** `startm` leaves the M blocked in the network poller there while another idle M or a
+//! new thread can take the P (`mget`); an M that gets a P wakes sysmon if it deep-sleeps (`got_p`),
+//! so the thread that readies work pays for one futex wake at most.
+//!
 //! # Invariants
 //! * `locked` (Go's `sched.lock`) guards the global queue, the idle P list and the idle M list; the
 //!   counters `npidle` and `global_len` only change under it, so a thread that pushes onto the global
@@ -593,7 +608,9 @@ impl Sched {
         match &here {
             Some(PRef { p, .. }) => {
                 P::bump(&p.created);
-                self.runqput(p, item, true);
+                // Spawning always looks for an idle P (Go's `newproc`): the parent usually goes on
+                // running, and the child should run in parallel at once.
+                let _ = self.runqput(p, item, true);
             }
             None => {
                 self.offp_created.fetch_add(1, Ordering::Relaxed);
@@ -655,11 +672,20 @@ impl Sched {
     }
 
     fn ready_with(&'static self, item: RunItem, next: bool) {
-        match self.current_p() {
+        let alone = match self.current_p() {
             Some(here) => self.runqput(here.p, item, next),
-            None => self.global_push(item),
+            None => {
+                self.global_push(item);
+                false
+            }
+        };
+        // "A readied G does not wake an M" (see the module docs): a G that went into an empty
+        // `runnext` is run by this M as soon as the current G parks or yields, which is what a
+        // readying G usually does next; waking another M for it would cost a futex wake and the
+        // woken M's spin, only for it to find nothing to take.
+        if !alone {
+            self.wakep();
         }
-        self.wakep();
     }
 
     /// Schedules an async task's `Runnable` (async-task's schedule function). A task that woke itself
@@ -672,7 +698,9 @@ impl Sched {
         self.ready_with(RunItem::from_task(r), !info.woken_while_running);
     }
 
-    fn runqput(&self, p: &P, item: RunItem, next: bool) {
+    /// Puts `item` on `p`'s local queue (`runnext` with `next`). Returns true when it went into an
+    /// empty `runnext` and nothing else moved (see `LocalQueue::push`).
+    fn runqput(&self, p: &P, item: RunItem, next: bool) -> bool {
         p.runq.push(item.0, next, &mut |batch: &mut dyn Iterator<
             Item = usize,
         >| {
@@ -681,7 +709,7 @@ impl Sched {
             l.global.extend(batch.map(RunItem));
             self.global_len.store(l.global.len(), Ordering::Relaxed);
             debug_assert!(l.global.len() > before);
-        });
+        })
     }
 
     fn global_push(&self, item: RunItem) {
@@ -721,7 +749,7 @@ impl Sched {
         self.global_len.store(l.global.len(), Ordering::Relaxed);
         drop(l);
         for it in &batch[..taken] {
-            self.runqput(p, *it, false);
+            let _ = self.runqput(p, *it, false);
         }
         first
     }
@@ -785,13 +813,30 @@ impl Sched {
             }
             return;
         }
-        let m = l.midle.pop();
+        let m = self.mget(&mut l);
         let m_id = m.as_ref().map_or_else(|| self.next_m_id(), |m| m.id);
         let pid = self
             .pidleget(&mut l, m_id)
             .expect("checked non-empty under the lock");
         drop(l);
         self.hand_p(m, m_id, pid, spinning);
+    }
+
+    /// Go's `mget`: the idle M to hand a P to, or `None` for a new one. The M blocked in the network
+    /// poller is left there while another M can take the P — one sleeping on its note, or a new
+    /// thread: breaking its poll would cost an eventfd write and read and an extra `epoll_wait`,
+    /// and leave nobody polling until some M goes idle again (Go's poller M is not in the idle
+    /// list either). Only at the thread limit is the poller's M taken.
+    fn mget(&self, l: &mut Locked) -> Option<Arc<M>> {
+        match l
+            .midle
+            .iter()
+            .rposition(|m| !m.polling.load(Ordering::SeqCst))
+        {
+            Some(i) => Some(l.midle.remove(i)),
+            None if self.threads.load(Ordering::Relaxed) < self.max_threads => None,
+            None => l.midle.pop(),
+        }
     }
 
     /// Gives P `pid` (already `P_HELD` in M `m_id`'s name) to the idle M `m`, or to a new M.
@@ -805,6 +850,13 @@ impl Sched {
             }
             None => self.newm(m_id, pid, spinning),
         }
+        // sysmon is woken by the M that receives the P (`got_p`), not here: this is the path of
+        // whoever readies work, and it should cost one futex wake at most.
+    }
+
+    /// The calling M just got a P, busy from now on: sysmon must be watching (it deep-sleeps
+    /// only once every P has been idle for a while; see `sysmon.rs`). One load when it is awake.
+    fn got_p(&'static self) {
         crate::sysmon::wake(self);
     }
 
@@ -819,7 +871,7 @@ impl Sched {
         if has_work
             || self.nmspinning.load(Ordering::SeqCst) + self.npidle.load(Ordering::SeqCst) == 0
         {
-            let m = l.midle.pop();
+            let m = self.mget(&mut l);
             let m_id = m.as_ref().map_or_else(|| self.next_m_id(), |m| m.id);
             p.owner.store(pword(m_id, P_HELD), Ordering::Release);
             drop(l);
@@ -869,6 +921,7 @@ impl Sched {
             curg: Cell::new(std::ptr::null()),
         };
         CURRENT_M.with(|c| c.set(&ml));
+        self.got_p();
         loop {
             let (item, inherit) = self.find_runnable(&ml);
             if ml.spinning.get() {
@@ -900,7 +953,7 @@ impl Sched {
     /// Go's `stopm`: sleeps in the idle list until `startm` hands this M a P, or until the earliest
     /// timer is due if this M is the runtime's timer sleeper. Returns with a P from `startm`, or with
     /// none after a timer wake-up (the caller then looks for an idle P).
-    fn stopm(&self, ml: &MLocal) {
+    fn stopm(&'static self, ml: &MLocal) {
         debug_assert_eq!(ml.p.get(), NO_P);
         self.lock().midle.push(ml.m.clone());
         let idle = self.idle_threads.fetch_add(1, Ordering::SeqCst) + 1;
@@ -958,6 +1011,7 @@ impl Sched {
             if handed != 0 {
                 ml.p.set(handed - 1);
                 ml.spinning.set(ml.m.next_spinning.load(Ordering::Relaxed));
+                self.got_p();
                 // Goroutines the poll readied go to the P just handed to us.
                 ready.into_iter().for_each(std::task::Waker::wake);
                 return;
@@ -977,6 +1031,9 @@ impl Sched {
                     }
                 }
                 drop(l);
+                if ml.p.get() != NO_P {
+                    self.got_p();
+                }
                 ready.into_iter().for_each(std::task::Waker::wake);
                 return;
             }
@@ -1111,7 +1168,10 @@ impl Sched {
             if pid == NO_P {
                 let got = self.pidleget(&mut self.lock(), ml.m.id);
                 match got {
-                    Some(id) => ml.p.set(id),
+                    Some(id) => {
+                        ml.p.set(id);
+                        self.got_p();
+                    }
                     None => self.stopm(ml),
                 }
                 continue 'top;
@@ -1219,6 +1279,7 @@ impl Sched {
                         ml.p.set(id);
                         ml.spinning.set(true);
                         self.nmspinning.fetch_add(1, Ordering::SeqCst);
+                        self.got_p();
                         continue 'top;
                     }
                 }
@@ -1427,7 +1488,7 @@ impl Sched {
                         // Back of the local queue. The global queue still gets its turn every 61
                         // ticks; sending every yield through its lock (as Go's Gosched does) would
                         // serialize yield-heavy programs on that lock.
-                        self.runqput(self.p(ml.p.get()), RunItem::from_g(g), false);
+                        let _ = self.runqput(self.p(ml.p.get()), RunItem::from_g(g), false);
                     }
                     return;
                 }
@@ -1539,6 +1600,23 @@ impl Sched {
                 continue;
             };
             let w = p.owner.load(Ordering::Acquire);
+            // A readied G waits in its P's `runnext` without waking an M (see `ready_with`). If
+            // that P has switched to nothing else since the last round, its M is busy with
+            // something long: give the waiting work an M of its own, as `wakep` would have at
+            // the `ready`. A P that keeps switching (a ping-pong pair, a busy server) is left
+            // alone: its M gets to the waiting G soon.
+            let nswitch = p.nswitch.load(Ordering::Relaxed);
+            let switched = nswitch != rec.nswitch;
+            rec.nswitch = nswitch;
+            if !switched
+                && w & P_STATE_MASK != P_IDLE
+                && !p.runq.is_empty()
+                && self.npidle.load(Ordering::SeqCst) > 0
+                && self.nmspinning.load(Ordering::SeqCst) == 0
+            {
+                self.wakep();
+                acted += 1;
+            }
             match w & P_STATE_MASK {
                 P_HELD => {
                     rec.syscall_seen = false;
@@ -1705,7 +1783,10 @@ impl Sched {
         let got = self.pidleget(&mut self.lock(), me);
         match got {
             // The goroutine goes on in user code (`in_user` is still set), now on P `id`.
-            Some(id) => ml.p.set(id),
+            Some(id) => {
+                ml.p.set(id);
+                self.got_p();
+            }
             None => {
                 ml.p.set(NO_P);
                 g::suspend(g::current_g(), Suspend::Preempt);
