@@ -13,8 +13,12 @@
 //! whichever thread polled.
 //!
 //! # Who polls
-//! * **An idle M** (`Sched::stopm`): the first M to go idle while sockets are registered and a P is
-//!   idle blocks in `epoll_wait` instead of its futex, with the earliest timer as its timeout (it is
+//! * **An idle M** (`Sched::stopm`): the last M to go idle while sockets are registered blocks in
+//!   `epoll_wait` instead of its futex. While another M still holds a P (and so polls whenever its
+//!   queue runs dry), one idle M stands by instead, checking every millisecond that somebody
+//!   polled, and the others sleep: a blocked poller would be woken by the kernel for every event
+//!   the busy M is about to find itself, a context switch per event (in a one-connection echo,
+//!   per message). The poller M blocks with the earliest timer as its timeout (it is
 //!   then also the runtime's timer sleeper). An idle M that finds another M blocked there sleeps
 //!   on its futex; one that finds a non-blocking poller there waits a few microseconds for it and,
 //!   failing that, sleeps 1 ms and tries again, so the blocking poller is never lost to a race.
@@ -588,6 +592,26 @@ pub(crate) enum NotPolled {
     Held,
     /// A non-blocking poller held the poller for longer than expected: retry shortly.
     Busy,
+    /// (`Sched::stopm`'s own decision, not `block`'s.) Another M holds a P and polls: this M
+    /// stands by and looks again shortly.
+    Standby,
+}
+
+/// Whether sockets are registered and someone blocks in the poller or polled within the last `ns`
+/// nanoseconds.
+pub(crate) fn polled_within(ns: u64) -> bool {
+    get().is_some_and(|n| {
+        n.registered.load(Ordering::SeqCst) > 0
+            && (n.blocked.load(Ordering::SeqCst)
+                || timer::clock_ns().saturating_sub(n.last_poll.load(Ordering::Relaxed)) < ns)
+    })
+}
+
+/// Whether sockets are registered and nobody blocks in the poller: an M should come round to it.
+pub(crate) fn needs_poller() -> bool {
+    get().is_some_and(|n| {
+        n.registered.load(Ordering::SeqCst) > 0 && !n.blocked.load(Ordering::SeqCst)
+    })
 }
 
 /// How long an idle M that found the poller busy sleeps before it tries again.

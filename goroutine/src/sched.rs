@@ -105,6 +105,8 @@ const GFREE_BATCH: usize = 32;
 const TIMER_SPIN_MAX_NS: u64 = 50_000;
 /// How close to its deadline a timer is waited for on the futex rather than in the poller.
 const PRECISE_TIMER_NS: u64 = 2_000_000;
+/// How often the standby M (see `stopm`) checks that the Ms holding Ps still poll the network.
+const STANDBY_NS: u64 = 1_000_000;
 /// Finished Gs the runtime keeps in its shared list at most.
 const GLOBAL_GFREE_CAP: usize = 1 << 16;
 
@@ -418,6 +420,8 @@ pub(crate) struct Sched {
     allm: Mutex<Vec<Arc<M>>>,
     /// The idle M sleeping until the earliest timer, and that deadline (see `timer.rs`).
     timer_sleeper: Mutex<Option<(Arc<M>, u64)>>,
+    /// Set while an idle M stands by for the network poller (see `stopm`).
+    standby: AtomicBool,
     /// Mirror of `timer_sleeper`'s deadline ([`NEVER`] when there is none), read without the lock.
     timer_sleep_until: AtomicU64,
     /// How late (ns, running average) the kernel has been ending the timer sleeper's timed waits.
@@ -481,6 +485,7 @@ impl Sched {
             idle_threads: AtomicUsize::new(0),
             allm: Mutex::new(Vec::new()),
             timer_sleeper: Mutex::new(None),
+            standby: AtomicBool::new(false),
             timer_sleep_until: AtomicU64::new(NEVER),
             timer_lateness: AtomicU64::new(0),
             offp_timer_rr: AtomicUsize::new(0),
@@ -868,7 +873,13 @@ impl Sched {
         let mut l = self.lock();
         let has_work =
             !p.runq.is_empty() || !l.global.is_empty() || p.timers.next_deadline() != NEVER;
+        // The last P to go idle while nobody blocks in the poller goes to an M that will (Go's
+        // `handoffp`): the idle Ms may all be asleep on their notes, having left the poller to
+        // the M this P is taken from (see `stopm`).
+        let last_poller = self.npidle.load(Ordering::SeqCst) + 1 == self.max_procs()
+            && crate::netpoll::needs_poller();
         if has_work
+            || last_poller
             || self.nmspinning.load(Ordering::SeqCst) + self.npidle.load(Ordering::SeqCst) == 0
         {
             let m = self.mget(&mut l);
@@ -962,6 +973,8 @@ impl Sched {
             // which `mput` calls).
             crate::sysmon::wake(ml.sched);
         }
+        // Whether this M holds the standby slot (see below).
+        let mut standby = false;
         loop {
             // Only an M that will find an idle P on waking sleeps until the timer: when every P is
             // busy, their Ms run the timers as they schedule, and a timed wake-up could only
@@ -978,9 +991,30 @@ impl Sched {
             // the poller instead of its note, with the same timeout (see `netpoll.rs`). With every
             // P busy it does not: what it readied could only go to the global queue, which busy Ps
             // drain one item per 61 ticks, while their own polls feed their local queues.
-            let polled = if !precise && self.npidle.load(Ordering::SeqCst) > 0 {
-                let wake_at = timed.then(|| next.saturating_sub(PRECISE_TIMER_NS));
-                crate::netpoll::block(&ml.m.polling, &ml.m.note, wake_at)
+            //
+            // But not while another M holds a P and keeps polling (it polls whenever its queue runs
+            // dry): a blocked poller would be woken by the kernel for readiness that M is about to
+            // find itself, and the two would hand every event back and forth with a context switch
+            // each (tokio's workers converge the same way: one that parks while another holds the
+            // driver sleeps on its condvar). One such M stands by (`standby`), looking again every
+            // `STANDBY_NS`, and blocks in the poller once the others stop polling; the rest sleep
+            // on their notes. The last M to go idle always blocks in the poller, and `handoffp`
+            // gives the last P to go idle otherwise an M that will.
+            let idle_ps = self.npidle.load(Ordering::SeqCst);
+            let polled = if !precise && idle_ps > 0 {
+                if idle_ps < self.max_procs() && crate::netpoll::polled_within(STANDBY_NS) {
+                    if !standby && !self.standby.swap(true, Ordering::SeqCst) {
+                        standby = true;
+                    }
+                    Err(if standby {
+                        crate::netpoll::NotPolled::Standby
+                    } else {
+                        crate::netpoll::NotPolled::Held
+                    })
+                } else {
+                    let wake_at = timed.then(|| next.saturating_sub(PRECISE_TIMER_NS));
+                    crate::netpoll::block(&ml.m.polling, &ml.m.note, wake_at)
+                }
             } else {
                 Err(crate::netpoll::NotPolled::Nothing)
             };
@@ -1000,8 +1034,21 @@ impl Sched {
                     };
                     ml.m.note.sleep_timeout(d);
                 }
+                Err(crate::netpoll::NotPolled::Standby) => {
+                    let d = std::time::Duration::from_nanos(STANDBY_NS);
+                    let d = if timed {
+                        timer::until(next.saturating_sub(PRECISE_TIMER_NS)).min(d)
+                    } else {
+                        d
+                    };
+                    ml.m.note.sleep_timeout(d);
+                }
                 Err(_) if timed => self.sleep_until_timer(ml, next),
                 Err(_) => ml.m.note.sleep(),
+            }
+            if standby {
+                standby = false;
+                self.standby.store(false, Ordering::SeqCst);
             }
             if timed {
                 self.leave_timer_sleeper(ml);
@@ -1194,7 +1241,12 @@ impl Sched {
                 }
                 // Netpoll hook: a busy P also polls now and then, so sockets that became ready
                 // do not wait for the run queue to drain (bounds I/O latency under load).
-                crate::netpoll::poll_nonblocking();
+                // What it readies starts a new slice (`netpoll_tick`), which also moves the tick
+                // off this multiple of 61: a P fed only by these polls would otherwise stay on it,
+                // poll at every schedule, and look to sysmon like a hog to preempt.
+                if crate::netpoll::poll_nonblocking() {
+                    Self::netpoll_tick(p);
+                }
             }
             if let Some((it, inherit)) = p.runq.pop() {
                 return (RunItem(it), inherit);

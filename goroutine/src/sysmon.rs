@@ -184,6 +184,12 @@ fn run(sched: &'static Sched) {
             }
         }
         if sched.all_procs_idle() {
+            // Every P idle, sockets registered, and nobody in the poller: the Ms that left the
+            // poller to a busy one (`Sched::stopm`) must not all sleep for good. `stopm` and
+            // `handoffp` see to it; this is the backstop.
+            if crate::netpoll::needs_poller() {
+                sched.wakep();
+            }
             let since = *idle_since.get_or_insert(now);
             // Nothing to retake: let the sleep grow at once.
             quiet = quiet.max(IDLE_ROUNDS + 1);
