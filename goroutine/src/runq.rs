@@ -624,6 +624,25 @@ mod tests {
         std::iter::from_fn(|| q.pop()).collect()
     }
 
+    #[test]
+    fn push_reports_an_item_alone_in_runnext() {
+        // The scheduler wakes no M for an item that went into an empty runnext (`sched.rs`), and
+        // does for anything that reaches the ring, where thieves can take it.
+        let q = LocalQueue::new();
+        assert!(q.push(1, true, &mut no_overflow), "empty runnext");
+        assert!(
+            !q.push(2, true, &mut no_overflow),
+            "1 was kicked into the ring"
+        );
+        assert!(!q.push(3, false, &mut no_overflow), "the ring");
+        assert_eq!(q.pop(), Some((2, true)));
+        assert!(q.push(4, true, &mut no_overflow), "runnext empty again");
+        let thief = LocalQueue::new();
+        assert!(q.steal_into_if(&thief, true, || true).is_some());
+        assert_eq!(pop_all(&q).len() + pop_all(&thief).len(), 2);
+        assert!(q.push(5, true, &mut no_overflow));
+    }
+
     /// Pops everything, dropping the runnext flags.
     fn pop_items(q: &LocalQueue) -> Vec<usize> {
         pop_all(q).into_iter().map(|(item, _)| item).collect()
