@@ -19,7 +19,10 @@
 //!   polled, and the others sleep: a blocked poller would be woken by the kernel for every event
 //!   the busy M is about to find itself, a context switch per event (in a one-connection echo,
 //!   per message). The poller M blocks with the earliest timer as its timeout (it is
-//!   then also the runtime's timer sleeper). An idle M that finds another M blocked there sleeps
+//!   then also the runtime's timer sleeper); a timerfd registered with the poller (`PollTimer`)
+//!   ends that poll on time to the microsecond (epoll's own timeout has millisecond granularity),
+//!   so the timer sleeper stays in the poller up to its deadline instead of leaving it for a
+//!   futex wait in the last 2 ms before each timer. An idle M that finds another M blocked there sleeps
 //!   on its futex; one that finds a non-blocking poller there waits a few microseconds for it and,
 //!   failing that, sleeps 1 ms and tries again, so the blocking poller is never lost to a race.
 //!   `startm` hands Ps to other idle Ms (or a new one) before the poller's; handing it a P, or
@@ -70,6 +73,9 @@ use crate::timer;
 
 /// The token of the poller's own `mio::Waker`.
 const WAKE_TOKEN: Token = Token(usize::MAX);
+/// The token of the poller's timerfd (see [`PollTimer`]). Socket tokens stay below it: their
+/// generation is at most 31 bits.
+const TIMER_TOKEN: Token = Token(usize::MAX - 1);
 /// sysmon polls when nobody has for this long (Go's 10 ms in `sysmon`).
 const SYSMON_POLL_NS: u64 = 10_000_000;
 /// Events taken from the kernel per poll.
@@ -271,6 +277,74 @@ pub(crate) struct Netpoll {
     blocked: AtomicBool,
     /// When a poll last started or ended (timer clock, ns), for sysmon.
     last_poll: AtomicU64,
+    /// Makes a blocking poll's timeout precise (see [`PollTimer`]).
+    timer: Option<PollTimer>,
+}
+
+/// A timerfd registered with the poller: the blocking poller arms it for the earliest timer, so the
+/// poll ends on time to the microsecond rather than at epoll's next millisecond. Without it the
+/// timer sleeper would have to leave the poller for its futex in the last stretch before each
+/// timer (`Sched::stopm`), and nobody would block in the poller meanwhile.
+struct PollTimer {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl PollTimer {
+    fn new(registry: &mio::Registry) -> io::Result<PollTimer> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        // SAFETY: timerfd_create takes no pointers; a non-negative result is a new descriptor that
+        // nothing else owns.
+        let raw = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh descriptor owned by nobody else (see above).
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        registry.register(
+            &mut mio::unix::SourceFd(&fd.as_raw_fd()),
+            TIMER_TOKEN,
+            Interest::READABLE,
+        )?;
+        Ok(PollTimer { fd })
+    }
+
+    /// Arms the timer to fire `d` from now (a zero `d` fires at once: zero would disarm it).
+    fn arm(&self, d: Duration) {
+        use std::os::fd::AsRawFd;
+        let d = d.max(Duration::from_nanos(1));
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+                tv_nsec: d.subsec_nanos() as libc::c_long,
+            },
+        };
+        // SAFETY: `spec` is a valid itimerspec for the duration of the call; the old value is not
+        // asked for (null).
+        unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+    }
+
+    /// Consumes an expiry, so that the descriptor is not left readable.
+    fn drain(&self) {
+        use std::os::fd::AsRawFd;
+        let mut n = 0u64;
+        // SAFETY: reads at most 8 bytes into `n`, which lives for the call; the fd is non-blocking.
+        unsafe {
+            libc::read(
+                self.fd.as_raw_fd(),
+                (&mut n as *mut u64).cast::<libc::c_void>(),
+                std::mem::size_of::<u64>(),
+            )
+        };
+    }
 }
 
 static NETPOLL: OnceLock<Netpoll> = OnceLock::new();
@@ -299,7 +373,10 @@ fn netpoll() -> io::Result<&'static Netpoll> {
     let poll = mio::Poll::new().map_err(err)?;
     let registry = poll.registry().try_clone().map_err(err)?;
     let waker = mio::Waker::new(poll.registry(), WAKE_TOKEN).map_err(err)?;
+    // Without a timerfd the poller still works, with epoll's millisecond timeouts.
+    let timer = PollTimer::new(poll.registry()).ok();
     let n = Netpoll {
+        timer,
         poll: Mutex::new(PollState {
             poll,
             events: Events::with_capacity(EVENTS),
@@ -402,6 +479,12 @@ impl Netpoll {
             for ev in events.iter() {
                 let t = ev.token();
                 if t == WAKE_TOKEN {
+                    continue;
+                }
+                if t == TIMER_TOKEN {
+                    if let Some(timer) = &self.timer {
+                        timer.drain();
+                    }
                     continue;
                 }
                 let (gen, idx) = (t.0 >> 32, t.0 & 0xffff_ffff);
@@ -543,6 +626,10 @@ pub(crate) fn block(
         Vec::new()
     } else {
         let timeout = deadline.map(timer::until);
+        if let (Some(t), Some(d)) = (&n.timer, timeout) {
+            // epoll's own timeout (rounded up to the millisecond) stays as a backstop.
+            t.arm(d);
+        }
         n.poll_locked(&mut st, timeout)
     };
     polling.store(false, Ordering::SeqCst);
@@ -605,6 +692,12 @@ pub(crate) fn polled_within(ns: u64) -> bool {
             && (n.blocked.load(Ordering::SeqCst)
                 || timer::clock_ns().saturating_sub(n.last_poll.load(Ordering::Relaxed)) < ns)
     })
+}
+
+/// Whether a blocking poll ends on time to the microsecond (the poller has its timerfd), so the timer
+/// sleeper may wait for its timer in the poller right up to the deadline.
+pub(crate) fn precise_timeouts() -> bool {
+    get().is_some_and(|n| n.timer.is_some())
 }
 
 /// Whether sockets are registered and nobody blocks in the poller: an M should come round to it.

@@ -983,10 +983,21 @@ impl Sched {
             let timed = next != NEVER
                 && self.npidle.load(Ordering::SeqCst) > 0
                 && self.become_timer_sleeper(ml, next);
-            // The poller's timeout has millisecond granularity (epoll): the last stretch before a
-            // timer is waited on the futex instead, to the microsecond (`sleep_until_timer`).
-            // Meanwhile sockets are polled by busy Ps, sysmon and any other idle M.
-            let precise = timed && next.saturating_sub(timer::clock_ns()) < PRECISE_TIMER_NS;
+            // Without its timerfd the poller's timeout has millisecond granularity (epoll): the last
+            // stretch before a timer is then waited on the futex instead, to the microsecond
+            // (`sleep_until_timer`), while sockets are polled by busy Ps, sysmon and any other idle
+            // M. With it, the poll itself ends on time and the M stays in the poller.
+            let poll_precise = crate::netpoll::precise_timeouts();
+            let precise =
+                timed && !poll_precise && next.saturating_sub(timer::clock_ns()) < PRECISE_TIMER_NS;
+            // When a timed poll (or stand-by) should end.
+            // A timed poll ends early by the lateness the kernel has been showing, and the rest is
+            // spun out, as in `sleep_until_timer`.
+            let timer_wake = if poll_precise {
+                next.saturating_sub(self.timer_early())
+            } else {
+                next.saturating_sub(PRECISE_TIMER_NS)
+            };
             // Netpoll hook: while sockets are registered and a P is idle, one idle M blocks in
             // the poller instead of its note, with the same timeout (see `netpoll.rs`). With every
             // P busy it does not: what it readied could only go to the global queue, which busy Ps
@@ -1012,16 +1023,23 @@ impl Sched {
                         crate::netpoll::NotPolled::Held
                     })
                 } else {
-                    let wake_at = timed.then(|| next.saturating_sub(PRECISE_TIMER_NS));
+                    let wake_at = timed.then_some(timer_wake);
                     crate::netpoll::block(&ml.m.polling, &ml.m.note, wake_at)
                 }
             } else {
                 Err(crate::netpoll::NotPolled::Nothing)
             };
             match &polled {
-                Ok(_) => {
+                Ok(ready) => {
                     // Consume a hand-off's or a timer poke's note wake: both are checked below.
-                    ml.m.note.sleep_timeout(std::time::Duration::ZERO);
+                    let woken = ml.m.note.sleep_timeout(std::time::Duration::ZERO);
+                    if timed && poll_precise && !woken && ready.is_empty() {
+                        let now = timer::clock_ns();
+                        if now >= timer_wake {
+                            self.note_timer_lateness(now - timer_wake);
+                            self.spin_until_timer(ml, next);
+                        }
+                    }
                 }
                 // Another thread held the poller for a moment: do not sleep for good, or nobody
                 // might be left polling; come back shortly and try again.
@@ -1037,7 +1055,7 @@ impl Sched {
                 Err(crate::netpoll::NotPolled::Standby) => {
                     let d = std::time::Duration::from_nanos(STANDBY_NS);
                     let d = if timed {
-                        timer::until(next.saturating_sub(PRECISE_TIMER_NS)).min(d)
+                        timer::until(timer_wake).min(d)
                     } else {
                         d
                     };
@@ -1125,11 +1143,7 @@ impl Sched {
     /// so the M sleeps until `next` minus the lateness it has been seeing (a running average,
     /// capped at `TIMER_SPIN_MAX_NS`) and spins out the rest, watching its note.
     fn sleep_until_timer(&self, ml: &MLocal, next: u64) {
-        let early = self
-            .timer_lateness
-            .load(Ordering::Relaxed)
-            .min(TIMER_SPIN_MAX_NS);
-        let target = next.saturating_sub(early);
+        let target = next.saturating_sub(self.timer_early());
         let now = timer::clock_ns();
         if target > now {
             if ml
@@ -1139,11 +1153,27 @@ impl Sched {
             {
                 return;
             }
-            let late = timer::clock_ns().saturating_sub(target);
-            let avg = self.timer_lateness.load(Ordering::Relaxed);
-            self.timer_lateness
-                .store(avg - avg / 8 + late / 8, Ordering::Relaxed);
+            self.note_timer_lateness(timer::clock_ns().saturating_sub(target));
         }
+        self.spin_until_timer(ml, next);
+    }
+
+    /// How early the timer sleeper ends its timed wait (futex or poll) and spins instead.
+    fn timer_early(&self) -> u64 {
+        self.timer_lateness
+            .load(Ordering::Relaxed)
+            .min(TIMER_SPIN_MAX_NS)
+    }
+
+    /// A timed wait ended `late` ns after it was asked to: folds it into the running average.
+    fn note_timer_lateness(&self, late: u64) {
+        let avg = self.timer_lateness.load(Ordering::Relaxed);
+        self.timer_lateness
+            .store(avg - avg / 8 + late / 8, Ordering::Relaxed);
+    }
+
+    /// Spins until the timer deadline `next`, or until the M's note is woken.
+    fn spin_until_timer(&self, ml: &MLocal, next: u64) {
         while timer::clock_ns() < next {
             if ml.m.note.try_consume() {
                 return;
