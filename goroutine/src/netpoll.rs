@@ -15,10 +15,11 @@
 //! # Who polls
 //! * **An idle M** (`Sched::stopm`): the last M to go idle while sockets are registered blocks in
 //!   `epoll_wait` instead of its futex. While another M still holds a P (and so polls whenever its
-//!   queue runs dry), one idle M stands by instead, checking every millisecond that somebody
-//!   polled, and the others sleep: a blocked poller would be woken by the kernel for every event
-//!   the busy M is about to find itself, a context switch per event (in a one-connection echo,
-//!   per message). The poller M blocks with the earliest timer as its timeout (it is
+//!   queue runs dry), an idle M sleeps on its futex instead: a blocked poller would be woken by
+//!   the kernel for every event the busy M is about to find itself, a context switch per event
+//!   (in a one-connection echo, per message). If nobody polls for a millisecond while a P is idle
+//!   (the busy M runs a long goroutine, or the OS has descheduled it), sysmon wakes an M, which
+//!   polls. The poller M blocks with the earliest timer as its timeout (it is
 //!   then also the runtime's timer sleeper); a timerfd registered with the poller (`PollTimer`)
 //!   ends that poll on time to the microsecond (epoll's own timeout has millisecond granularity),
 //!   so the timer sleeper stays in the poller up to its deadline instead of leaving it for a
@@ -34,8 +35,9 @@
 //!   a busy P polls every 61 schedule ticks: the readied goroutines go to its own run queue (Go's
 //!   `netpoll(0)` in `findRunnable`; the periodic poll is tokio's `event_interval`) and start a new
 //!   time slice.
-//! * **sysmon** polls without blocking when nobody has polled for 10 ms, so readiness is noticed
-//!   even while every P runs long goroutines; what it readies goes to the global queue.
+//! * **sysmon** wakes an M to poll when nobody has for 1 ms while a P is idle (see above), and
+//!   polls without blocking itself when nobody has for 10 ms with every P busy, so readiness is
+//!   noticed even while every P runs long goroutines; what it readies goes to the global queue.
 //!
 //! Only one thread polls at a time (`Netpoll::poll` is a mutex; the non-blocking pollers only
 //! `try_lock` it, so nobody ever waits for the blocked poller). A goroutine (or a task on an M)
@@ -673,15 +675,12 @@ fn lock_for_blocking(n: &Netpoll) -> Result<std::sync::MutexGuard<'_, PollState>
 pub(crate) enum NotPolled {
     /// No socket is registered (or the poller does not exist yet), or no P is idle.
     Nothing,
-    /// Another thread blocks in the poller: it is the runtime's poller, and this M sleeps on its
-    /// note. Whoever parks on a socket while nobody blocks in the poller wakes an M
-    /// ([`ensure_poller`]), so the poller is never left without a thread for long.
+    /// Another thread blocks in the poller, or (`Sched::stopm`'s own decision) an M holding a P
+    /// polls it regularly: this M sleeps on its note. sysmon wakes an M if nobody polls for a
+    /// while (`sysmon::POLL_STALE_NS`) while a P is idle.
     Held,
     /// A non-blocking poller held the poller for longer than expected: retry shortly.
     Busy,
-    /// (`Sched::stopm`'s own decision, not `block`'s.) Another M holds a P and polls: this M
-    /// stands by and looks again shortly.
-    Standby,
 }
 
 /// Whether sockets are registered and someone blocks in the poller or polled within the last `ns`
@@ -698,6 +697,16 @@ pub(crate) fn polled_within(ns: u64) -> bool {
 /// sleeper may wait for its timer in the poller right up to the deadline.
 pub(crate) fn precise_timeouts() -> bool {
     get().is_some_and(|n| n.timer.is_some())
+}
+
+/// Whether sockets are registered, nobody blocks in the poller, and nobody polled for `ns`
+/// nanoseconds up to `now`.
+pub(crate) fn stale(now: u64, ns: u64) -> bool {
+    get().is_some_and(|n| {
+        n.registered.load(Ordering::SeqCst) > 0
+            && !n.blocked.load(Ordering::SeqCst)
+            && now.saturating_sub(n.last_poll.load(Ordering::Relaxed)) >= ns
+    })
 }
 
 /// Whether sockets are registered and nobody blocks in the poller: an M should come round to it.

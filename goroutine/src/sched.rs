@@ -105,8 +105,6 @@ const GFREE_BATCH: usize = 32;
 const TIMER_SPIN_MAX_NS: u64 = 50_000;
 /// How close to its deadline a timer is waited for on the futex rather than in the poller.
 const PRECISE_TIMER_NS: u64 = 2_000_000;
-/// How often the standby M (see `stopm`) checks that the Ms holding Ps still poll the network.
-const STANDBY_NS: u64 = 1_000_000;
 /// Finished Gs the runtime keeps in its shared list at most.
 const GLOBAL_GFREE_CAP: usize = 1 << 16;
 
@@ -420,8 +418,6 @@ pub(crate) struct Sched {
     allm: Mutex<Vec<Arc<M>>>,
     /// The idle M sleeping until the earliest timer, and that deadline (see `timer.rs`).
     timer_sleeper: Mutex<Option<(Arc<M>, u64)>>,
-    /// Set while an idle M stands by for the network poller (see `stopm`).
-    standby: AtomicBool,
     /// Mirror of `timer_sleeper`'s deadline ([`NEVER`] when there is none), read without the lock.
     timer_sleep_until: AtomicU64,
     /// How late (ns, running average) the kernel has been ending the timer sleeper's timed waits.
@@ -485,7 +481,6 @@ impl Sched {
             idle_threads: AtomicUsize::new(0),
             allm: Mutex::new(Vec::new()),
             timer_sleeper: Mutex::new(None),
-            standby: AtomicBool::new(false),
             timer_sleep_until: AtomicU64::new(NEVER),
             timer_lateness: AtomicU64::new(0),
             offp_timer_rr: AtomicUsize::new(0),
@@ -973,8 +968,6 @@ impl Sched {
             // which `mput` calls).
             crate::sysmon::wake(ml.sched);
         }
-        // Whether this M holds the standby slot (see below).
-        let mut standby = false;
         loop {
             // Only an M that will find an idle P on waking sleeps until the timer: when every P is
             // busy, their Ms run the timers as they schedule, and a timed wake-up could only
@@ -1007,21 +1000,17 @@ impl Sched {
             // dry): a blocked poller would be woken by the kernel for readiness that M is about to
             // find itself, and the two would hand every event back and forth with a context switch
             // each (tokio's workers converge the same way: one that parks while another holds the
-            // driver sleeps on its condvar). One such M stands by (`standby`), looking again every
-            // `STANDBY_NS`, and blocks in the poller once the others stop polling; the rest sleep
-            // on their notes. The last M to go idle always blocks in the poller, and `handoffp`
-            // gives the last P to go idle otherwise an M that will.
+            // driver sleeps on its condvar). Such an M sleeps on its note. If the busy Ms stop
+            // polling (a long goroutine, a descheduled thread), sysmon notices within
+            // `POLL_STALE_NS` and wakes an M to take the poller (see `sysmon.rs`). The last M to
+            // go idle always blocks in the poller, and `handoffp` gives the last P to go idle
+            // otherwise an M that will.
             let idle_ps = self.npidle.load(Ordering::SeqCst);
             let polled = if !precise && idle_ps > 0 {
-                if idle_ps < self.max_procs() && crate::netpoll::polled_within(STANDBY_NS) {
-                    if !standby && !self.standby.swap(true, Ordering::SeqCst) {
-                        standby = true;
-                    }
-                    Err(if standby {
-                        crate::netpoll::NotPolled::Standby
-                    } else {
-                        crate::netpoll::NotPolled::Held
-                    })
+                if idle_ps < self.max_procs()
+                    && crate::netpoll::polled_within(crate::sysmon::POLL_STALE_NS)
+                {
+                    Err(crate::netpoll::NotPolled::Held)
                 } else {
                     let wake_at = timed.then_some(timer_wake);
                     crate::netpoll::block(&ml.m.polling, &ml.m.note, wake_at)
@@ -1052,21 +1041,8 @@ impl Sched {
                     };
                     ml.m.note.sleep_timeout(d);
                 }
-                Err(crate::netpoll::NotPolled::Standby) => {
-                    let d = std::time::Duration::from_nanos(STANDBY_NS);
-                    let d = if timed {
-                        timer::until(timer_wake).min(d)
-                    } else {
-                        d
-                    };
-                    ml.m.note.sleep_timeout(d);
-                }
                 Err(_) if timed => self.sleep_until_timer(ml, next),
                 Err(_) => ml.m.note.sleep(),
-            }
-            if standby {
-                standby = false;
-                self.standby.store(false, Ordering::SeqCst);
             }
             if timed {
                 self.leave_timer_sleeper(ml);
@@ -1651,6 +1627,11 @@ impl Sched {
             s.procs, s.idle_procs, s.threads, s.spinning_threads, s.idle_threads, s.global_queue,
             s.local_queues.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(" ")
         )
+    }
+
+    /// Whether some P is idle (and could run what a poll readies).
+    pub(crate) fn has_idle_p(&self) -> bool {
+        self.npidle.load(Ordering::SeqCst) > 0
     }
 
     /// Whether no goroutine can be running: every P is idle.

@@ -25,8 +25,13 @@
 //!   sees in the same section on two consecutive rounds is handed off (the section hands it off at
 //!   once itself when other work is waiting).
 //!
-//! * **The network.** When no M has polled the network for 10 ms (every P busy), sysmon polls it
-//!   without blocking and readies what it finds onto the global queue (`netpoll::sysmon_poll`).
+//! * **The network.** Idle Ms leave the poller to the Ms that hold Ps (`Sched::stopm`). When
+//!   nobody has polled for `POLL_STALE_NS` (1 ms) while a P is idle, sysmon wakes an M, which
+//!   polls; it keeps its rounds at most that far apart while sockets are registered and a P is
+//!   idle. When no M has polled for 10 ms with every P busy, sysmon polls without blocking itself
+//!   and readies what it finds onto the global queue (`netpoll::sysmon_poll`).
+//! * **Waiting work.** A goroutine readied into a `runnext` wakes no M (`sched.rs`); if its P has
+//!   switched to nothing else for a round while a P is idle, sysmon wakes an M for it.
 //!
 //! sysmon never takes a P whose M is in runtime code (its `in_user` flag clear): that M may be
 //! using the P's local state.
@@ -43,6 +48,10 @@ use crate::timer;
 pub(crate) const FORCE_PREEMPT_NS: u64 = 10_000_000;
 /// How long a flagged goroutine has to reach a safe point before its P is taken away.
 pub(crate) const PREEMPT_GRACE_NS: u64 = 1_000_000;
+/// How long the network may go unpolled while a P is idle before sysmon wakes an M to poll it:
+/// idle Ms leave the poller to the Ms that hold Ps (`Sched::stopm`), which poll whenever their
+/// queues run dry; this bounds the wait when one of them runs a long goroutine or is descheduled.
+pub(crate) const POLL_STALE_NS: u64 = 1_000_000;
 /// How long every P must have looked idle (at each round) before sysmon deep-sleeps.
 const DEEP_SLEEP_AFTER_NS: u64 = 20_000_000;
 const MIN_DELAY_US: u64 = 20;
@@ -162,6 +171,11 @@ fn run(sched: &'static Sched) {
         } else if quiet > IDLE_ROUNDS {
             delay_us = (delay_us * 2).min(MAX_DELAY_US);
         }
+        // Watching the network for stale polls (below) needs a round at least every
+        // `POLL_STALE_NS` while that can happen: sockets registered and a P idle.
+        if sched.has_idle_p() && crate::netpoll::has_waiters() {
+            delay_us = delay_us.min(POLL_STALE_NS / 1000);
+        }
         let trace = sched.schedtrace_every();
         if let Some(every) = trace {
             delay_us = delay_us.min(
@@ -220,7 +234,12 @@ fn run(sched: &'static Sched) {
             continue;
         }
         idle_since = None;
-        // Netpoll hook: poll when nobody has for 10 ms.
+        // Netpoll hook: with a P idle, an M polls the network when nobody has for
+        // `POLL_STALE_NS` (the woken M polls when it finds no work, and blocks in the poller if it
+        // stays idle); with every P busy, sysmon polls itself when nobody has for 10 ms.
+        if sched.has_idle_p() && crate::netpoll::stale(now, POLL_STALE_NS) {
+            sched.wakep();
+        }
         crate::netpoll::sysmon_poll(now);
         if sched.retake(&mut records, now) > 0 {
             quiet = 0;
