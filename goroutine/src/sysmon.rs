@@ -172,8 +172,8 @@ fn run(sched: &'static Sched) {
             delay_us = (delay_us * 2).min(MAX_DELAY_US);
         }
         // Watching the network for stale polls (below) needs a round at least every
-        // `POLL_STALE_NS` while that can happen: sockets registered and a P idle.
-        if sched.has_idle_p() && crate::netpoll::has_waiters() {
+        // `POLL_STALE_NS` while that can happen: sockets registered, a P idle and a P busy.
+        if sched.has_idle_p() && !sched.all_procs_idle() && crate::netpoll::has_waiters() {
             delay_us = delay_us.min(POLL_STALE_NS / 1000);
         }
         let trace = sched.schedtrace_every();
