@@ -20,8 +20,9 @@
 //!    may have spinning Ms, so idle CPUs do not all hammer the queues.
 //! 5. Nothing: the M puts its P on the idle list and, if it was spinning, looks at every run queue once
 //!    more after leaving the spinning state; then it sleeps (`stopm`). While sockets are
-//!    registered, one sleeping M blocks in the network poller instead of its futex (`wake_m` breaks
-//!    that poll; see `netpoll.rs`).
+//!    registered, the last M to go idle blocks in the network poller instead of its futex (`wake_m`
+//!    breaks that poll; see `netpoll.rs`); while another M holds a P, that M polls as it runs dry
+//!    and the idle ones sleep, sysmon waking one if the network goes unpolled for 1 ms.
 //!
 //! # Waking Ms (`wakep`)
 //! Readying or spawning a G puts it in the current P's `runnext` (or, off the runtime's threads, on
@@ -103,7 +104,8 @@ const P_GFREE_CACHE: usize = 64;
 const GFREE_BATCH: usize = 32;
 /// The longest the timer sleeper spins before a timer's deadline, making up for late wakes.
 const TIMER_SPIN_MAX_NS: u64 = 50_000;
-/// How close to its deadline a timer is waited for on the futex rather than in the poller.
+/// How close to its deadline a timer is waited for on the futex rather than in the poller, when the
+/// poller has no timerfd to end its poll on time (see `netpoll.rs`).
 const PRECISE_TIMER_NS: u64 = 2_000_000;
 /// Finished Gs the runtime keeps in its shared list at most.
 const GLOBAL_GFREE_CAP: usize = 1 << 16;
@@ -983,9 +985,8 @@ impl Sched {
             let poll_precise = crate::netpoll::precise_timeouts();
             let precise =
                 timed && !poll_precise && next.saturating_sub(timer::clock_ns()) < PRECISE_TIMER_NS;
-            // When a timed poll (or stand-by) should end.
-            // A timed poll ends early by the lateness the kernel has been showing, and the rest is
-            // spun out, as in `sleep_until_timer`.
+            // When a timed poll should end: with the timerfd, early by the lateness the kernel has
+            // been showing, the rest being spun out as in `sleep_until_timer`.
             let timer_wake = if poll_precise {
                 next.saturating_sub(self.timer_early())
             } else {

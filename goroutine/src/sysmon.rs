@@ -27,8 +27,8 @@
 //!
 //! * **The network.** Idle Ms leave the poller to the Ms that hold Ps (`Sched::stopm`). When
 //!   nobody has polled for `POLL_STALE_NS` (1 ms) while a P is idle, sysmon wakes an M, which
-//!   polls; it keeps its rounds at most that far apart while sockets are registered and a P is
-//!   idle. When no M has polled for 10 ms with every P busy, sysmon polls without blocking itself
+//!   polls; it keeps its rounds at most that far apart while sockets are registered and some Ps
+//!   are busy and some idle. When no M has polled for 10 ms with every P busy, sysmon polls without blocking itself
 //!   and readies what it finds onto the global queue (`netpoll::sysmon_poll`).
 //! * **Waiting work.** A goroutine readied into a `runnext` wakes no M (`sched.rs`); if its P has
 //!   switched to nothing else for a round while a P is idle, sysmon wakes an M for it.
