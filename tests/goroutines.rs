@@ -426,3 +426,40 @@ fn wakes_from_plain_threads_are_never_lost() {
     }
     parker.join().unwrap();
 }
+
+#[test]
+fn a_goroutine_readied_by_one_that_keeps_running_still_runs() {
+    // Readying a goroutine into `runnext` wakes no other thread (the readier usually parks next and
+    // runs it itself). When the readier keeps running instead, without a runtime call, the readied
+    // goroutine must still run on the other processor: sysmon gives the waiting work a thread (or,
+    // failing that, treats the readier as a hog). Only liveness is asserted, with a hang guard.
+    let rt = gort::runtime::Builder::new().max_procs(2).build();
+    let ran = rt.run(|| {
+        let (tx, rx) = gort::chan::bounded::<u32>(1);
+        let flag = Arc::new(AtomicUsize::new(0));
+        let receiver = {
+            let flag = flag.clone();
+            gort::spawn(move || {
+                let v = rx.recv().expect("sender gone");
+                flag.store(v as usize, Ordering::Release);
+            })
+        };
+        let spinner = gort::spawn(move || {
+            // Let the receiver park first, so the send readies it into this P's `runnext`.
+            gort::time::sleep(Duration::from_millis(5));
+            tx.send(7).expect("receiver gone");
+            let start = std::time::Instant::now();
+            while flag.load(Ordering::Acquire) == 0 {
+                assert!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "the readied goroutine never ran"
+                );
+                std::hint::spin_loop();
+            }
+            receiver.join().expect("receiver panicked");
+            flag.load(Ordering::Acquire)
+        });
+        spinner.join().expect("spinner panicked")
+    });
+    assert_eq!(ran, 7);
+}

@@ -468,3 +468,23 @@ fn bad_timeouts_are_errors() {
     s.set_write_timeout(None).unwrap();
     assert_eq!(s.write_timeout().unwrap(), None);
 }
+
+#[test]
+fn the_network_is_polled_after_the_busy_processor_blocks() {
+    // Two processors. While one M holds a processor, the idle Ms leave the poller to it (it polls
+    // whenever it runs dry). Here that M then blocks in a marked blocking section and its processor
+    // goes idle behind it: somebody must take up the poller, or the reader never wakes.
+    let rt = gort::runtime::Builder::new().max_procs(2).build();
+    let (mut w, mut r) = UnixStream::pair().unwrap();
+    let reader = rt.spawn(move || {
+        let mut buf = [0u8; 1];
+        r.read_exact(&mut buf).unwrap();
+        buf[0]
+    });
+    std::thread::sleep(Duration::from_millis(20)); // let the reader park
+    let blocker = rt.spawn(|| gort::blocking(|| std::thread::sleep(Duration::from_millis(300))));
+    std::thread::sleep(Duration::from_millis(50));
+    w.write_all(&[9]).unwrap();
+    assert_eq!(join_within(reader), 9);
+    join_within(blocker);
+}

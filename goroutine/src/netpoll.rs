@@ -13,23 +13,39 @@
 //! whichever thread polled.
 //!
 //! # Who polls
-//! * **An idle M** (`Sched::stopm`): the first M to go idle while sockets are registered and a P is
-//!   idle blocks in `epoll_wait` instead of its futex, with the earliest timer as its timeout (it is
-//!   then also the runtime's timer sleeper). An M that finds the poller held by a non-blocking
-//!   poller sleeps 1 ms and tries again, so the blocking poller is never lost to a race. Handing it a P, or adding an earlier timer, breaks the poll through a
-//!   `mio::Waker` (Go's `netpollBreak`). When the poll returns with events, the M takes an idle P
-//!   first, so the goroutines it readies land in that P's `runnext`/run queue and run on it.
+//! * **An idle M** (`Sched::stopm`): the last M to go idle while sockets are registered blocks in
+//!   `epoll_wait` instead of its futex. While another M still holds a P (and so polls whenever its
+//!   queue runs dry), an idle M sleeps on its futex instead: a blocked poller would be woken by
+//!   the kernel for every event the busy M is about to find itself, a context switch per event
+//!   (in a one-connection echo, per message). If nobody polls for a millisecond while a P is idle
+//!   (the busy M runs a long goroutine, or the OS has descheduled it), sysmon wakes an M, which
+//!   polls. The poller M blocks with the earliest timer as its timeout (it is
+//!   then also the runtime's timer sleeper); a timerfd registered with the poller (`PollTimer`)
+//!   ends that poll on time to the microsecond (epoll's own timeout has millisecond granularity),
+//!   so the timer sleeper stays in the poller up to its deadline instead of leaving it for a
+//!   futex wait in the last 2 ms before each timer. An idle M that finds another M blocked there sleeps
+//!   on its futex; one that finds a non-blocking poller there waits a few microseconds for it and,
+//!   failing that, sleeps 1 ms and tries again, so the blocking poller is never lost to a race.
+//!   `startm` hands Ps to other idle Ms (or a new one) before the poller's; handing it a P, or
+//!   adding an earlier timer, breaks the poll through a `mio::Waker` (Go's `netpollBreak`). When the
+//!   poll returns with events, the M takes an idle P first, so the goroutines it readies land in
+//!   that P's `runnext`/run queue and run on it; the first one readied wakes no other M (see
+//!   `sched.rs`, "A readied G does not wake an M"), a second one does.
 //! * **A P that runs out of work** (`find_runnable`) polls without blocking before it steals, and
 //!   a busy P polls every 61 schedule ticks: the readied goroutines go to its own run queue (Go's
 //!   `netpoll(0)` in `findRunnable`; the periodic poll is tokio's `event_interval`) and start a new
 //!   time slice.
-//! * **sysmon** polls without blocking when nobody has polled for 10 ms, so readiness is noticed
-//!   even while every P runs long goroutines; what it readies goes to the global queue.
+//! * **sysmon** wakes an M to poll when nobody has for 1 ms while a P is idle (see above), and
+//!   polls without blocking itself when nobody has for 10 ms with every P busy, so readiness is
+//!   noticed even while every P runs long goroutines; what it readies goes to the global queue.
 //!
 //! Only one thread polls at a time (`Netpoll::poll` is a mutex; the non-blocking pollers only
-//! `try_lock` it, so nobody ever waits for the blocked poller). A waiter that is about to park
-//! while nobody blocks in the poller calls `wakep` on its runtime, so an idle M comes round to
-//! block in it: plain threads and parked goroutines are never left with nobody polling.
+//! `try_lock` it, so nobody ever waits for the blocked poller). A goroutine (or a task on an M)
+//! parks without waking anyone: its M comes round to the poller itself, polling when its queue
+//! runs dry and blocking in the poller when it goes idle with nobody else there. A waiter off the
+//! runtime's Ms (a plain thread) that is about to park while nobody blocks in the poller calls
+//! `wakep` on its runtime, so an idle M comes round to block in it: no waiter is left without a
+//! poller.
 //!
 //! # Invariants
 //! * Readiness is edge-triggered: a [`PollDesc`] keeps a "ready" bit per direction, set by the
@@ -59,6 +75,9 @@ use crate::timer;
 
 /// The token of the poller's own `mio::Waker`.
 const WAKE_TOKEN: Token = Token(usize::MAX);
+/// The token of the poller's timerfd (see [`PollTimer`]). Socket tokens stay below it: their
+/// generation is at most 31 bits.
+const TIMER_TOKEN: Token = Token(usize::MAX - 1);
 /// sysmon polls when nobody has for this long (Go's 10 ms in `sysmon`).
 const SYSMON_POLL_NS: u64 = 10_000_000;
 /// Events taken from the kernel per poll.
@@ -260,6 +279,74 @@ pub(crate) struct Netpoll {
     blocked: AtomicBool,
     /// When a poll last started or ended (timer clock, ns), for sysmon.
     last_poll: AtomicU64,
+    /// Makes a blocking poll's timeout precise (see [`PollTimer`]).
+    timer: Option<PollTimer>,
+}
+
+/// A timerfd registered with the poller: the blocking poller arms it for the earliest timer, so the
+/// poll ends on time to the microsecond rather than at epoll's next millisecond. Without it the
+/// timer sleeper would have to leave the poller for its futex in the last stretch before each
+/// timer (`Sched::stopm`), and nobody would block in the poller meanwhile.
+struct PollTimer {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl PollTimer {
+    fn new(registry: &mio::Registry) -> io::Result<PollTimer> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        // SAFETY: timerfd_create takes no pointers; a non-negative result is a new descriptor that
+        // nothing else owns.
+        let raw = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh descriptor owned by nobody else (see above).
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        registry.register(
+            &mut mio::unix::SourceFd(&fd.as_raw_fd()),
+            TIMER_TOKEN,
+            Interest::READABLE,
+        )?;
+        Ok(PollTimer { fd })
+    }
+
+    /// Arms the timer to fire `d` from now (a zero `d` fires at once: zero would disarm it).
+    fn arm(&self, d: Duration) {
+        use std::os::fd::AsRawFd;
+        let d = d.max(Duration::from_nanos(1));
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+                tv_nsec: d.subsec_nanos() as libc::c_long,
+            },
+        };
+        // SAFETY: `spec` is a valid itimerspec for the duration of the call; the old value is not
+        // asked for (null).
+        unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+    }
+
+    /// Consumes an expiry, so that the descriptor is not left readable.
+    fn drain(&self) {
+        use std::os::fd::AsRawFd;
+        let mut n = 0u64;
+        // SAFETY: reads at most 8 bytes into `n`, which lives for the call; the fd is non-blocking.
+        unsafe {
+            libc::read(
+                self.fd.as_raw_fd(),
+                (&mut n as *mut u64).cast::<libc::c_void>(),
+                std::mem::size_of::<u64>(),
+            )
+        };
+    }
 }
 
 static NETPOLL: OnceLock<Netpoll> = OnceLock::new();
@@ -288,7 +375,10 @@ fn netpoll() -> io::Result<&'static Netpoll> {
     let poll = mio::Poll::new().map_err(err)?;
     let registry = poll.registry().try_clone().map_err(err)?;
     let waker = mio::Waker::new(poll.registry(), WAKE_TOKEN).map_err(err)?;
+    // Without a timerfd the poller still works, with epoll's millisecond timeouts.
+    let timer = PollTimer::new(poll.registry()).ok();
     let n = Netpoll {
+        timer,
         poll: Mutex::new(PollState {
             poll,
             events: Events::with_capacity(EVENTS),
@@ -391,6 +481,12 @@ impl Netpoll {
             for ev in events.iter() {
                 let t = ev.token();
                 if t == WAKE_TOKEN {
+                    continue;
+                }
+                if t == TIMER_TOKEN {
+                    if let Some(timer) = &self.timer {
+                        timer.drain();
+                    }
                     continue;
                 }
                 let (gen, idx) = (t.0 >> 32, t.0 & 0xffff_ffff);
@@ -520,7 +616,7 @@ pub(crate) fn block(
     if n.registered.load(Ordering::SeqCst) == 0 {
         return Err(NotPolled::Nothing);
     }
-    let mut st = n.poll.try_lock().map_err(|_| NotPolled::Busy)?;
+    let mut st = lock_for_blocking(n)?;
     n.blocked.store(true, Ordering::SeqCst);
     polling.store(true, Ordering::SeqCst);
     std::sync::atomic::fence(Ordering::SeqCst);
@@ -532,6 +628,10 @@ pub(crate) fn block(
         Vec::new()
     } else {
         let timeout = deadline.map(timer::until);
+        if let (Some(t), Some(d)) = (&n.timer, timeout) {
+            // epoll's own timeout (rounded up to the millisecond) stays as a backstop.
+            t.arm(d);
+        }
         n.poll_locked(&mut st, timeout)
     };
     polling.store(false, Ordering::SeqCst);
@@ -540,13 +640,80 @@ pub(crate) fn block(
     Ok(wakers)
 }
 
+/// How long an idle M waits for a non-blocking poller to let go of the poller before it gives up
+/// for [`BUSY_RETRY`]: a non-blocking `epoll_wait` and its event loop take a few microseconds.
+const BUSY_SPIN_NS: u64 = 20_000;
+
+/// The poller's lock for a blocking poll. Another thread's blocking poll is not waited for: that
+/// thread is the runtime's poller, and this M may sleep on its note for good (`Held`). A
+/// non-blocking poller's hold is: it lets go within microseconds, after which this M should
+/// block in the poller (it may be the last idle M), so it tries again for `BUSY_SPIN_NS`
+/// before falling back to a timed retry (`Busy`).
+fn lock_for_blocking(n: &Netpoll) -> Result<std::sync::MutexGuard<'_, PollState>, NotPolled> {
+    let mut start = None;
+    loop {
+        match n.poll.try_lock() {
+            Ok(st) => return Ok(st),
+            Err(std::sync::TryLockError::Poisoned(p)) => return Ok(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => {}
+        }
+        if n.blocked.load(Ordering::SeqCst) {
+            return Err(NotPolled::Held);
+        }
+        let now = timer::clock_ns();
+        if now.saturating_sub(*start.get_or_insert(now)) >= BUSY_SPIN_NS {
+            return Err(NotPolled::Busy);
+        }
+        for _ in 0..64 {
+            std::hint::spin_loop();
+        }
+    }
+}
+
 /// Why [`block`] did not poll.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum NotPolled {
     /// No socket is registered (or the poller does not exist yet), or no P is idle.
     Nothing,
-    /// Another thread holds the poller.
+    /// Another thread blocks in the poller, or (`Sched::stopm`'s own decision) an M holding a P
+    /// polls it regularly: this M sleeps on its note. sysmon wakes an M if nobody polls for a
+    /// while (`sysmon::POLL_STALE_NS`) while a P is idle.
+    Held,
+    /// A non-blocking poller held the poller for longer than expected: retry shortly.
     Busy,
+}
+
+/// Whether sockets are registered and someone blocks in the poller or polled within the last `ns`
+/// nanoseconds.
+pub(crate) fn polled_within(ns: u64) -> bool {
+    get().is_some_and(|n| {
+        n.registered.load(Ordering::SeqCst) > 0
+            && (n.blocked.load(Ordering::SeqCst)
+                || timer::clock_ns().saturating_sub(n.last_poll.load(Ordering::Relaxed)) < ns)
+    })
+}
+
+/// Whether a blocking poll ends on time to the microsecond (the poller has its timerfd), so the timer
+/// sleeper may wait for its timer in the poller right up to the deadline.
+pub(crate) fn precise_timeouts() -> bool {
+    get().is_some_and(|n| n.timer.is_some())
+}
+
+/// Whether sockets are registered, nobody blocks in the poller, and nobody polled for `ns`
+/// nanoseconds up to `now`.
+pub(crate) fn stale(now: u64, ns: u64) -> bool {
+    get().is_some_and(|n| {
+        n.registered.load(Ordering::SeqCst) > 0
+            && !n.blocked.load(Ordering::SeqCst)
+            && now.saturating_sub(n.last_poll.load(Ordering::Relaxed)) >= ns
+    })
+}
+
+/// Whether sockets are registered and nobody blocks in the poller: an M should come round to it.
+pub(crate) fn needs_poller() -> bool {
+    get().is_some_and(|n| {
+        n.registered.load(Ordering::SeqCst) > 0 && !n.blocked.load(Ordering::SeqCst)
+    })
 }
 
 /// How long an idle M that found the poller busy sleeps before it tries again.
@@ -565,7 +732,17 @@ pub(crate) fn break_poll() {
 /// Called before a waiter parks: if nobody blocks in the poller, make sure an M comes round to it
 /// (an idle P gets an M, which finds no work and blocks in the poller; with every P busy, the
 /// running Ms and sysmon poll).
+///
+/// Only waiters off the runtime's Ms need this (a plain thread, a task polled by another
+/// executor): when the waiter is a goroutine or a task on an M, that M itself comes round to the
+/// poller — it polls when its run queue runs dry and every 61 ticks while it does not, and it
+/// blocks in the poller when it goes idle with nobody else there (Go parks on the network the same
+/// way, with no wake-up). Waking an M here for every goroutine that parks while the poller M is
+/// out running what it found was the biggest source of futex wake-ups in network servers.
 pub(crate) fn ensure_poller() {
+    if crate::sched::current_m().is_some() {
+        return;
+    }
     if let Some(n) = get() {
         if !n.blocked.load(Ordering::SeqCst) {
             crate::runtime::current().wakep();

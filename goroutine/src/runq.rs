@@ -282,12 +282,16 @@ impl LocalQueue {
     /// `LOCAL_QUEUE_CAPACITY / 2 + 1` items, oldest first; the scheduler puts
     /// them on the global queue (Go's `runqputslow`). `overflow` is not called
     /// otherwise.
+    ///
+    /// Returns true when the item went into an empty `runnext` and nothing
+    /// else moved: the queue holds no more work for other Ms than before (the
+    /// scheduler's "a readied G does not wake an M" rule, see `sched.rs`).
     pub(crate) fn push(
         &self,
         item: usize,
         next: bool,
         overflow: &mut dyn FnMut(&mut dyn Iterator<Item = usize>),
-    ) {
+    ) -> bool {
         debug_assert_ne!(item, 0, "run queue tokens must be nonzero");
         let mut item = item;
         if next {
@@ -296,7 +300,7 @@ impl LocalQueue {
             // owner (or is a thief's zero), so nothing needs acquiring.
             let kicked = self.runnext.swap(item, Ordering::Release);
             if kicked == 0 {
-                return;
+                return true;
             }
             item = kicked;
         }
@@ -311,11 +315,11 @@ impl LocalQueue {
                 self.slot(tail).store(item, Ordering::Relaxed);
                 // Release: publishes the slot (and the caller's writes).
                 self.tail.store(tail.wrapping_add(1), Ordering::Release);
-                return;
+                return false;
             }
             debug_assert_eq!(len, LOCAL_QUEUE_CAPACITY, "run queue length out of range");
             if self.push_overflow(item, head, overflow) {
-                return;
+                return false;
             }
             // A thief took some tokens, so there is room now: go round again.
         }
@@ -618,6 +622,25 @@ mod tests {
     /// Pops everything, runnext flags included.
     fn pop_all(q: &LocalQueue) -> Vec<(usize, bool)> {
         std::iter::from_fn(|| q.pop()).collect()
+    }
+
+    #[test]
+    fn push_reports_an_item_alone_in_runnext() {
+        // The scheduler wakes no M for an item that went into an empty runnext (`sched.rs`), and
+        // does for anything that reaches the ring, where thieves can take it.
+        let q = LocalQueue::new();
+        assert!(q.push(1, true, &mut no_overflow), "empty runnext");
+        assert!(
+            !q.push(2, true, &mut no_overflow),
+            "1 was kicked into the ring"
+        );
+        assert!(!q.push(3, false, &mut no_overflow), "the ring");
+        assert_eq!(q.pop(), Some((2, true)));
+        assert!(q.push(4, true, &mut no_overflow), "runnext empty again");
+        let thief = LocalQueue::new();
+        assert!(q.steal_into_if(&thief, true, || true).is_some());
+        assert_eq!(pop_all(&q).len() + pop_all(&thief).len(), 2);
+        assert!(q.push(5, true, &mut no_overflow));
     }
 
     /// Pops everything, dropping the runnext flags.

@@ -20,14 +20,30 @@
 //!    may have spinning Ms, so idle CPUs do not all hammer the queues.
 //! 5. Nothing: the M puts its P on the idle list and, if it was spinning, looks at every run queue once
 //!    more after leaving the spinning state; then it sleeps (`stopm`). While sockets are
-//!    registered, one sleeping M blocks in the network poller instead of its futex (`wake_m` breaks
-//!    that poll; see `netpoll.rs`).
+//!    registered, the last M to go idle blocks in the network poller instead of its futex (`wake_m`
+//!    breaks that poll; see `netpoll.rs`); while another M holds a P, that M polls as it runs dry
+//!    and the idle ones sleep, sysmon waking one if the network goes unpolled for 1 ms.
 //!
 //! # Waking Ms (`wakep`)
 //! Readying or spawning a G puts it in the current P's `runnext` (or, off the runtime's threads, on
 //! the global queue) and calls `wakep`: if a P is idle and no M is spinning, start one spinning M on
 //! it. A spinning M that finds work stops spinning and, if it was the last spinner, wakes another
 //! (`reset_spinning`). This chain keeps just enough Ms looking for work.
+//!
+//! **A readied G does not wake an M** (tokio's LIFO-slot rule): `ready` on an M skips `wakep` when
+//! the G went into an empty `runnext` and nothing was kicked into the ring. The readying G almost
+//! always parks or yields next (a channel hand-off, a poll that readied one goroutine), and this M
+//! then runs the readied one at once; a woken M would only spin, find nothing it may take, and
+//! sleep again — a futex wake and a context switch per hand-off. A second readied G kicks the
+//! first into the ring, which does call `wakep`, so a batch still gets parallelism. If the readying
+//! G runs on instead, the readied one is not stranded: sysmon wakes an M for a P whose queue holds
+//! work while it has switched to nothing else for a round (`retake`), and that spinning M may take
+//! `runnext` from a P that stays stuck (`steal_into_if`). Spawning (`newproc`) still always calls
+//! `wakep`: a parent usually goes on running, and Go programs expect the child to run in parallel.
+//!
+//! **Which M.** `startm` leaves the M blocked in the network poller there while another idle M or a
+//! new thread can take the P (`mget`); an M that gets a P wakes sysmon if it deep-sleeps (`got_p`),
+//! so the thread that readies work pays for one futex wake at most.
 //!
 //! # Invariants
 //! * `locked` (Go's `sched.lock`) guards the global queue, the idle P list and the idle M list; the
@@ -101,7 +117,8 @@ const P_GFREE_CACHE: usize = 64;
 const GFREE_BATCH: usize = 32;
 /// The longest the timer sleeper spins before a timer's deadline, making up for late wakes.
 const TIMER_SPIN_MAX_NS: u64 = 50_000;
-/// How close to its deadline a timer is waited for on the futex rather than in the poller.
+/// How close to its deadline a timer is waited for on the futex rather than in the poller, when the
+/// poller has no timerfd to end its poll on time (see `netpoll.rs`).
 const PRECISE_TIMER_NS: u64 = 2_000_000;
 /// Finished Gs the runtime keeps in its shared list at most.
 const GLOBAL_GFREE_CAP: usize = 1 << 16;
@@ -641,7 +658,9 @@ impl Sched {
         match &here {
             Some(PRef { p, .. }) => {
                 P::bump(&p.created);
-                self.runqput(p, item, true);
+                // Spawning always looks for an idle P (Go's `newproc`): the parent usually goes on
+                // running, and the child should run in parallel at once.
+                let _ = self.runqput(p, item, true);
             }
             None => {
                 self.offp_created.fetch_add(1, Ordering::Relaxed);
@@ -703,11 +722,20 @@ impl Sched {
     }
 
     fn ready_with(&'static self, item: RunItem, next: bool) {
-        match self.current_p() {
+        let alone = match self.current_p() {
             Some(here) => self.runqput(here.p, item, next),
-            None => self.global_push(item),
+            None => {
+                self.global_push(item);
+                false
+            }
+        };
+        // "A readied G does not wake an M" (see the module docs): a G that went into an empty
+        // `runnext` is run by this M as soon as the current G parks or yields, which is what a
+        // readying G usually does next; waking another M for it would cost a futex wake and the
+        // woken M's spin, only for it to find nothing to take.
+        if !alone {
+            self.wakep();
         }
-        self.wakep();
     }
 
     /// Schedules an async task's `Runnable` (async-task's schedule function). A task that woke itself
@@ -720,7 +748,9 @@ impl Sched {
         self.ready_with(RunItem::from_task(r), !info.woken_while_running);
     }
 
-    fn runqput(&self, p: &P, item: RunItem, next: bool) {
+    /// Puts `item` on `p`'s local queue (`runnext` with `next`). Returns true when it went into an
+    /// empty `runnext` and nothing else moved (see `LocalQueue::push`).
+    fn runqput(&self, p: &P, item: RunItem, next: bool) -> bool {
         p.runq.push(item.0, next, &mut |batch: &mut dyn Iterator<
             Item = usize,
         >| {
@@ -729,7 +759,7 @@ impl Sched {
             l.global.extend(batch.map(RunItem));
             self.global_len.store(l.global.len(), Ordering::Relaxed);
             debug_assert!(l.global.len() > before);
-        });
+        })
     }
 
     fn global_push(&self, item: RunItem) {
@@ -769,7 +799,7 @@ impl Sched {
         self.global_len.store(l.global.len(), Ordering::Relaxed);
         drop(l);
         for it in &batch[..taken] {
-            self.runqput(p, *it, false);
+            let _ = self.runqput(p, *it, false);
         }
         first
     }
@@ -833,13 +863,30 @@ impl Sched {
             }
             return;
         }
-        let m = l.midle.pop();
+        let m = self.mget(&mut l);
         let m_id = m.as_ref().map_or_else(|| self.next_m_id(), |m| m.id);
         let pid = self
             .pidleget(&mut l, m_id)
             .expect("checked non-empty under the lock");
         drop(l);
         self.hand_p(m, m_id, pid, spinning);
+    }
+
+    /// Go's `mget`: the idle M to hand a P to, or `None` for a new one. The M blocked in the network
+    /// poller is left there while another M can take the P — one sleeping on its note, or a new
+    /// thread: breaking its poll would cost an eventfd write and read and an extra `epoll_wait`,
+    /// and leave nobody polling until some M goes idle again (Go's poller M is not in the idle
+    /// list either). Only at the thread limit is the poller's M taken.
+    fn mget(&self, l: &mut Locked) -> Option<Arc<M>> {
+        match l
+            .midle
+            .iter()
+            .rposition(|m| !m.polling.load(Ordering::SeqCst))
+        {
+            Some(i) => Some(l.midle.remove(i)),
+            None if self.threads.load(Ordering::Relaxed) < self.max_threads => None,
+            None => l.midle.pop(),
+        }
     }
 
     /// Gives P `pid` (already `P_HELD` in M `m_id`'s name) to the idle M `m`, or to a new M.
@@ -853,6 +900,13 @@ impl Sched {
             }
             None => self.newm(m_id, pid, spinning),
         }
+        // sysmon is woken by the M that receives the P (`got_p`), not here: this is the path of
+        // whoever readies work, and it should cost one futex wake at most.
+    }
+
+    /// The calling M just got a P, busy from now on: sysmon must be watching (it deep-sleeps
+    /// only once every P has been idle for a while; see `sysmon.rs`). One load when it is awake.
+    fn got_p(&'static self) {
         crate::sysmon::wake(self);
     }
 
@@ -864,10 +918,16 @@ impl Sched {
         let mut l = self.lock();
         let has_work =
             !p.runq.is_empty() || !l.global.is_empty() || p.timers.next_deadline() != NEVER;
+        // The last P to go idle while nobody blocks in the poller goes to an M that will (Go's
+        // `handoffp`): the idle Ms may all be asleep on their notes, having left the poller to
+        // the M this P is taken from (see `stopm`).
+        let last_poller = self.npidle.load(Ordering::SeqCst) + 1 == self.max_procs()
+            && crate::netpoll::needs_poller();
         if has_work
+            || last_poller
             || self.nmspinning.load(Ordering::SeqCst) + self.npidle.load(Ordering::SeqCst) == 0
         {
-            let m = l.midle.pop();
+            let m = self.mget(&mut l);
             let m_id = m.as_ref().map_or_else(|| self.next_m_id(), |m| m.id);
             p.owner.store(pword(m_id, P_HELD), Ordering::Release);
             drop(l);
@@ -919,6 +979,7 @@ impl Sched {
             handed: Cell::new(None),
         };
         CURRENT_M.with(|c| c.set(&ml));
+        self.got_p();
         loop {
             let (item, inherit) = match ml.handed.take() {
                 Some(item) => (item, false),
@@ -965,24 +1026,58 @@ impl Sched {
             let timed = next != NEVER
                 && self.npidle.load(Ordering::SeqCst) > 0
                 && self.become_timer_sleeper(ml, next);
-            // The poller's timeout has millisecond granularity (epoll): the last stretch before a
-            // timer is waited on the futex instead, to the microsecond (`sleep_until_timer`).
-            // Meanwhile sockets are polled by busy Ps, sysmon and any other idle M.
-            let precise = timed && next.saturating_sub(timer::clock_ns()) < PRECISE_TIMER_NS;
+            // Without its timerfd the poller's timeout has millisecond granularity (epoll): the last
+            // stretch before a timer is then waited on the futex instead, to the microsecond
+            // (`sleep_until_timer`), while sockets are polled by busy Ps, sysmon and any other idle
+            // M. With it, the poll itself ends on time and the M stays in the poller.
+            let poll_precise = crate::netpoll::precise_timeouts();
+            let precise =
+                timed && !poll_precise && next.saturating_sub(timer::clock_ns()) < PRECISE_TIMER_NS;
+            // When a timed poll should end: with the timerfd, early by the lateness the kernel has
+            // been showing, the rest being spun out as in `sleep_until_timer`.
+            let timer_wake = if poll_precise {
+                next.saturating_sub(self.timer_early())
+            } else {
+                next.saturating_sub(PRECISE_TIMER_NS)
+            };
             // Netpoll hook: while sockets are registered and a P is idle, one idle M blocks in
             // the poller instead of its note, with the same timeout (see `netpoll.rs`). With every
             // P busy it does not: what it readied could only go to the global queue, which busy Ps
             // drain one item per 61 ticks, while their own polls feed their local queues.
-            let polled = if !precise && self.npidle.load(Ordering::SeqCst) > 0 {
-                let wake_at = timed.then(|| next.saturating_sub(PRECISE_TIMER_NS));
-                crate::netpoll::block(&ml.m.polling, &ml.m.note, wake_at)
+            //
+            // But not while another M holds a P and keeps polling (it polls whenever its queue runs
+            // dry): a blocked poller would be woken by the kernel for readiness that M is about to
+            // find itself, and the two would hand every event back and forth with a context switch
+            // each (tokio's workers converge the same way: one that parks while another holds the
+            // driver sleeps on its condvar). Such an M sleeps on its note. If the busy Ms stop
+            // polling (a long goroutine, a descheduled thread), sysmon notices within
+            // `POLL_STALE_NS` and wakes an M to take the poller (see `sysmon.rs`). The last M to
+            // go idle always blocks in the poller, and `handoffp` gives the last P to go idle
+            // otherwise an M that will.
+            let idle_ps = self.npidle.load(Ordering::SeqCst);
+            let polled = if !precise && idle_ps > 0 {
+                if idle_ps < self.max_procs()
+                    && crate::netpoll::polled_within(crate::sysmon::POLL_STALE_NS)
+                {
+                    Err(crate::netpoll::NotPolled::Held)
+                } else {
+                    let wake_at = timed.then_some(timer_wake);
+                    crate::netpoll::block(&ml.m.polling, &ml.m.note, wake_at)
+                }
             } else {
                 Err(crate::netpoll::NotPolled::Nothing)
             };
             match &polled {
-                Ok(_) => {
+                Ok(ready) => {
                     // Consume a hand-off's or a timer poke's note wake: both are checked below.
-                    ml.m.note.sleep_timeout(std::time::Duration::ZERO);
+                    let woken = ml.m.note.sleep_timeout(std::time::Duration::ZERO);
+                    if timed && poll_precise && !woken && ready.is_empty() {
+                        let now = timer::clock_ns();
+                        if now >= timer_wake {
+                            self.note_timer_lateness(now - timer_wake);
+                            self.spin_until_timer(ml, next);
+                        }
+                    }
                 }
                 // Another thread held the poller for a moment: do not sleep for good, or nobody
                 // might be left polling; come back shortly and try again.
@@ -1006,6 +1101,7 @@ impl Sched {
             if handed != 0 {
                 ml.p.set(handed - 1);
                 ml.spinning.set(ml.m.next_spinning.load(Ordering::Relaxed));
+                self.got_p();
                 // Goroutines the poll readied go to the P just handed to us.
                 ready.into_iter().for_each(std::task::Waker::wake);
                 return;
@@ -1025,6 +1121,9 @@ impl Sched {
                     }
                 }
                 drop(l);
+                if ml.p.get() != NO_P {
+                    self.got_p();
+                }
                 ready.into_iter().for_each(std::task::Waker::wake);
                 return;
             }
@@ -1128,11 +1227,7 @@ impl Sched {
     /// so the M sleeps until `next` minus the lateness it has been seeing (a running average,
     /// capped at `TIMER_SPIN_MAX_NS`) and spins out the rest, watching its note.
     fn sleep_until_timer(&self, ml: &MLocal, next: u64) {
-        let early = self
-            .timer_lateness
-            .load(Ordering::Relaxed)
-            .min(TIMER_SPIN_MAX_NS);
-        let target = next.saturating_sub(early);
+        let target = next.saturating_sub(self.timer_early());
         let now = timer::clock_ns();
         if target > now {
             if ml
@@ -1142,11 +1237,27 @@ impl Sched {
             {
                 return;
             }
-            let late = timer::clock_ns().saturating_sub(target);
-            let avg = self.timer_lateness.load(Ordering::Relaxed);
-            self.timer_lateness
-                .store(avg - avg / 8 + late / 8, Ordering::Relaxed);
+            self.note_timer_lateness(timer::clock_ns().saturating_sub(target));
         }
+        self.spin_until_timer(ml, next);
+    }
+
+    /// How early the timer sleeper ends its timed wait (futex or poll) and spins instead.
+    fn timer_early(&self) -> u64 {
+        self.timer_lateness
+            .load(Ordering::Relaxed)
+            .min(TIMER_SPIN_MAX_NS)
+    }
+
+    /// A timed wait ended `late` ns after it was asked to: folds it into the running average.
+    fn note_timer_lateness(&self, late: u64) {
+        let avg = self.timer_lateness.load(Ordering::Relaxed);
+        self.timer_lateness
+            .store(avg - avg / 8 + late / 8, Ordering::Relaxed);
+    }
+
+    /// Spins until the timer deadline `next`, or until the M's note is woken.
+    fn spin_until_timer(&self, ml: &MLocal, next: u64) {
         while timer::clock_ns() < next {
             if ml.m.note.try_consume() {
                 return;
@@ -1218,7 +1329,10 @@ impl Sched {
             if pid == NO_P {
                 let got = self.pidleget(&mut self.lock(), ml.m.id);
                 match got {
-                    Some(id) => ml.p.set(id),
+                    Some(id) => {
+                        ml.p.set(id);
+                        self.got_p();
+                    }
                     None => self.stopm(ml),
                 }
                 continue 'top;
@@ -1241,7 +1355,12 @@ impl Sched {
                 }
                 // Netpoll hook: a busy P also polls now and then, so sockets that became ready
                 // do not wait for the run queue to drain (bounds I/O latency under load).
-                crate::netpoll::poll_nonblocking();
+                // What it readies starts a new slice (`netpoll_tick`), which also moves the tick
+                // off this multiple of 61: a P fed only by these polls would otherwise stay on it,
+                // poll at every schedule, and look to sysmon like a hog to preempt.
+                if crate::netpoll::poll_nonblocking() {
+                    Self::netpoll_tick(p);
+                }
             }
             if let Some((it, inherit)) = p.runq.pop() {
                 return (RunItem(it), inherit);
@@ -1326,6 +1445,7 @@ impl Sched {
                         ml.p.set(id);
                         ml.spinning.set(true);
                         self.nmspinning.fetch_add(1, Ordering::SeqCst);
+                        self.got_p();
                         continue 'top;
                     }
                 }
@@ -1544,7 +1664,7 @@ impl Sched {
                         // Back of the local queue. The global queue still gets its turn every 61
                         // ticks; sending every yield through its lock (as Go's Gosched does) would
                         // serialize yield-heavy programs on that lock.
-                        self.runqput(self.p(ml.p.get()), RunItem::from_g(g), false);
+                        let _ = self.runqput(self.p(ml.p.get()), RunItem::from_g(g), false);
                     }
                     return locked;
                 }
@@ -1630,6 +1750,11 @@ impl Sched {
         )
     }
 
+    /// Whether some P is idle (and could run what a poll readies).
+    pub(crate) fn has_idle_p(&self) -> bool {
+        self.npidle.load(Ordering::SeqCst) > 0
+    }
+
     /// Whether no goroutine can be running: every P is idle.
     pub(crate) fn all_procs_idle(&self) -> bool {
         self.npidle.load(Ordering::SeqCst) >= self.max_procs()
@@ -1659,6 +1784,23 @@ impl Sched {
                 continue;
             };
             let w = p.owner.load(Ordering::Acquire);
+            // A readied G waits in its P's `runnext` without waking an M (see `ready_with`). If
+            // that P has switched to nothing else since the last round, its M is busy with
+            // something long: give the waiting work an M of its own, as `wakep` would have at
+            // the `ready`. A P that keeps switching (a ping-pong pair, a busy server) is left
+            // alone: its M gets to the waiting G soon.
+            let nswitch = p.nswitch.load(Ordering::Relaxed);
+            let switched = nswitch != rec.nswitch;
+            rec.nswitch = nswitch;
+            if !switched
+                && w & P_STATE_MASK != P_IDLE
+                && !p.runq.is_empty()
+                && self.npidle.load(Ordering::SeqCst) > 0
+                && self.nmspinning.load(Ordering::SeqCst) == 0
+            {
+                self.wakep();
+                acted += 1;
+            }
             match w & P_STATE_MASK {
                 P_HELD => {
                     rec.syscall_seen = false;
@@ -1825,7 +1967,10 @@ impl Sched {
         let got = self.pidleget(&mut self.lock(), me);
         match got {
             // The goroutine goes on in user code (`in_user` is still set), now on P `id`.
-            Some(id) => ml.p.set(id),
+            Some(id) => {
+                ml.p.set(id);
+                self.got_p();
+            }
             None => {
                 ml.p.set(NO_P);
                 g::suspend(g::current_g(), Suspend::Preempt);

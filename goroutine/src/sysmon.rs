@@ -1,10 +1,17 @@
 //! sysmon: the runtime's watchdog thread (Go's `sysmon`).
 //!
 //! One thread per runtime, started with the first M, never holding a P. It wakes every 20 µs while
-//! it finds something to do, doubling its sleep up to 10 ms after 50 quiet rounds, and sleeps
-//! without a timeout while every P is idle (the first M to get a P wakes it). Each round it looks at
-//! every P (`Sched::retake`). After an all-idle spell it starts again at 20 µs but doubles at once
-//! (a server goes all-idle between bursts thousands of times a second).
+//! it finds something to do, doubling its sleep up to 10 ms after 50 quiet rounds. Each round it
+//! looks at every P (`Sched::retake`).
+//!
+//! **Deep sleep.** Once every P has been idle at each of its rounds for `DEEP_SLEEP_AFTER_NS`
+//! (20 ms), sysmon sleeps without a timeout, so an idle runtime burns no CPU. An M that gets a P
+//! (from `startm`, from the idle list, after a blocking section) wakes it (`wake`: one load unless
+//! sysmon deep-sleeps), as does the last M to go idle (for the deadlock check). Waiting 20 ms before
+//! the deep sleep matters for servers: they go all-idle between bursts thousands of times a second,
+//! and a deep sleep at each gap would cost a futex wake (and a rebuilt sleep schedule) at the next
+//! burst; a round every 10 ms costs nothing by comparison. The M that got the P wakes sysmon, not
+//! whoever handed it the P, so the wake is off the path that readies work.
 //!
 //! * **Preemption.** A P whose `schedtick` has not moved for 10 ms is running one goroutine (or a
 //!   chain of goroutines handing it `runnext`) for too long: sysmon sets its `preempt` flag, and the
@@ -18,8 +25,13 @@
 //!   sees in the same section on two consecutive rounds is handed off (the section hands it off at
 //!   once itself when other work is waiting).
 //!
-//! * **The network.** When no M has polled the network for 10 ms (every P busy), sysmon polls it
-//!   without blocking and readies what it finds onto the global queue (`netpoll::sysmon_poll`).
+//! * **The network.** Idle Ms leave the poller to the Ms that hold Ps (`Sched::stopm`). When
+//!   nobody has polled for `POLL_STALE_NS` (1 ms) while a P is idle, sysmon wakes an M, which
+//!   polls; it keeps its rounds at most that far apart while sockets are registered and some Ps
+//!   are busy and some idle. When no M has polled for 10 ms with every P busy, sysmon polls without blocking itself
+//!   and readies what it finds onto the global queue (`netpoll::sysmon_poll`).
+//! * **Waiting work.** A goroutine readied into a `runnext` wakes no M (`sched.rs`); if its P has
+//!   switched to nothing else for a round while a P is idle, sysmon wakes an M for it.
 //!
 //! sysmon never takes a P whose M is in runtime code (its `in_user` flag clear): that M may be
 //! using the P's local state.
@@ -36,6 +48,12 @@ use crate::timer;
 pub(crate) const FORCE_PREEMPT_NS: u64 = 10_000_000;
 /// How long a flagged goroutine has to reach a safe point before its P is taken away.
 pub(crate) const PREEMPT_GRACE_NS: u64 = 1_000_000;
+/// How long the network may go unpolled while a P is idle before sysmon wakes an M to poll it:
+/// idle Ms leave the poller to the Ms that hold Ps (`Sched::stopm`), which poll whenever their
+/// queues run dry; this bounds the wait when one of them runs a long goroutine or is descheduled.
+pub(crate) const POLL_STALE_NS: u64 = 1_000_000;
+/// How long every P must have looked idle (at each round) before sysmon deep-sleeps.
+const DEEP_SLEEP_AFTER_NS: u64 = 20_000_000;
 const MIN_DELAY_US: u64 = 20;
 const MAX_DELAY_US: u64 = 10_000;
 /// Quiet rounds before sysmon starts doubling its sleep.
@@ -67,6 +85,8 @@ pub(crate) struct PRecord {
     pub(crate) schedwhen: u64,
     pub(crate) syscalltick: u32,
     pub(crate) syscall_seen: bool,
+    /// The P's `nswitch` at the last round (see `Sched::retake`'s wake for waiting work).
+    pub(crate) nswitch: u32,
     /// When sysmon set the P's preempt flag for the current run (0: not flagged).
     pub(crate) flagged_at: u64,
 }
@@ -143,11 +163,18 @@ fn run(sched: &'static Sched) {
     let mut delay_us = MIN_DELAY_US;
     let mut quiet = 0u32;
     let mut last_trace = 0u64;
+    // When the current run of all-idle rounds began (`None` while some P is busy).
+    let mut idle_since: Option<u64> = None;
     loop {
         if quiet == 0 {
             delay_us = MIN_DELAY_US;
         } else if quiet > IDLE_ROUNDS {
             delay_us = (delay_us * 2).min(MAX_DELAY_US);
+        }
+        // Watching the network for stale polls (below) needs a round at least every
+        // `POLL_STALE_NS` while that can happen: sockets registered, a P idle and a P busy.
+        if sched.has_idle_p() && !sched.all_procs_idle() && crate::netpoll::has_waiters() {
+            delay_us = delay_us.min(POLL_STALE_NS / 1000);
         }
         let trace = sched.schedtrace_every();
         if let Some(every) = trace {
@@ -171,10 +198,22 @@ fn run(sched: &'static Sched) {
             }
         }
         if sched.all_procs_idle() {
+            // Every P idle, sockets registered, and nobody in the poller: the Ms that left the
+            // poller to a busy one (`Sched::stopm`) must not all sleep for good. `stopm` and
+            // `handoffp` see to it; this is the backstop.
+            if crate::netpoll::needs_poller() {
+                sched.wakep();
+            }
+            let since = *idle_since.get_or_insert(now);
+            // Nothing to retake: let the sleep grow at once.
+            quiet = quiet.max(IDLE_ROUNDS + 1);
+            let deep = trace.is_none() && now.saturating_sub(since) >= DEEP_SLEEP_AFTER_NS;
             // Announce the sleep before the deadlock check: an M that goes idle after the check
             // (`stopm`, the last one to) sees `sleeping` and wakes us to check again, so the
             // check never misses the moment the last M falls asleep.
-            s.sleeping.store(true, Ordering::SeqCst);
+            if deep {
+                s.sleeping.store(true, Ordering::SeqCst);
+            }
             if sched.is_deadlocked() {
                 // Confirm after a moment: an M may be between states.
                 std::thread::sleep(Duration::from_millis(10));
@@ -182,18 +221,25 @@ fn run(sched: &'static Sched) {
                     deadlock(sched);
                 }
             }
-            if trace.is_none() && sched.all_procs_idle() && !QUIT.load(Ordering::SeqCst) {
-                s.note.sleep();
+            if deep {
+                if sched.all_procs_idle() && !QUIT.load(Ordering::SeqCst) {
+                    s.note.sleep();
+                }
+                s.sleeping.store(false, Ordering::SeqCst);
+                // Back from a long idle spell: start at the shortest sleep but double at once (the
+                // wake-up may be a lone request; 50 rounds of 20 µs would be wasted on it).
+                idle_since = None;
+                delay_us = MIN_DELAY_US / 2;
             }
-            s.sleeping.store(false, Ordering::SeqCst);
-            // Back from an all-idle spell: start at the shortest sleep but double at once. A
-            // server goes all-idle between bursts thousands of times a second; 50 rounds of
-            // 20 µs after each would keep sysmon waking every few µs for nothing.
-            quiet = IDLE_ROUNDS + 1;
-            delay_us = MIN_DELAY_US / 2;
             continue;
         }
-        // Netpoll hook: poll when nobody has for 10 ms.
+        idle_since = None;
+        // Netpoll hook: with a P idle, an M polls the network when nobody has for
+        // `POLL_STALE_NS` (the woken M polls when it finds no work, and blocks in the poller if it
+        // stays idle); with every P busy, sysmon polls itself when nobody has for 10 ms.
+        if sched.has_idle_p() && crate::netpoll::stale(now, POLL_STALE_NS) {
+            sched.wakep();
+        }
         crate::netpoll::sysmon_poll(now);
         if sched.retake(&mut records, now) > 0 {
             quiet = 0;
