@@ -36,9 +36,12 @@
 //! then runs the readied one at once; a woken M would only spin, find nothing it may take, and
 //! sleep again — a futex wake and a context switch per hand-off. A second readied G kicks the
 //! first into the ring, which does call `wakep`, so a batch still gets parallelism. If the readying
-//! G runs on instead, the readied one is not stranded: sysmon wakes an M for a P whose queue holds
-//! work while it has switched to nothing else for a round (`retake`), and that spinning M may take
-//! `runnext` from a P that stays stuck (`steal_into_if`). Spawning (`newproc`) still always calls
+//! G runs on instead, the readied one is not stranded. The wake is only put off
+//! (`MLocal::deferred_wake`): the readying operation's own safe point (a send that woke its
+//! receiver ends with one) passes, but the next safe point of a goroutine that went on running (a
+//! producer's next send) calls `wakep`, and the spinning M may take `runnext` from the P
+//! (`steal_into_if`). For code that makes no runtime call, sysmon wakes an M for a P whose queue
+//! holds work while it has switched to nothing else for a round (`retake`). Spawning (`newproc`) still always calls
 //! `wakep`: a parent usually goes on running, and Go programs expect the child to run in parallel.
 //!
 //! **Which M.** `startm` leaves the M blocked in the network poller there while another idle M or a
@@ -413,7 +416,15 @@ pub(crate) struct MLocal {
     pub(crate) curg: Cell<*const G>,
     /// The locked G that `stoplockedm` was handed, for the scheduler loop to run next.
     handed: Cell<Option<RunItem>>,
+    /// A `wakep` that `ready` put off (see "A readied G does not wake an M"): `DEFER_ARMED` after
+    /// the ready, `DEFER_DUE` once the readying goroutine passed one safe point without parking; the
+    /// next safe point wakes an M. Cleared whenever the running goroutine switches out.
+    deferred_wake: Cell<u8>,
 }
+
+const DEFER_NONE: u8 = 0;
+const DEFER_ARMED: u8 = 1;
+const DEFER_DUE: u8 = 2;
 
 impl MLocal {
     /// This M's id (what `G::locked_m` records).
@@ -723,7 +734,13 @@ impl Sched {
 
     fn ready_with(&'static self, item: RunItem, next: bool) {
         let alone = match self.current_p() {
-            Some(here) => self.runqput(here.p, item, next),
+            Some(here) => {
+                let alone = self.runqput(here.p, item, next);
+                if alone {
+                    here.ml.deferred_wake.set(DEFER_ARMED);
+                }
+                alone
+            }
             None => {
                 self.global_push(item);
                 false
@@ -732,9 +749,24 @@ impl Sched {
         // "A readied G does not wake an M" (see the module docs): a G that went into an empty
         // `runnext` is run by this M as soon as the current G parks or yields, which is what a
         // readying G usually does next; waking another M for it would cost a futex wake and the
-        // woken M's spin, only for it to find nothing to take.
+        // woken M's spin, only for it to find nothing to take. The wake is put off instead.
         if !alone {
             self.wakep();
+        }
+    }
+
+    /// The safe point's half of a put-off `wakep` (see `MLocal::deferred_wake`): the first safe
+    /// point after the ready is usually the readying operation's own (a channel send that woke its
+    /// receiver), so it only marks the wake due; a second one means the goroutine went on running
+    /// instead of parking, and the readied G should not wait for it: wake an M to take it.
+    pub(crate) fn deferred_wake(&'static self, ml: &MLocal) {
+        match ml.deferred_wake.get() {
+            DEFER_NONE => {}
+            DEFER_ARMED => ml.deferred_wake.set(DEFER_DUE),
+            _ => {
+                ml.deferred_wake.set(DEFER_NONE);
+                self.wakep();
+            }
         }
     }
 
@@ -977,6 +1009,7 @@ impl Sched {
             rng: Cell::new(seed),
             curg: Cell::new(std::ptr::null()),
             handed: Cell::new(None),
+            deferred_wake: Cell::new(DEFER_NONE),
         };
         CURRENT_M.with(|c| c.set(&ml));
         self.got_p();
@@ -1555,6 +1588,8 @@ impl Sched {
                 r.run();
                 self.leave_user(ml, false);
                 stack::set_running_goroutine(0);
+                // As after a goroutine: this M runs what the poll readied next.
+                ml.deferred_wake.set(DEFER_NONE);
             }
         }
     }
@@ -1624,6 +1659,8 @@ impl Sched {
             let kept = self.leave_user(ml, false);
             ml.curg.set(std::ptr::null());
             stack::set_running_goroutine(0);
+            // This M runs what the goroutine readied next, if anyone does: no wake is owed.
+            ml.deferred_wake.set(DEFER_NONE);
             // Read before the G can be woken elsewhere; only the G itself changes it.
             let locked = g.locked_m.load(Ordering::Relaxed) == ml.m.id;
             match result {

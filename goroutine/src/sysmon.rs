@@ -295,7 +295,11 @@ pub fn safe_point() {
         return;
     };
     let g = ml.curg.get();
-    if !g.is_null() && ml.sched.must_yield(ml) {
+    if g.is_null() {
+        return;
+    }
+    ml.sched.deferred_wake(ml);
+    if ml.sched.must_yield(ml) {
         crate::g::suspend(g, crate::g::Suspend::Preempt);
     }
 }
