@@ -156,11 +156,7 @@ impl<T> Chan<T> {
             Wait::Forever => None,
         };
         // Block: a waiter on this stack frame, which stays in place until it is unlinked.
-        let cx = if deadline.is_none() {
-            Context::solo()
-        } else {
-            Context::new()
-        };
+        let cx = Context::for_op(deadline);
         let w = Waiter::new(false, Some(value));
         // SAFETY: we hold the lock and nothing of ours is linked yet; `cx` and `w` outlive the link
         // (every exit below happens after the waiter is unlinked: by the claimer for a final state
@@ -235,11 +231,7 @@ impl<T> Chan<T> {
                 Wait::Until(d) => Some(d),
                 Wait::Forever => None,
             };
-            let cx = if deadline.is_none() {
-                Context::solo()
-            } else {
-                Context::new()
-            };
+            let cx = Context::for_op(deadline);
             let w = Waiter::new(false, None);
             // SAFETY: as in `send_with`.
             unsafe {

@@ -199,10 +199,10 @@ impl Context {
         Context::with_solo(false)
     }
 
-    /// The context of a plain blocking operation with no deadline: one waiter, in one channel's
-    /// queue, never aborted (rule 2's solo context).
-    pub(crate) fn solo() -> Context {
-        Context::with_solo(true)
+    /// The context of a plain blocking operation (one waiter, in one channel's queue). Without a
+    /// deadline it can never be aborted, so it is rule 2's solo context.
+    pub(crate) fn for_op(deadline: Option<std::time::Instant>) -> Context {
+        Context::with_solo(deadline.is_none())
     }
 
     fn with_solo(solo: bool) -> Context {

@@ -106,31 +106,20 @@ pub trait Case: sealed::Sealed {
     /// As `fire`, with no lock held by the caller.
     #[inline]
     unsafe fn try_alone(&self, cx: &Context, index: usize, waker: &mut Option<Waker>) -> Alone {
-        // SAFETY: one lock, released on every path below; the rest per this method's contract.
+        // SAFETY: one lock, released on every path below (by `settle` unless nothing fired); the
+        // rest per this method's contract.
         unsafe {
             self.lock();
-            match self.fire(cx, index) {
-                Fire::No => {
-                    self.unlock();
-                    Alone::No
-                }
-                Fire::Now(wakers) => {
-                    self.unlock();
-                    wakers.wake();
-                    Alone::Fired
-                }
-                Fire::Bound(wakers) => {
-                    cx.set_waker(waker.take().unwrap_or_else(sys::current_waker));
-                    self.unlock();
-                    wakers.wake();
-                    Alone::Bound
-                }
+            let done = settle(self.fire(cx, index), cx, waker, || self.unlock());
+            if done == Alone::No {
+                self.unlock();
             }
+            done
         }
     }
 }
 
-/// What [`Case::try_alone`] did (hidden plumbing).
+/// What trying a case did ([`Case::try_alone`], or a locked round's try; hidden plumbing).
 #[doc(hidden)]
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Alone {
@@ -668,7 +657,7 @@ impl<const N: usize> Orders<N> {
     }
 }
 
-/// How a blocking select's fired case ended.
+/// How a blocking select's bound receive ended.
 enum Settled {
     /// Case `i` fired: the select returns it.
     Fired(usize),
@@ -676,33 +665,33 @@ enum Settled {
     Retry,
 }
 
-/// Finishes what trying case `i` found (`None`: not ready, nothing done). A case that fired has
-/// `unlock` release the locks held, then its partners are woken; a receive bound to a lazy sender
-/// waits, with the locks released, for the value (or for `RETRY`).
+/// Finishes what trying a case found: when it fired or bound, `unlock` releases the locks held
+/// and the partners are woken; a receive bound to a lazy sender first stores the waker its claimer
+/// will wake (taken from `waker`, a task's waker cloned before locking; `None`: the current
+/// goroutine's or thread's). Nothing is done when nothing fired (the locks stay held).
 ///
 /// # Safety
-/// Called under the locks `unlock` releases, with `fire` just returned by `case.fire(cx, i)`.
-unsafe fn settle<C: Case + ?Sized>(
-    case: &C,
-    i: usize,
+/// Called under the locks `unlock` releases, with `fire` just returned by a case's `fire(cx, _)`.
+#[inline(always)] // into `try_alone`: `fire`'s result then stays in registers
+unsafe fn settle(
     fire: Fire,
     cx: &Context,
+    waker: &mut Option<Waker>,
     unlock: impl FnOnce(),
-) -> Option<Settled> {
+) -> Alone {
     match fire {
-        Fire::No => None,
+        Fire::No => Alone::No,
         Fire::Now(wakers) => {
             unlock();
             wakers.wake();
-            sys::safe_point();
-            Some(Settled::Fired(i))
+            Alone::Fired
         }
         Fire::Bound(wakers) => {
-            cx.set_waker(sys::current_waker());
+            // SAFETY: the state is not final and the case's lock is held (function contract).
+            unsafe { cx.set_waker(waker.take().unwrap_or_else(sys::current_waker)) };
             unlock();
             wakers.wake();
-            // SAFETY: bound just now, the locks released.
-            Some(unsafe { wait_bound(case, i, cx) })
+            Alone::Bound
         }
     }
 }
@@ -762,12 +751,19 @@ pub fn select<const N: usize>(cases: [&dyn Case; N], mode: Mode) -> usize {
         unsafe {
             orders.lock_all(&cases);
             for &i in &orders.poll {
-                let fire = cases[i].fire(&cx, i);
                 // `settle` unlocks what `lock_all` took.
-                match settle(cases[i], i, fire, &cx, || orders.unlock_all(&cases)) {
-                    None => {}
-                    Some(Settled::Fired(i)) => return i,
-                    Some(Settled::Retry) => continue 'round,
+                match settle(cases[i].fire(&cx, i), &cx, &mut None, || {
+                    orders.unlock_all(&cases)
+                }) {
+                    Alone::No => {}
+                    Alone::Fired => {
+                        sys::safe_point();
+                        return i;
+                    }
+                    Alone::Bound => match wait_bound(cases[i], i, &cx) {
+                        Settled::Fired(i) => return i,
+                        Settled::Retry => continue 'round,
+                    },
                 }
             }
             let deadline = match mode {
@@ -933,29 +929,27 @@ impl<const N: usize> Future for SelectFuture<'_, N> {
                             }
                         }
                     }
-                    let waker = waker.expect("gort: the fast path kept the waker");
                     // SAFETY: as in `select`; the future is pinned, so `cx` and the cases (borrowed
                     // for its whole life) stay in place until its drop unlinks everything.
                     unsafe {
                         orders.lock_all(cases);
                         for &i in &orders.poll {
-                            match cases[i].fire(cx, i) {
-                                Fire::No => {}
-                                Fire::Now(wakers) => {
-                                    orders.unlock_all(cases);
-                                    wakers.wake();
+                            // `settle` unlocks what `lock_all` took.
+                            match settle(cases[i].fire(cx, i), cx, &mut waker, || {
+                                orders.unlock_all(cases)
+                            }) {
+                                Alone::No => {}
+                                Alone::Fired => {
                                     this.phase.set(FINISHED);
                                     return Poll::Ready(i);
                                 }
-                                Fire::Bound(wakers) => {
-                                    cx.set_waker(waker);
+                                Alone::Bound => {
                                     this.phase.set(LINKED);
-                                    orders.unlock_all(cases);
-                                    wakers.wake();
                                     return Poll::Pending;
                                 }
                             }
                         }
+                        let waker = waker.expect("gort: nothing fired, so the waker is unused");
                         if this.nonblocking {
                             orders.unlock_all(cases);
                             this.phase.set(FINISHED);

@@ -233,12 +233,9 @@ unsafe impl Trace for str {
     fn trace(&self, _: &mut Tracer<'_>) {}
 }
 
-// SAFETY: holds no handles.
+// SAFETY: holds no handles (and has no drop glue: the defaults answer `true`).
 unsafe impl<T: ?Sized> Trace for std::marker::PhantomData<T> {
     fn trace(&self, _: &mut Tracer<'_>) {}
-    fn plain_drop() -> bool {
-        true
-    }
 }
 
 // SAFETY: reports the boxed value's handles; a Box has one owner. (`plain_drop` keeps its
@@ -273,41 +270,28 @@ unsafe impl<T: Trace, const N: usize> Trace for [T; N] {
     }
 }
 
-// SAFETY: reports every element's handles.
-unsafe impl<T: Trace> Trace for Vec<T> {
-    fn trace(&self, t: &mut Tracer<'_>) {
-        for v in self {
-            v.trace(t);
+macro_rules! trace_elements {
+    ($($collection:ident)::+) => {
+        // SAFETY: reports every element's handles; dropping the collection runs only the standard
+        // library's code besides the elements' drops.
+        unsafe impl<T: Trace> Trace for $($collection)::+<T> {
+            fn trace(&self, t: &mut Tracer<'_>) {
+                for v in self {
+                    v.trace(t);
+                }
+            }
+            fn plain_drop() -> bool {
+                T::plain_drop()
+            }
         }
-    }
-    fn plain_drop() -> bool {
-        T::plain_drop()
-    }
+    };
 }
 
-// SAFETY: reports every element's handles.
-unsafe impl<T: Trace> Trace for std::collections::VecDeque<T> {
-    fn trace(&self, t: &mut Tracer<'_>) {
-        for v in self {
-            v.trace(t);
-        }
-    }
-    fn plain_drop() -> bool {
-        T::plain_drop()
-    }
-}
-
-// SAFETY: reports every element's handles.
-unsafe impl<T: Trace> Trace for std::collections::LinkedList<T> {
-    fn trace(&self, t: &mut Tracer<'_>) {
-        for v in self {
-            v.trace(t);
-        }
-    }
-    fn plain_drop() -> bool {
-        T::plain_drop()
-    }
-}
+trace_elements!(Vec);
+trace_elements!(std::collections::VecDeque);
+trace_elements!(std::collections::LinkedList);
+trace_elements!(std::collections::BTreeSet);
+trace_elements!(std::collections::BinaryHeap);
 
 // SAFETY: reports the value's handles, if any.
 unsafe impl<T: Trace> Trace for Option<T> {
@@ -375,30 +359,6 @@ unsafe impl<T: Trace, S> Trace for std::collections::HashSet<T, S> {
     }
     fn plain_drop() -> bool {
         T::plain_drop() && !std::mem::needs_drop::<S>()
-    }
-}
-
-// SAFETY: reports every element's handles.
-unsafe impl<T: Trace> Trace for std::collections::BTreeSet<T> {
-    fn trace(&self, t: &mut Tracer<'_>) {
-        for v in self {
-            v.trace(t);
-        }
-    }
-    fn plain_drop() -> bool {
-        T::plain_drop()
-    }
-}
-
-// SAFETY: reports every element's handles.
-unsafe impl<T: Trace> Trace for std::collections::BinaryHeap<T> {
-    fn trace(&self, t: &mut Tracer<'_>) {
-        for v in self {
-            v.trace(t);
-        }
-    }
-    fn plain_drop() -> bool {
-        T::plain_drop()
     }
 }
 

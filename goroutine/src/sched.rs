@@ -1708,8 +1708,8 @@ impl Sched {
                 CoroutineResult::Return(()) => {
                     g.check_stack();
                     // A goroutine that ends locked (its guard leaked) leaves the thread to the
-                    // scheduler, as if it had unlocked.
-                    g.locked_m.store(0, Ordering::Relaxed);
+                    // scheduler, as if it had unlocked (`false` below; `G::reinit` clears the
+                    // lock before the G is reused).
                     // SAFETY: as above; the coroutine has finished, so its stack can be reused.
                     let finished = unsafe { g.take_coroutine() };
                     if kept {
