@@ -292,7 +292,7 @@ impl<T: Trace> GcCell<T> {
                     self.contents().trace(t);
                 }
             }
-            Mode::Finalize { .. } => {
+            Mode::Finalize { .. } | Mode::Release { .. } => {
                 // The holder is dead: nobody else can reach this cell.
                 if self.state.load(Ordering::Acquire) & WRITER == 0
                     && self.flags.load(Ordering::Relaxed) & (IN_HEAP | BROKEN) == IN_HEAP

@@ -182,9 +182,10 @@ fn collector_main() {
 /// `(objects, bytes)` in use now.
 fn in_use() -> (u64, u64) {
     let (objects, bytes) = heap::allocated();
+    let (recycled_objects, recycled_bytes) = heap::recycled();
     (
-        objects.saturating_sub(FREED_OBJECTS.load(Ordering::Relaxed)),
-        bytes.saturating_sub(FREED_BYTES.load(Ordering::Relaxed)),
+        objects.saturating_sub(FREED_OBJECTS.load(Ordering::Relaxed) + recycled_objects),
+        bytes.saturating_sub(FREED_BYTES.load(Ordering::Relaxed) + recycled_bytes),
     )
 }
 
@@ -208,8 +209,11 @@ fn set_goal(marked: u64) {
 /// trigger, and assists marking when it has passed the goal.
 pub(crate) fn on_refill() {
     ensure_started();
-    let live = in_use().1;
     let state = PHASES.peek();
+    if state.phase == Phase::Idle {
+        crate::reclaim::reclaim_deferred();
+    }
+    let live = in_use().1;
     if state.phase == Phase::Idle {
         if live >= TRIGGER.load(Ordering::Relaxed) && !KICKED.swap(true, Ordering::SeqCst) {
             lock(&CONTROL).kicked = true;
@@ -651,21 +655,32 @@ fn drop_span(pass: &SpanPass, at: usize) {
         // right after.
         let r = catch_unwind(AssertUnwindSafe(|| unsafe { ((*p).vtable.drop_value)(p) }));
         if let Err(e) = r {
-            DROP_PANICS.fetch_add(1, Ordering::Relaxed);
-            let msg = e
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| e.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "<non-string panic>".into());
             // SAFETY: the header outlives the value's drop (only the value was dropped).
             let name = unsafe { ((*p).vtable.type_name)() };
-            eprintln!(
-                "gort: the Drop of a collected {name} panicked ({msg}); the collector goes on"
-            );
+            report_drop_panic(name, e);
         }
         span.drop_done(i);
     }
     lock(&lists[at]).0 = dead;
+}
+
+/// A dead value's `Drop` panicked (in the sweep, or when freed promptly): count and report it;
+/// the caller goes on.
+pub(crate) fn report_drop_panic(name: &str, e: Box<dyn std::any::Any + Send>) {
+    DROP_PANICS.fetch_add(1, Ordering::Relaxed);
+    let msg = e
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| e.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "<non-string panic>".into());
+    eprintln!("gort: the Drop of a collected {name} panicked ({msg}); the collector goes on");
+}
+
+/// An unreachable object's `Trace` panicked while freeing it promptly (`reclaim.rs`): it is
+/// leaked for good.
+pub(crate) fn report_leak(name: &str) {
+    LEAKED_OBJECTS.fetch_add(1, Ordering::Relaxed);
+    eprintln!("gort: Trace::trace of {name} panicked while freeing it; the object is leaked");
 }
 
 /// Sweep pass three for one span: free the slots whose values pass two dropped, unless a handle
@@ -1027,7 +1042,8 @@ pub fn stats() -> GcStats {
         heap_goal: HEAP_GOAL.load(Ordering::Relaxed),
         span_bytes: heap::span_bytes(),
         collections: COLLECTIONS.load(Ordering::Relaxed),
-        freed_objects: FREED_OBJECTS.load(Ordering::Relaxed),
+        freed_objects: FREED_OBJECTS.load(Ordering::Relaxed) + heap::recycled().0,
+        freed_promptly: heap::recycled().0,
         max_pause: Duration::from_nanos(MAX_PAUSE_NS.load(Ordering::Relaxed)),
         total_pause: Duration::from_nanos(TOTAL_PAUSE_NS.load(Ordering::Relaxed)),
         last_cycle: Duration::from_nanos(LAST_CYCLE_NS.load(Ordering::Relaxed)),

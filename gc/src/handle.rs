@@ -2,8 +2,9 @@
 //!
 //! A handle is one non-null pointer (so `Option<Gc<T>>` is one word too). Creating one
 //! (`Gc::new`, `clone`, `Weak::upgrade`) adds one to the object's `handles` count; dropping one
-//! subtracts it and sets `DIRTY` (`header.rs`). Handles are never freed by their count: only the
-//! collector frees, and only objects its marking proved unreachable.
+//! subtracts it and sets `DIRTY` (`header.rs`). Dropping the last handle of an object (with no
+//! weak handle) frees it at once when no cycle runs (`reclaim.rs`); otherwise only the collector
+//! frees, and only objects its marking proved unreachable.
 //!
 //! A handle never changes. The sweep flags every dead object (`DEAD_MARK`) before any user
 //! `Drop` runs (plain drops only drop handles), so a handle that a dead object's `Drop` reaches
@@ -27,8 +28,10 @@ use crate::weak::Weak;
 /// cycles as live).
 ///
 /// `Gc::new` moves the value into the heap; clones are cheap (one atomic add) and all point to the
-/// same object; the object is dropped by the collector once no handle outside the heap can reach it,
-/// cycles included. The value is shared and immutable: use a [`GcCell`](crate::GcCell) inside it
+/// same object. Dropping the last handle frees the object at once, like `Arc` (when no collection
+/// is running and its drop runs no user code; see the crate docs, *Prompt reclamation*); otherwise
+/// the collector drops it once no handle outside the heap can reach it, cycles included. The value
+/// is shared and immutable: use a [`GcCell`](crate::GcCell) inside it
 /// for the parts that change.
 ///
 /// ```
@@ -65,6 +68,7 @@ fn vtable<T: Trace + Send + 'static>() -> &'static VTable {
             type_name: std::any::type_name::<T>,
             plain_drop: T::plain_drop,
             drop_is_handles_only: T::drop_is_handles_only,
+            class: SizeClass::<T>::CLASS,
         };
     }
     &Table::<T>::VTABLE
@@ -100,12 +104,11 @@ impl<T: Trace + Send + 'static> Gc<T> {
     /// collector (processes spans of the current pass, drops plain dead values, traces gray
     /// objects: an *assist*, which may run other types' `Trace` impls), and when the heap is over
     /// three times its goal it waits for the collector, at most [`MAX_STALL`](crate::MAX_STALL),
-    /// with its P handed off. It is a goroutine safe point.
+    /// with its P handed off. It is a goroutine safe point once every few dozen allocations.
     ///
     /// # Panics
     /// If `value`'s `Trace` impl panics (the value is then leaked, never dropped).
     pub fn new(value: T) -> Gc<T> {
-        gort_goroutine::runtime::safe_point();
         // Allocate black while marking, as Go does: a new object never needs tracing (the crate
         // docs' argument covers new objects by their counts, traced or not), and marking it keeps
         // the collector from tracing it when a write guard shades it. The phase is only peeked: a
@@ -229,8 +232,13 @@ impl<T> Clone for Gc<T> {
 
 impl<T> Drop for Gc<T> {
     fn drop(&mut self) {
+        // Read before the decrement: whether a last handle may be kept for the end of a cycle
+        // depends on the decrement following that cycle's snapshot (`reclaim.rs`).
+        let before = crate::collector::PHASES.peek();
         // A dead target's header is still allocated (it is freed only with no handle left).
-        self.raw_header().dec_handle();
+        if self.raw_header().dec_handle() {
+            crate::reclaim::last_handle_dropped(self.ptr, before);
+        }
     }
 }
 

@@ -55,6 +55,8 @@ pub(crate) struct VTable {
     pub(crate) plain_drop: fn() -> bool,
     /// `Trace::drop_is_handles_only` of the value's type.
     pub(crate) drop_is_handles_only: fn() -> bool,
+    /// The allocator's size class of the object (`None`: a large object).
+    pub(crate) class: Option<usize>,
 }
 
 /// The header of every heap object; a `GcBox<T>` is this followed by the value.
@@ -96,9 +98,11 @@ impl Header {
         }
     }
 
-    /// A handle goes away: one fewer handle, and `DIRTY`, in one step.
+    /// A handle goes away: one fewer handle, and `DIRTY`, in one step. Returns true if that was
+    /// the last handle of an object without a weak slot: nothing can reach it any more, and it
+    /// may be reclaimed at once (`reclaim.rs`).
     #[inline]
-    pub(crate) fn dec_handle(&self) {
+    pub(crate) fn dec_handle(&self) -> bool {
         let mut cur = self.counts.load(Ordering::Relaxed);
         loop {
             debug_assert!(handles_of(cur) > 0, "gort: handle count underflow");
@@ -107,7 +111,32 @@ impl Header {
                 .counts
                 .compare_exchange_weak(cur, new, Ordering::SeqCst, Ordering::Relaxed)
             {
-                Ok(_) => return,
+                Ok(_) => return unreachable_now(new),
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// A handle inside an object being reclaimed goes away with its holder: one fewer handle
+    /// *and* one fewer internal handle (`disown` and `dec_handle` in one step). Returns what
+    /// `dec_handle` does.
+    #[inline]
+    pub(crate) fn release(&self) -> bool {
+        let mut cur = self.counts.load(Ordering::Relaxed);
+        loop {
+            debug_assert!(handles_of(cur) > 0, "gort: handle count underflow");
+            // `internal` saturates at zero, as in `disown`.
+            let internal = if internal_of(cur) > 0 {
+                INTERNAL_ONE
+            } else {
+                0
+            };
+            let new = (cur - HANDLE_ONE - internal) | DIRTY;
+            match self
+                .counts
+                .compare_exchange_weak(cur, new, Ordering::SeqCst, Ordering::Relaxed)
+            {
+                Ok(_) => return unreachable_now(new),
                 Err(now) => cur = now,
             }
         }
@@ -203,6 +232,13 @@ impl Header {
     pub(crate) fn is_dead(&self, cycle: u32) -> bool {
         self.scan.load(Ordering::Acquire) == cycle && self.mark.load(Ordering::Acquire) != cycle
     }
+}
+
+/// After a decrement: no handle is left and no weak slot can make one. Only handles make handles
+/// (a weak slot aside), so no handle to the object can ever exist again.
+#[inline]
+fn unreachable_now(counts: u64) -> bool {
+    counts & (HANDLE_MASK | WEAK) == 0
 }
 
 #[cold]

@@ -29,7 +29,7 @@
 use std::alloc::Layout;
 use std::cell::{RefCell, UnsafeCell};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use gort_goroutine::runtime::{with_current_proc, MAX_PROCS_LIMIT};
@@ -58,8 +58,10 @@ pub(crate) const RESERVED: u8 = 3;
 /// Dead, value dropped (or its drop skipped) by the sweep's pass two, header intact: the slot
 /// becomes `FREE` in pass three, once no handle to it will be used again.
 pub(crate) const DEAD: u8 = 4;
-/// Slots a magazine holds.
-const MAGAZINE: usize = 32;
+/// Slots a magazine holds at most (freed objects' slots come back to it).
+const MAGAZINE: usize = 64;
+/// Slots a magazine takes from its cache at once.
+const RESERVE: usize = 32;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -83,8 +85,14 @@ pub(crate) const fn class_of(size: usize, align: usize) -> Option<usize> {
 /// A run of equal slots (or one large object).
 pub(crate) struct Span {
     base: NonNull<u8>,
-    layout: Layout,
+    /// The allocation to give back when the span is dropped: large spans only (small spans are
+    /// cut from chunks that are never freed).
+    own: Option<Layout>,
+    bytes: usize,
     pub(crate) slot_size: usize,
+    /// `ceil(2^32 / slot_size)`: a slot's index from its offset is `offset * recip >> 32`
+    /// (exact for offsets below 2^16, which is all a small span has).
+    recip: u64,
     class: usize,
     states: Box<[AtomicU8]>,
     free_slots: AtomicUsize,
@@ -101,40 +109,66 @@ unsafe impl Sync for Span {}
 
 impl Drop for Span {
     fn drop(&mut self) {
-        // SAFETY: allocated with this layout in `Span::new`; the span is dropped only when it is out
-        // of the registry and no cache or snapshot holds it, so no slot is used any more.
-        unsafe { std::alloc::dealloc(self.base.as_ptr(), self.layout) };
+        if let Some(layout) = self.own {
+            // SAFETY: allocated with this layout in `Span::new_large`; the span is dropped only
+            // when it is out of the registry and no snapshot holds it, so no slot is used any more.
+            unsafe { std::alloc::dealloc(self.base.as_ptr(), layout) };
+        }
     }
 }
 
 impl Span {
-    fn new(slot_size: usize, nslots: usize, align: usize, class: usize) -> Arc<Span> {
-        let layout = Layout::from_size_align(slot_size * nslots, align.max(4096))
-            .expect("gort: heap span layout");
-        // SAFETY: the layout has non-zero size.
-        let base = unsafe { std::alloc::alloc(layout) };
-        let Some(base) = NonNull::new(base) else {
-            std::alloc::handle_alloc_error(layout)
+    /// A span of class `class` (small) or of one large object, registered for the collector and
+    /// (small ones) in the span map.
+    fn new(class: usize, size: usize, align: usize) -> Arc<Span> {
+        let (base, own, nslots, slot_size) = if class == LARGE {
+            let layout =
+                Layout::from_size_align(size, align.max(4096)).expect("gort: heap span layout");
+            // SAFETY: the layout has non-zero size.
+            let base = unsafe { std::alloc::alloc(layout) };
+            let Some(base) = NonNull::new(base) else {
+                std::alloc::handle_alloc_error(layout)
+            };
+            (base, Some(layout), 1, size)
+        } else {
+            let slot = CLASS_SIZES[class];
+            (chunk_span(), None, SPAN_BYTES / slot, slot)
         };
-        poison(base.as_ptr(), layout.size());
+        let bytes = own.map_or(SPAN_BYTES, |l| l.size());
+        poison(base.as_ptr(), bytes);
         let span = Arc::new(Span {
             base,
-            layout,
+            own,
+            bytes,
             slot_size,
+            recip: (1u64 << 32).div_ceil(slot_size as u64),
             class,
             states: (0..nslots).map(|_| AtomicU8::new(FREE)).collect(),
             free_slots: AtomicUsize::new(nslots),
             owned: AtomicBool::new(false),
             listed: AtomicBool::new(false),
         });
-        lock(&REGISTRY).push(span.clone());
+        let mut registry = lock(&REGISTRY);
+        if class != LARGE {
+            map_span(Arc::as_ptr(&span));
+        }
+        registry.push(span.clone());
         span
+    }
+
+    /// A small span as `'static`: small spans are never deallocated (they stay in the registry
+    /// for good), so a reference to one is valid for the rest of the process.
+    fn as_static(&self) -> &'static Span {
+        assert_ne!(self.class, LARGE, "gort: a large span is not 'static");
+        // SAFETY: as above: the registry holds an `Arc` to every small span forever.
+        unsafe { &*(self as *const Span) }
     }
 
     pub(crate) fn slots(&self) -> usize {
         self.states.len()
     }
 
+    #[inline]
     pub(crate) fn state(&self, i: usize) -> u8 {
         self.states[i].load(Ordering::Acquire)
     }
@@ -145,6 +179,7 @@ impl Span {
     }
 
     /// Publishes an initialized slot (`FREE -> ALLOC`), by the cache that took it.
+    #[inline]
     pub(crate) fn publish(&self, i: usize) {
         self.states[i].store(ALLOC, Ordering::Release);
     }
@@ -169,16 +204,24 @@ impl Span {
 
     /// The sweep freed `n` slots of this span: count them, and put the span back on its central
     /// list if no cache holds it (a large span leaves the registry instead).
-    pub(crate) fn freed(self: &Arc<Span>, n: usize) {
-        self.free_slots.fetch_add(n, Ordering::Relaxed);
+    pub(crate) fn freed(&self, n: usize) {
+        // SeqCst, with the loads below and a cache's release of the span (`Cache::refill`): a
+        // cache giving the span up either sees these slots and lists the span, or this sees that
+        // nobody holds the span and lists it.
+        self.free_slots.fetch_add(n, Ordering::SeqCst);
         if self.class == LARGE {
-            lock(&REGISTRY).retain(|s| !Arc::ptr_eq(s, self));
+            lock(&REGISTRY).retain(|s| !std::ptr::eq(Arc::as_ptr(s), self));
+            return;
+        }
+        // The common case when objects die one by one (`reclaim.rs`): a cache holds the span or it
+        // is listed already, and the lock is not needed.
+        if self.owned.load(Ordering::SeqCst) || self.listed.load(Ordering::SeqCst) {
             return;
         }
         let mut central = lock(&CENTRAL[self.class]);
-        if !self.owned.load(Ordering::Relaxed) && !self.listed.load(Ordering::Relaxed) {
-            self.listed.store(true, Ordering::Relaxed);
-            central.push(self.clone());
+        if !self.owned.load(Ordering::SeqCst) && !self.listed.load(Ordering::SeqCst) {
+            self.listed.store(true, Ordering::SeqCst);
+            central.push(self.as_static());
         }
     }
 }
@@ -186,7 +229,90 @@ impl Span {
 /// Every span, for the collector's passes.
 static REGISTRY: Mutex<Vec<Arc<Span>>> = Mutex::new(Vec::new());
 /// Per class: spans with free slots that no cache holds.
-static CENTRAL: [Mutex<Vec<Arc<Span>>>; NCLASSES] = [const { Mutex::new(Vec::new()) }; NCLASSES];
+static CENTRAL: [Mutex<Vec<&'static Span>>; NCLASSES] =
+    [const { Mutex::new(Vec::new()) }; NCLASSES];
+
+/// Small spans are cut from chunks of this many bytes, aligned to `SPAN_BYTES`, so that a
+/// span's address is a multiple of `SPAN_BYTES` (the span map's key). Chunks are never freed.
+const CHUNK_BYTES: usize = 16 * SPAN_BYTES;
+
+/// The chunk small spans are being cut from: its next free span, and how many are left.
+static CHUNK: Mutex<(usize, usize)> = Mutex::new((0, 0));
+
+/// Memory for one small span: `SPAN_BYTES`, aligned to `SPAN_BYTES`.
+fn chunk_span() -> NonNull<u8> {
+    let mut c = lock(&CHUNK);
+    if c.1 == 0 {
+        let layout =
+            Layout::from_size_align(CHUNK_BYTES, SPAN_BYTES).expect("gort: heap chunk layout");
+        // SAFETY: the layout has non-zero size.
+        let base = unsafe { std::alloc::alloc(layout) };
+        if base.is_null() {
+            std::alloc::handle_alloc_error(layout)
+        }
+        *c = (base as usize, CHUNK_BYTES / SPAN_BYTES);
+    }
+    let at = c.0;
+    c.0 += SPAN_BYTES;
+    c.1 -= 1;
+    // Non-null: inside a successful allocation.
+    NonNull::new(at as *mut u8).expect("gort: heap chunk address")
+}
+
+/// The span map: every small span by address, in two levels (Go's arena index, for spans): the
+/// root is indexed by address bits 32..48, a leaf by bits 16..32. Leaves are allocated on first
+/// use and never freed; entries are written once, under the registry's lock.
+type MapLeaf = [AtomicPtr<Span>; 1 << 16];
+static SPAN_MAP: [AtomicPtr<MapLeaf>; 1 << 16] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; 1 << 16];
+
+/// Records a new small span in the map (called with the registry locked).
+fn map_span(span: *const Span) {
+    // SAFETY: called from `Span::new` with the span just created.
+    let a = unsafe { (*span).base.as_ptr() } as usize;
+    assert!(
+        a >> 48 == 0,
+        "gort: heap address {a:#x} beyond the span map's 48 bits"
+    );
+    let root = &SPAN_MAP[a >> 32];
+    let mut leaf = root.load(Ordering::Acquire);
+    if leaf.is_null() {
+        let layout = Layout::new::<MapLeaf>();
+        // SAFETY: non-zero size; an all-zero `AtomicPtr` is a null pointer, a valid value.
+        leaf = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<MapLeaf>();
+        if leaf.is_null() {
+            std::alloc::handle_alloc_error(layout)
+        }
+        root.store(leaf, Ordering::Release);
+    }
+    // SAFETY: leaves are never freed.
+    unsafe { (*leaf)[(a >> 16) & 0xffff].store(span.cast_mut(), Ordering::Release) };
+}
+
+/// The small span holding the object at `p`, and the object's slot index; `None` for a large
+/// object.
+pub(crate) fn locate(p: *const u8) -> Option<(&'static Span, usize)> {
+    let a = p as usize;
+    let leaf = SPAN_MAP.get(a >> 32)?.load(Ordering::Acquire);
+    if leaf.is_null() {
+        return None;
+    }
+    // SAFETY: leaves are never freed.
+    let span = unsafe { (*leaf)[(a >> 16) & 0xffff].load(Ordering::Acquire) };
+    if span.is_null() {
+        return None;
+    }
+    // SAFETY: mapped spans are small, and small spans are never deallocated.
+    let span: &'static Span = unsafe { &*span };
+    let offset = (a - span.base.as_ptr() as usize) as u64;
+    let i = ((offset * span.recip) >> 32) as usize;
+    debug_assert_eq!(
+        i * span.slot_size,
+        offset as usize,
+        "gort: not a slot address"
+    );
+    Some((span, i))
+}
 
 /// A copy of the span list (cheap: one `Arc` per 64 KiB).
 pub(crate) fn spans() -> Vec<Arc<Span>> {
@@ -195,7 +321,7 @@ pub(crate) fn spans() -> Vec<Arc<Span>> {
 
 #[derive(Default)]
 struct ClassCache {
-    span: Option<Arc<Span>>,
+    span: Option<&'static Span>,
     cursor: usize,
 }
 
@@ -216,25 +342,24 @@ impl Cache {
         }
     }
 
-    /// Fills `mag` (empty) with free slots of `class`, all from one span (`FREE -> RESERVED`).
-    /// Returns whether the cache had to take a new span (the caller then runs the pacer check).
+    /// Fills `mag` (empty) with up to `RESERVE` free slots of `class`, all from one span
+    /// (`FREE -> RESERVED`). Returns whether the cache had to take a new span (the caller then
+    /// runs the pacer check).
     fn reserve(&mut self, class: usize, mag: &mut Magazine) -> bool {
         let mut refilled = false;
         loop {
             let cc = &mut self.classes[class];
-            if let Some(span) = &cc.span {
-                while cc.cursor < span.slots() && mag.len < MAGAZINE {
+            if let Some(span) = cc.span {
+                while cc.cursor < span.slots() && mag.len < RESERVE {
                     let i = cc.cursor;
                     cc.cursor += 1;
                     if span.states[i].load(Ordering::Acquire) == FREE {
                         span.states[i].store(RESERVED, Ordering::Relaxed);
-                        mag.slots[mag.len] = i as u32;
-                        mag.len += 1;
+                        mag.push(span, i);
                     }
                 }
                 if mag.len > 0 {
                     span.free_slots.fetch_sub(mag.len, Ordering::Relaxed);
-                    mag.span = Some(span.clone());
                     return refilled;
                 }
             }
@@ -248,30 +373,25 @@ impl Cache {
         let old = cc.span.take();
         let mut central = lock(&CENTRAL[class]);
         if let Some(old) = old {
-            old.owned.store(false, Ordering::Relaxed);
-            if old.free_slots.load(Ordering::Relaxed) > 0 && !old.listed.load(Ordering::Relaxed) {
-                old.listed.store(true, Ordering::Relaxed);
-                central.push(old);
-            }
+            give_up(old, &mut central);
         }
         let span = loop {
             match central.pop() {
                 Some(s) => {
-                    s.listed.store(false, Ordering::Relaxed);
-                    if s.free_slots.load(Ordering::Relaxed) > 0 {
+                    s.listed.store(false, Ordering::SeqCst);
+                    if s.free_slots.load(Ordering::SeqCst) > 0 {
                         break s;
                     }
                 }
                 None => {
                     drop(central);
-                    let size = CLASS_SIZES[class];
-                    let s = Span::new(size, SPAN_BYTES / size, SMALL_ALIGN, class);
+                    let s = Span::new(class, CLASS_SIZES[class], SMALL_ALIGN).as_static();
                     central = lock(&CENTRAL[class]);
                     break s;
                 }
             }
         };
-        span.owned.store(true, Ordering::Relaxed);
+        span.owned.store(true, Ordering::SeqCst);
         drop(central);
         cc.span = Some(span);
         cc.cursor = 0;
@@ -280,15 +400,20 @@ impl Cache {
     fn release_all(&mut self) {
         for (cc, central) in self.classes.iter_mut().zip(&CENTRAL) {
             if let Some(old) = cc.span.take() {
-                let mut central = lock(central);
-                old.owned.store(false, Ordering::Relaxed);
-                if old.free_slots.load(Ordering::Relaxed) > 0 && !old.listed.load(Ordering::Relaxed)
-                {
-                    old.listed.store(true, Ordering::Relaxed);
-                    central.push(old);
-                }
+                give_up(old, &mut lock(central));
             }
         }
+    }
+}
+
+/// A cache stops allocating from `span` (its class's central lock held): list it if it has free
+/// slots. SeqCst, with `Span::freed`'s increment and its loads of the flags: either this sees the
+/// slots freed while the cache held the span, or `freed` sees the span unowned and lists it.
+fn give_up(span: &'static Span, central: &mut Vec<&'static Span>) {
+    span.owned.store(false, Ordering::SeqCst);
+    if span.free_slots.load(Ordering::SeqCst) > 0 && !span.listed.load(Ordering::SeqCst) {
+        span.listed.store(true, Ordering::SeqCst);
+        central.push(span);
     }
 }
 
@@ -309,56 +434,113 @@ static P_CACHES: [PCache; MAX_PROCS_LIMIT] = [const {
     }
 }; MAX_PROCS_LIMIT];
 
-/// Slots reserved from one span, for allocation without touching the P: a thread takes them
-/// through its P's cache (or, off Ps, its own cache) 32 at a time.
-#[derive(Default)]
+/// A slot a magazine holds (`RESERVED`): its span and index.
+#[derive(Clone, Copy)]
+struct SlotRef {
+    span: Option<&'static Span>,
+    index: u32,
+}
+
+/// Slots of one class for allocation without touching the P: a thread takes them through its
+/// P's cache (or, off Ps, its own cache) `RESERVE` at a time, and slots of objects it frees
+/// promptly (`recycle`) come back here, up to `MAGAZINE` (so they may come from many spans).
 struct Magazine {
-    span: Option<Arc<Span>>,
-    slots: [u32; MAGAZINE],
+    slots: [SlotRef; MAGAZINE],
     len: usize,
 }
 
-/// Per thread: the magazines, the cache used when the thread has no P, and the allocation
-/// counters (written only by this thread, read by `stats()`); given back at thread exit.
+impl Default for Magazine {
+    fn default() -> Magazine {
+        Magazine {
+            slots: [SlotRef {
+                span: None,
+                index: 0,
+            }; MAGAZINE],
+            len: 0,
+        }
+    }
+}
+
+impl Magazine {
+    fn push(&mut self, span: &'static Span, i: usize) {
+        self.slots[self.len] = SlotRef {
+            span: Some(span),
+            index: i as u32,
+        };
+        self.len += 1;
+    }
+}
+
+/// Per-thread counters (written only by their thread, read by `stats()`): objects and bytes
+/// allocated, and objects and bytes freed promptly (`recycle`).
+#[derive(Default)]
+struct Counters {
+    objects: AtomicU64,
+    bytes: AtomicU64,
+    recycled_objects: AtomicU64,
+    recycled_bytes: AtomicU64,
+}
+
+impl Counters {
+    /// Adds to counters only this thread writes: a load and a store, no locked instruction.
+    #[inline]
+    fn bump(c: &AtomicU64, n: u64) {
+        c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
+}
+
+/// Per thread: the magazines, the cache used when the thread has no P, and the counters; given
+/// back at thread exit.
 struct ThreadCache {
-    magazines: RefCell<[Magazine; NCLASSES]>,
+    /// One per class, on the heap: together they are tens of KiB, too much for the goroutine
+    /// stack the thread-local may be initialized on.
+    magazines: RefCell<Box<[Magazine]>>,
     cache: RefCell<Cache>,
-    counters: Arc<(AtomicU64, AtomicU64)>,
+    counters: Arc<Counters>,
 }
 
 impl Drop for ThreadCache {
     fn drop(&mut self) {
         for mag in self.magazines.borrow_mut().iter_mut() {
-            if let Some(span) = mag.span.take() {
-                for &i in &mag.slots[..mag.len] {
-                    span.states[i as usize].store(FREE, Ordering::Release);
-                }
-                span.freed(mag.len);
-                mag.len = 0;
+            for r in &mag.slots[..mag.len] {
+                let span = r.span.expect("a magazine slot has a span");
+                span.states[r.index as usize].store(FREE, Ordering::Release);
+                span.freed(1);
             }
+            mag.len = 0;
         }
         self.cache.borrow_mut().release_all();
         let mut live = lock(&LIVE_THREAD_COUNTERS);
         live.retain(|c| !Arc::ptr_eq(c, &self.counters));
-        THREAD_OBJECTS.fetch_add(self.counters.0.load(Ordering::Relaxed), Ordering::Relaxed);
-        THREAD_BYTES.fetch_add(self.counters.1.load(Ordering::Relaxed), Ordering::Relaxed);
+        let c = &self.counters;
+        for (total, mine) in [
+            (&THREAD_OBJECTS, &c.objects),
+            (&THREAD_BYTES, &c.bytes),
+            (&THREAD_RECYCLED_OBJECTS, &c.recycled_objects),
+            (&THREAD_RECYCLED_BYTES, &c.recycled_bytes),
+        ] {
+            total.fetch_add(mine.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
     }
 }
 
 thread_local!(static THREAD_CACHE: ThreadCache = {
-    let counters = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+    let counters = Arc::new(Counters::default());
     lock(&LIVE_THREAD_COUNTERS).push(counters.clone());
     ThreadCache {
-        magazines: RefCell::new(std::array::from_fn(|_| Magazine::default())),
+        magazines: RefCell::new((0..NCLASSES).map(|_| Magazine::default()).collect()),
         cache: RefCell::new(Cache::new()),
         counters,
     }
 });
+/// Objects freed promptly by plain threads that have exited (or during thread exit).
+static THREAD_RECYCLED_OBJECTS: AtomicU64 = AtomicU64::new(0);
+static THREAD_RECYCLED_BYTES: AtomicU64 = AtomicU64::new(0);
 /// Allocations of plain threads that have exited.
 static THREAD_OBJECTS: AtomicU64 = AtomicU64::new(0);
 static THREAD_BYTES: AtomicU64 = AtomicU64::new(0);
 /// The counters of live plain threads' caches.
-static LIVE_THREAD_COUNTERS: Mutex<Vec<Arc<(AtomicU64, AtomicU64)>>> = Mutex::new(Vec::new());
+static LIVE_THREAD_COUNTERS: Mutex<Vec<Arc<Counters>>> = Mutex::new(Vec::new());
 
 /// A slot for a new object: where to write it, and how to publish it.
 pub(crate) enum Slot {
@@ -382,6 +564,7 @@ impl Slot {
         p
     }
     /// Publishes the initialized object to the collector.
+    #[inline]
     pub(crate) fn publish(&self) {
         match self {
             Slot::Small(span, i) => span.publish(*i),
@@ -399,7 +582,9 @@ impl Slot {
 }
 
 /// Allocates a slot for `layout`, whose class is `class` (`class_of(layout)`, computed by the
-/// caller at compile time). Never waits for the collector (`Gc::new` may, before it calls this).
+/// caller at compile time). Never waits for the collector, except through the pacer's stall
+/// (`collector::on_refill`) when it takes a span. A goroutine safe point when it takes a span or
+/// empties its magazine.
 #[inline]
 pub(crate) fn alloc(layout: Layout, class: Option<usize>) -> Slot {
     debug_assert_eq!(class, class_of(layout.size(), layout.align()));
@@ -410,7 +595,6 @@ pub(crate) fn alloc(layout: Layout, class: Option<usize>) -> Slot {
                 let mag = &mut mags[class];
                 let mut refilled = false;
                 if mag.len == 0 {
-                    mag.span = None;
                     let via_p = with_current_proc(|p| match p {
                         Some(p) if !P_CACHES[p].busy.swap(true, Ordering::Acquire) => {
                             // SAFETY: we set `busy` (see PCache): nobody else touches this cache.
@@ -427,26 +611,30 @@ pub(crate) fn alloc(layout: Layout, class: Option<usize>) -> Slot {
                     };
                 }
                 mag.len -= 1;
-                let i = mag.slots[mag.len] as usize;
-                let span = mag.span.as_ref().expect("a filled magazine has a span");
-                // SAFETY: small spans are never deallocated (module invariants: they stay in the
-                // registry forever), so the reference is valid for 'static.
-                let span: &'static Span = unsafe { &*Arc::as_ptr(span) };
+                let SlotRef {
+                    span: Some(span),
+                    index,
+                } = mag.slots[mag.len]
+                else {
+                    unreachable!("gort: a magazine slot without a span")
+                };
                 // A recycled slot is cold: the first store into it is the costliest part of
                 // `Gc::new`. Start fetching the slot after next now, so it is in cache by then.
                 if mag.len >= 2 {
-                    prefetch(span.slot_ptr(mag.slots[mag.len - 2] as usize));
+                    if let SlotRef {
+                        span: Some(s),
+                        index,
+                    } = mag.slots[mag.len - 2]
+                    {
+                        prefetch(s.slot_ptr(index as usize));
+                    }
                 }
-                // Single writer (this thread): a load and a store, no locked instruction.
                 let c = &tc.counters;
-                c.0.store(c.0.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-                c.1.store(
-                    c.1.load(Ordering::Relaxed) + CLASS_SIZES[class] as u64,
-                    Ordering::Relaxed,
-                );
-                (Slot::Small(span, i), refilled)
+                Counters::bump(&c.objects, 1);
+                Counters::bump(&c.bytes, CLASS_SIZES[class] as u64);
+                (Slot::Small(span, index as usize), refilled, mag.len == 0)
             });
-            let Ok((slot, refilled)) = taken else {
+            let Ok((slot, refilled, emptied)) = taken else {
                 panic!(
                     "gort: Gc::new called while this thread exits, after its allocation cache \
                      was torn down (from a thread-local's destructor?)"
@@ -455,15 +643,21 @@ pub(crate) fn alloc(layout: Layout, class: Option<usize>) -> Slot {
             if refilled {
                 crate::collector::on_refill();
             }
+            if emptied {
+                // Allocation is a goroutine safe point once per magazine, not per object: the
+                // check is a call into the runtime, a few percent of a small `Gc::new`.
+                gort_goroutine::runtime::safe_point();
+            }
             slot
         }
         None => {
             let size = layout.size().max(16).next_multiple_of(SMALL_ALIGN);
-            let span = Span::new(size, 1, layout.align(), LARGE);
+            let span = Span::new(LARGE, size, layout.align());
             span.free_slots.store(0, Ordering::Relaxed);
             LARGE_OBJECTS.fetch_add(1, Ordering::Relaxed);
             LARGE_BYTES.fetch_add(size as u64, Ordering::Relaxed);
             crate::collector::on_refill();
+            gort_goroutine::runtime::safe_point();
             Slot::Large(span)
         }
     }
@@ -478,15 +672,64 @@ pub(crate) fn allocated() -> (u64, u64) {
         THREAD_OBJECTS.load(Ordering::Relaxed) + LARGE_OBJECTS.load(Ordering::Relaxed);
     let mut bytes = THREAD_BYTES.load(Ordering::Relaxed) + LARGE_BYTES.load(Ordering::Relaxed);
     for c in lock(&LIVE_THREAD_COUNTERS).iter() {
-        objects += c.0.load(Ordering::Relaxed);
-        bytes += c.1.load(Ordering::Relaxed);
+        objects += c.objects.load(Ordering::Relaxed);
+        bytes += c.bytes.load(Ordering::Relaxed);
     }
     (objects, bytes)
 }
 
+/// `(objects, bytes)` freed promptly (`recycle`) since the process started.
+pub(crate) fn recycled() -> (u64, u64) {
+    let mut objects = THREAD_RECYCLED_OBJECTS.load(Ordering::Relaxed);
+    let mut bytes = THREAD_RECYCLED_BYTES.load(Ordering::Relaxed);
+    for c in lock(&LIVE_THREAD_COUNTERS).iter() {
+        objects += c.recycled_objects.load(Ordering::Relaxed);
+        bytes += c.recycled_bytes.load(Ordering::Relaxed);
+    }
+    (objects, bytes)
+}
+
+/// Frees slot `i` of `span` at once, for an object whose value is dropped (prompt reclamation,
+/// `reclaim.rs`: the collector is idle and nothing can reach the object). The slot goes to this
+/// thread's magazine of its class while there is room (`ALLOC -> RESERVED`: the next `Gc::new`
+/// of that class reuses it, still in cache), and back to its span otherwise (`ALLOC -> FREE`).
+pub(crate) fn recycle(span: &'static Span, i: usize) {
+    poison(span.slot_ptr(i), span.slot_size);
+    let kept = THREAD_CACHE.try_with(|tc| {
+        let c = &tc.counters;
+        Counters::bump(&c.recycled_objects, 1);
+        Counters::bump(&c.recycled_bytes, span.slot_size as u64);
+        // Not borrowed by this thread: `alloc` runs no user code while it holds the magazines.
+        let Ok(mut mags) = tc.magazines.try_borrow_mut() else {
+            return false;
+        };
+        let mag = &mut mags[span.class];
+        if mag.len == MAGAZINE {
+            return false;
+        }
+        span.states[i].store(RESERVED, Ordering::Release);
+        mag.push(span, i);
+        true
+    });
+    match kept {
+        Ok(true) => {}
+        Ok(false) => {
+            span.states[i].store(FREE, Ordering::Release);
+            span.freed(1);
+        }
+        Err(_) => {
+            // This thread's cache is gone (a thread-local's destructor dropped the last handle).
+            THREAD_RECYCLED_OBJECTS.fetch_add(1, Ordering::Relaxed);
+            THREAD_RECYCLED_BYTES.fetch_add(span.slot_size as u64, Ordering::Relaxed);
+            span.states[i].store(FREE, Ordering::Release);
+            span.freed(1);
+        }
+    }
+}
+
 /// Bytes of spans obtained from the system (the heap's footprint).
 pub(crate) fn span_bytes() -> u64 {
-    lock(&REGISTRY).iter().map(|s| s.layout.size() as u64).sum()
+    lock(&REGISTRY).iter().map(|s| s.bytes as u64).sum()
 }
 
 /// Hints the CPU to bring `p`'s cache line in (a no-op off x86-64).

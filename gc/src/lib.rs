@@ -24,9 +24,11 @@
 //! This crate owns the heap: the allocator (`heap`: size classes, spans, per-P caches), object
 //! headers and their counts word (`header`), handles (`handle`, `weak`), the write barrier
 //! (`cell`), tracing (`trace`), the phase word and pins (`phase`) and the collector with its pacer
-//! (`collector`). `unsafe` lives in `heap` (raw span memory), `handle` (the object behind a
-//! pointer), `cell` (the lock's data), `weak` (the slot's address) and `collector` (walking spans,
-//! dropping dead values); each block states its invariant.
+//! (`collector`), and prompt reclamation of objects whose last handle is dropped (`reclaim`).
+//! `unsafe` lives in `heap` (raw span memory, the span map), `handle` (the object behind a
+//! pointer), `cell` (the lock's data), `weak` (the slot's address), `collector` (walking spans,
+//! dropping dead values) and `reclaim` (dropping unreachable values); each block states its
+//! invariant.
 //!
 //! # Roots without stack maps: handle counting
 //! Every handle anywhere — a stack, a `Box`, a `Vec`, a channel, a static, another thread — adds
@@ -50,7 +52,7 @@
 //! |---|---|---|---|---|
 //! | `Deref`, `GcCell::borrow` | read | read | read | read |
 //! | `clone` | `handles += 1` | same | same | same |
-//! | `drop` | `handles -= 1`, set `DIRTY` (one CAS) | same | same | same |
+//! | `drop` | `handles -= 1`, set `DIRTY` (one CAS); if no handle is left, *reclaim* (below) in Idle | same; if none is left, keep it for the Idle after the cycle, in Clear leave it to the collector | same as Mark | same as Mark, unless found dead |
 //! | `Gc::new` | allocate (`scan = 0`, unstamped), publish, *then* adopt the value's handles (`internal += 1`, `DIRTY`); past the goal, help the current span pass; past three times the goal, wait for the cycle (at most `MAX_STALL`) | same, allocated black (marked), may also assist marking | same, black | same |
 //! | `borrow_mut` | disown contents | disown and **shade** contents | wait | disown contents |
 //! | guard drop (pinned) | adopt contents, unlock | same | same | same |
@@ -103,6 +105,23 @@
 //! Reporting fewer handles than a value holds (`#[gc(skip)]`, a forgotten guard) only makes them
 //! count as outside handles: a leak, never a premature free.
 //!
+//! # Prompt reclamation
+//! Counting handles tells when an object has *no* handle left anywhere (and no weak slot, which
+//! could make one): only a handle makes a handle, so nothing can ever reach it again. Most
+//! garbage dies that way — trees, lists, temporaries, anything outside a cycle — and the
+//! goroutine that drops the last handle frees it on the spot, as `Arc` would, with everything
+//! that dies with it (`reclaim.rs`: the handles inside give back their `internal` counts, the
+//! value is dropped, the slot goes to the thread's magazine for the next `Gc::new`; a long list
+//! is freed in constant stack). The collector is then left with cycles, and the heap stays near
+//! its live size. This happens only while no cycle runs, under an *idle pin* (`Phases::pin_idle`:
+//! the next cycle's clear pass waits for it), and only for values whose drop is plain
+//! (`Trace::plain_drop`) and small objects. A last handle dropped during a cycle, after its
+//! snapshot, is kept by the dropping thread and reclaimed in the idle time after the cycle (the
+//! object was reachable at the snapshot, so that cycle's sweep does not free it); one dropped
+//! during the clear pass, or not reclaimed before the next cycle begins, is ordinary garbage for
+//! the collector. A `Drop` with user code, an object with a weak handle, and cycles are always
+//! the collector's. `stats().freed_promptly` counts these frees.
+//!
 //! # Safe destruction
 //! The sweep works in three passes. Pass one, for every dead object: clear its weak slot, and give
 //! back the `internal` count of each of its handles to a live object; then, if any dead value's
@@ -151,7 +170,8 @@
 //! * A `GcCell` write guard traces the cell's contents twice (disown, adopt): writes to a cell
 //!   holding a large collection cost time proportional to its size. Prefer many small cells.
 //! * `Gc::new` traces the new value once (adoption), and every handle op is one atomic
-//!   read-modify-write on the object's counts word.
+//!   read-modify-write on the object's counts word. Dropping a last handle traces the value once
+//!   more and frees it (prompt reclamation), like `Arc`'s drop.
 //! * Past three times the heap goal, allocation waits for the collector (up to 1 ms at a time):
 //!   on a machine whose CPUs are all busy, that throttles allocation so the collector catches up;
 //!   it does not bound the heap.
@@ -170,14 +190,15 @@
 //! `loom_tests.rs` models the protocol's core — pins and phase changes, the counts word with
 //! `DIRTY`, the clear pass and root scan, a cell write's disown-and-shade and adopt-and-unlock,
 //! `Weak::upgrade`, `Gc::new`'s publish-then-adopt, the sweep's dead test and the assist gate —
-//! with loom's atomics, in five models (a cell write racing a cycle, a clone out of the heap then
+//! with loom's atomics, in six models (a cell write racing a cycle, a clone out of the heap then
 //! a drop of the holder, an upgrade racing a cycle, a new object adopting a handle during a cycle,
-//! an assist racing the close of marking), checking that no object a mutator can still reach is
+//! an assist racing the close of marking, a prompt reclamation racing the start of a cycle), checking that no object a mutator can still reach is
 //! found dead and that no assist traces once marking is closed. Run them with
 //! `scripts/loom_gc.sh` (under a second with the default bound of 3 preemptions). As negative
 //! controls, releasing a write guard without its pin, upgrading during marking without shading,
 //! adopting before publishing, or an assist gate that reads the cycle before registering (or a
-//! close that does not wait) makes the corresponding model fail. Loom treats
+//! close that does not wait), or an idle pin that does not re-check the phase, makes the
+//! corresponding model fail. Loom treats
 //! `SeqCst` as acquire/release, so the pins re-read the phase word with a read-modify-write rather
 //! than relying on store-load ordering.
 
@@ -197,6 +218,8 @@ mod heap;
 #[cfg(all(loom, test))]
 mod loom_tests;
 mod phase;
+#[cfg(not(loom))]
+mod reclaim;
 mod sync;
 mod trace;
 #[cfg(not(loom))]
@@ -230,8 +253,11 @@ pub struct GcStats {
     pub span_bytes: u64,
     /// Completed collection cycles.
     pub collections: u64,
-    /// Objects freed so far.
+    /// Objects freed so far (by collections, and promptly: `freed_promptly`).
     pub freed_objects: u64,
+    /// Objects freed as their last handle was dropped, while no collection was running (see the
+    /// crate docs, *Prompt reclamation*): included in `freed_objects`.
+    pub freed_promptly: u64,
     /// The longest mark termination: the only window in which any mutator operation (a `GcCell`
     /// write or a `Weak::upgrade`) could wait for the collector.
     pub max_pause: std::time::Duration,

@@ -37,6 +37,7 @@ static VTABLE: VTable = VTable {
     type_name: name,
     plain_drop: not_plain,
     drop_is_handles_only: not_plain,
+    class: None,
 };
 
 struct World {
@@ -385,5 +386,40 @@ fn loom_assist_gate_closes_before_termination() {
             shaded.load(Ordering::Relaxed),
             "an assist shaded after termination drained"
         );
+    });
+}
+
+/// Prompt reclamation (`reclaim.rs`) against the start of a cycle: a thread that drops an
+/// object's last handle frees it only under `Phases::pin_idle`, and the collector's clear pass
+/// reads every allocated object after `advance` to `Clear`. The free (a write to the object's
+/// memory, a loom cell) and the clear pass's read must never overlap: loom reports a race if they
+/// are not ordered, and the clear pass must see either the object untouched or freed for good.
+#[test]
+fn loom_prompt_reclamation_never_overlaps_the_clear_pass() {
+    loom::model(|| {
+        let phases = Arc::new(Phases::new());
+        let slot = Arc::new(loom::cell::UnsafeCell::new(0u32)); // 0: the object, 1: freed
+        let freed = Arc::new(AtomicBool::new(false));
+        let dropper = {
+            let (phases, slot, freed) = (phases.clone(), slot.clone(), freed.clone());
+            thread::spawn(move || {
+                if let Some(pin) = phases.pin_idle() {
+                    assert_eq!(pin.state.phase, Phase::Idle);
+                    // SAFETY: loom checks this access against the clear pass's read (the property).
+                    slot.with_mut(|p| unsafe { *p = 1 }); // drop the value, free the slot
+                    freed.store(true, Ordering::Relaxed);
+                }
+            })
+        };
+        phases.advance(CYCLE, Phase::Clear);
+        // The clear pass: the slot is read only once no idle pin is held.
+        // SAFETY: as above.
+        let seen = slot.with(|p| unsafe { *p });
+        assert_eq!(
+            seen == 1,
+            freed.load(Ordering::Relaxed),
+            "a free raced the clear pass"
+        );
+        dropper.join().unwrap();
     });
 }

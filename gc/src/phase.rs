@@ -148,6 +148,7 @@ impl Phases {
 
     /// The current state, unpinned: a hint (for the pacer and statistics), never a basis for a
     /// barrier decision.
+    #[inline]
     pub(crate) fn peek(&self) -> State {
         State::decode(self.state.load(Ordering::SeqCst))
     }
@@ -170,6 +171,35 @@ impl Phases {
             }
             counter.fetch_sub(1, Ordering::SeqCst);
         }
+    }
+
+    /// Pins the state if no cycle is running (`Idle`), for prompt reclamation (`reclaim.rs`): while
+    /// the pin is held the collector cannot begin a cycle's clear pass. `None` if a cycle is
+    /// running. Never blocks.
+    pub(crate) fn pin_idle(&self) -> Option<Pin<'_>> {
+        let w = self.state.load(Ordering::SeqCst);
+        let state = State::decode(w);
+        if state.phase != Phase::Idle {
+            return None;
+        }
+        let counter = &self.pins[state.parity()][stripe_index()].0;
+        counter.fetch_add(1, Ordering::SeqCst);
+        // Unlike `pin`, the re-check is a SeqCst load: this runs once per object freed promptly
+        // (at most), and a read-modify-write would bounce the phase word's cache line between
+        // every thread that frees. The increment, this load, `advance`'s swap and its loads of the
+        // counters are all SeqCst, so in their single total order either this load follows the
+        // swap (and sees the new state) or the swap follows it, and then so do `advance`'s loads,
+        // which see the increment. (Loom does not model SeqCst loads: its build re-checks with a
+        // read-modify-write, as `pin` does.)
+        #[cfg(not(loom))]
+        let now = self.state.load(Ordering::SeqCst);
+        #[cfg(loom)]
+        let now = self.state.fetch_add(0, Ordering::SeqCst);
+        if now == w {
+            return Some(Pin { counter, state });
+        }
+        counter.fetch_sub(1, Ordering::SeqCst);
+        None
     }
 
     /// Moves to `phase` of `cycle` and waits until no pinned operation acts on the old state.

@@ -120,6 +120,12 @@ pub(crate) enum Mode<'a> {
         /// Set when a handle points to a live object.
         live_targets: bool,
     },
+    /// Prompt reclamation of an unreachable object whose drop only drops handles
+    /// (`reclaim.rs`): each handle is released (its count and internal count lowered, as
+    /// disowning and dropping it would), and targets left with no handle are listed.
+    Release {
+        unreachable: &'a mut Vec<ObjPtr>,
+    },
 }
 
 /// Walks a value's handles for the heap; handed to [`Trace::trace`]. Its work is internal to the
@@ -155,6 +161,11 @@ impl<'a> Tracer<'a> {
                     }
                 }
                 header.disown();
+            }
+            Mode::Release { unreachable } => {
+                if header.release() {
+                    unreachable.push(ObjPtr(target));
+                }
             }
             Mode::Finalize {
                 cycle,

@@ -1,0 +1,233 @@
+//! Prompt reclamation: an object whose last handle goes away while no collection is running is
+//! dropped and freed at once, by the goroutine that dropped the handle, the way `Arc` frees.
+//!
+//! Handle counting already knows when an object has no handle left anywhere (`handles == 0`, the
+//! object has no weak slot): only a handle can make a handle, so nothing can ever reach the object
+//! again. Most garbage dies that way (trees, lists, temporaries: anything not in a cycle), and
+//! freeing it on the spot keeps the heap near its live size, so the collector runs rarely and only
+//! cycles wait for it. What the collector would do for such an object is done here instead:
+//! give back the `internal` counts of its handles, drop its value, free its slot.
+//!
+//! Invariants, and why this is safe beside the concurrent collector:
+//! * **Only while the collector is idle.** A cascade runs under `Phases::pin_idle`: the collector
+//!   cannot start a cycle's clear pass until the pin is released, and no pass, tracer or assist of
+//!   the previous cycle is still running in `Idle` (the sweep's passes all finish before it). So
+//!   nothing but this thread reads or writes the object. If a cycle is running, the object is left
+//!   alone: it is ordinary garbage, and the collector frees it (it was `DIRTY` at its drop, so
+//!   possibly one cycle later).
+//! * **Only plain drops** (`Trace::plain_drop`). A value whose drop runs user code is left to the
+//!   collector, which runs such drops on its own threads: user code must not run inside an
+//!   unrelated `Gc` drop holding the idle pin (a `Drop` that calls `gc::collect` would wait for a
+//!   cycle that waits for the pin), and the collector's `Drop` rules (dead objects flagged first)
+//!   only hold there. Objects found dead by the collector (flagged, or leaked for good) and large
+//!   objects are left alone too.
+//! * **No recursion.** Dropping a value may drop the last handle to another object; that object is
+//!   listed and reclaimed by the same loop under the same pin, so a long list is freed in constant
+//!   stack. The loop checks the phase word now and then: when the collector is waiting to start a
+//!   cycle, it stops and leaves what it listed to the collector (unreachable, with no handles:
+//!   ordinary garbage).
+//! * Counts stay exact: a handle inside the object counts in its target's `internal`; reclaiming
+//!   gives that back and drops the handle (`Header::release` does both in one step when the value's
+//!   drop only drops handles, `Trace::drop_is_handles_only`: the value is then not dropped at all).
+
+use std::cell::{Cell, RefCell};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr::NonNull;
+
+use crate::collector::{self, PHASES};
+use crate::header::{Header, VTable};
+use crate::heap::{self, ALLOC};
+use crate::phase::{Phase, Pin, State};
+use crate::trace::{Mode, ObjPtr, Tracer};
+
+/// Objects reclaimed between two looks at the phase word (see the module docs).
+const PHASE_CHECK_EVERY: usize = 1024;
+
+/// Per thread: whether a cascade is running, the objects it has still to reclaim, and the
+/// objects whose last handle was dropped during a cycle, kept for the idle time after it.
+struct Cascade {
+    running: Cell<bool>,
+    pending: RefCell<Vec<ObjPtr>>,
+    /// Objects whose last handle went away during cycle `deferred_cycle` after its snapshot, and
+    /// that its sweep does not free (see `last_handle_dropped`): reclaimable in the `Idle` that
+    /// follows that cycle, and only then.
+    deferred: RefCell<Vec<ObjPtr>>,
+    deferred_cycle: Cell<u32>,
+}
+
+thread_local!(static CASCADE: Cascade = const {
+    Cascade {
+        running: Cell::new(false),
+        pending: RefCell::new(Vec::new()),
+        deferred: RefCell::new(Vec::new()),
+        deferred_cycle: Cell::new(0),
+    }
+});
+
+/// The last handle to `h` was dropped (`Header::dec_handle` said so; `before` is the phase the
+/// dropper read *before* its decrement): reclaim it now, with every object that dies with it, if
+/// the collector is idle; keep it for the end of the cycle if that is safe; else leave it to the
+/// collector.
+///
+/// Keeping it is safe when the decrement came after the cycle's snapshot (`before` is `Mark`,
+/// `Terminating` or `Sweep`: the snapshot point is the switch to `Mark`, and `before` was read
+/// first) and the cycle's sweep will not free the object. The handle existed at the snapshot, so
+/// the object was reachable then and is marked — unless the handle sat in a dead object, which
+/// only the sweep drops: so in `Sweep` the object is kept only if not found dead. It must then be
+/// reclaimed before the next cycle's clear pass (after it, it is that cycle's garbage), which the
+/// idle pin and the cycle tag ensure.
+#[cold]
+#[inline(never)]
+pub(crate) fn last_handle_dropped(h: NonNull<Header>, before: State) {
+    // During thread exit, after the thread-local is gone, the collector takes the object.
+    let _ = CASCADE.try_with(|c| {
+        if c.running.get() {
+            c.pending.borrow_mut().push(ObjPtr(h));
+            return;
+        }
+        if let Some(pin) = PHASES.pin_idle() {
+            cascade(c, Some(ObjPtr(h)), pin);
+            return;
+        }
+        let keep = match before.phase {
+            Phase::Mark | Phase::Terminating => true,
+            // SAFETY: the object has no handle, and the cycle's sweep frees only objects found
+            // dead, after this test: it is allocated.
+            Phase::Sweep => !unsafe { h.as_ref() }.is_dead(before.cycle),
+            Phase::Idle | Phase::Clear => false,
+        };
+        if keep {
+            let mut deferred = c.deferred.borrow_mut();
+            if c.deferred_cycle.get() != before.cycle {
+                // Kept for an earlier cycle and not reclaimed in time: the collector's garbage now.
+                deferred.clear();
+                c.deferred_cycle.set(before.cycle);
+            }
+            deferred.push(ObjPtr(h));
+        }
+    });
+}
+
+/// Reclaims the objects this thread kept during the last cycle, if the collector is idle after
+/// it (allocation calls this when it takes a span).
+pub(crate) fn reclaim_deferred() {
+    let _ = CASCADE.try_with(|c| {
+        if c.running.get() || c.deferred.borrow().is_empty() {
+            return;
+        }
+        if let Some(pin) = PHASES.pin_idle() {
+            cascade(c, None, pin);
+        }
+    });
+}
+
+/// Reclaims `first` and the objects kept for the cycle that just ended, and everything that dies
+/// with them, under the idle pin.
+fn cascade(c: &Cascade, first: Option<ObjPtr>, pin: Pin<'_>) {
+    c.running.set(true);
+    // The work list is taken out of the thread-local (keeping its capacity): the `Release`
+    // trace pushes onto it directly; handles dropped by a value's drop glue come back through
+    // `last_handle_dropped`, into the thread-local, and are moved over after each drop.
+    let mut work = std::mem::take(&mut *c.pending.borrow_mut());
+    {
+        let mut deferred = c.deferred.borrow_mut();
+        if c.deferred_cycle.get() == pin.state.cycle {
+            work.append(&mut deferred);
+        } else {
+            deferred.clear();
+        }
+    }
+    work.extend(first);
+    let mut done = 0usize;
+    let mut kind = KindCache::default();
+    while let Some(o) = work.pop() {
+        reclaim(o, &mut work, c, &mut kind);
+        done += 1;
+        if done % PHASE_CHECK_EVERY == 0 && PHASES.peek() != pin.state {
+            // A cycle waits to begin: leave the rest to it.
+            break;
+        }
+    }
+    work.clear();
+    *c.pending.borrow_mut() = work;
+    c.running.set(false);
+    drop(pin);
+}
+
+/// What the cascade asks of the last type it met: a cascade mostly frees one type (a tree, a
+/// list), so each vtable's answers are fetched once in a row, not once per object.
+#[derive(Default)]
+struct KindCache {
+    vtable: Option<&'static VTable>,
+    reclaimable: bool,
+    handles_only: bool,
+}
+
+impl KindCache {
+    fn of(&mut self, vt: &'static VTable) -> (bool, bool) {
+        if !self.vtable.is_some_and(|v| std::ptr::eq(v, vt)) {
+            self.vtable = Some(vt);
+            self.reclaimable = vt.class.is_some() && (vt.plain_drop)();
+            self.handles_only = (vt.drop_is_handles_only)();
+        }
+        (self.reclaimable, self.handles_only)
+    }
+}
+
+/// Reclaims one object with no handle left, if it may be (module docs), adding to `work` the
+/// objects that lose their last handle with it.
+fn reclaim(o: ObjPtr, work: &mut Vec<ObjPtr>, c: &Cascade, kind: &mut KindCache) {
+    // SAFETY: the object has no handle, and the collector is idle (we hold the idle pin): it is
+    // allocated (only the sweep and this loop free, and this loop takes each object once: it is
+    // listed only by the decrement that took its last handle) and only this thread touches it.
+    let h = unsafe { o.0.as_ref() };
+    let vt = h.vtable;
+    let (reclaimable, handles_only) = kind.of(vt);
+    if !reclaimable || h.is_flagged_dead() {
+        return;
+    }
+    let Some((span, i)) = heap::locate(o.0.as_ptr().cast::<u8>()) else {
+        return;
+    };
+    if span.state(i) != ALLOC {
+        return; // leaked for good
+    }
+    let traced = if handles_only {
+        let mut t = Tracer::new(Mode::Release { unreachable: work });
+        // SAFETY: `h` heads a live object of the vtable's type, reachable by nobody else.
+        catch_unwind(AssertUnwindSafe(|| unsafe { (vt.trace)(h, &mut t) }))
+    } else {
+        let mut no_gray = Vec::new();
+        let mut t = Tracer::new(Mode::Disown {
+            shade: None,
+            gray: &mut no_gray,
+        });
+        // SAFETY: as above.
+        let r = catch_unwind(AssertUnwindSafe(|| unsafe { (vt.trace)(h, &mut t) }));
+        if r.is_ok() {
+            // SAFETY: the value is initialized (state ALLOC) and dropped once, here; the slot is
+            // freed right after and nothing can reach it. Handles it drops that were the last to
+            // their objects list them through `last_handle_dropped` (the cascade is running).
+            let dropped = catch_unwind(AssertUnwindSafe(|| unsafe {
+                (vt.drop_value)(o.0.as_ptr())
+            }));
+            if let Err(e) = dropped {
+                collector::report_drop_panic((vt.type_name)(), e);
+            }
+            work.append(&mut c.pending.borrow_mut());
+        }
+        r
+    };
+    if traced.is_err() {
+        // Some handles were given back, some not: like the collector, leak the object for good
+        // (its value is never dropped, so no handle in it is ever dropped twice or used).
+        h.mark.store(
+            crate::header::DEAD_MARK,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        span.leak(i);
+        collector::report_leak((vt.type_name)());
+        return;
+    }
+    heap::recycle(span, i);
+}
