@@ -183,7 +183,7 @@ impl<T: Trace> GcCell<T> {
                     continue;
                 }
                 if self.try_write() {
-                    let shade = (pin.state.phase == Phase::Mark).then_some(pin.state.cycle);
+                    let shade = pin.state.phase == Phase::Mark;
                     let guard = self.finish_write(Some(shade));
                     drop(pin);
                     return guard;
@@ -200,7 +200,7 @@ impl<T: Trace> GcCell<T> {
     }
 
     /// After locking: disown the contents (if in the heap), shading them if marking.
-    fn finish_write(&self, disown: Option<Option<u32>>) -> GcRefMut<'_, T> {
+    fn finish_write(&self, disown: Option<bool>) -> GcRefMut<'_, T> {
         if self.flags.load(Ordering::Relaxed) & BROKEN != 0 {
             self.write_unlock();
             panic!(

@@ -16,7 +16,7 @@
 //! 4. **Sweep**: dead = stamped in `n` and not marked. Pass one (`Flag`), per dead object: clear
 //!    its weak slot, give back the `internal` counts of its handles to live objects, and list it.
 //!    If some dead value's drop runs user code, `Condemn` flags every listed object
-//!    (`DEAD_MARK`). Pass two (`Drop`) drops the listed values (a panicking `Drop` is caught and
+//!    (`FLAGGED`). Pass two (`Drop`) drops the listed values (a panicking `Drop` is caught and
 //!    reported). Pass three (`Free`) frees their slots, or leaks an object a `Drop` kept a handle
 //!    to.
 //! 5. Back to **Idle**; the pacer sets the next goal: `marked * (1 + GOGC/100)` (Go's formula),
@@ -38,7 +38,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use crate::header::{Header, DEAD_MARK};
+use crate::header::Header;
 use crate::heap::{self, ALLOC};
 use crate::phase::{AssistGate, Phase, Phases};
 use crate::trace::{Mode, ObjPtr, Tracer};
@@ -159,11 +159,8 @@ fn collector_main() {
             c.kicked = false;
             c.running = true;
         }
-        // Cycle numbers start at 1 (0: never marked or scanned) and skip `DEAD_MARK`.
-        cycle = cycle.wrapping_add(1);
-        if cycle == 0 || cycle == DEAD_MARK {
-            cycle = 1;
-        }
+        // Cycle numbers start at 1 (0: none yet).
+        cycle = cycle.wrapping_add(1).max(1);
         run_cycle(cycle);
         KICKED.store(false, Ordering::SeqCst);
         let waiters = {
@@ -277,9 +274,9 @@ fn assist() {
     if !ASSIST_GATE.is_open() {
         return;
     }
-    let Some(cycle) = ASSIST_GATE.enter() else {
+    if ASSIST_GATE.enter().is_none() {
         return;
-    };
+    }
     let mut batch = {
         let mut g = lock(&GRAY);
         let n = g.objs.len().min(ASSIST_BATCH);
@@ -290,7 +287,7 @@ fn assist() {
         ASSISTS.fetch_add(1, Ordering::Relaxed);
         let mut traced = 0;
         while let Some(o) = batch.pop() {
-            trace_gray(o, cycle, &mut batch);
+            trace_gray(o, &mut batch);
             traced += 1;
             if traced >= ASSIST_BATCH {
                 break;
@@ -335,11 +332,11 @@ pub(crate) fn wait_out_termination() {
 }
 
 /// Traces one gray object in mark mode, pushing what it shades onto `gray`.
-fn trace_gray(o: ObjPtr, cycle: u32, gray: &mut Vec<ObjPtr>) {
+fn trace_gray(o: ObjPtr, gray: &mut Vec<ObjPtr>) {
     // SAFETY: a gray object was marked in this cycle (so it is not freed before this cycle's
     // sweep, which starts after marking ends) and was allocated when shaded.
     let h = unsafe { o.0.as_ref() };
-    let mut t = Tracer::new(Mode::Mark { cycle, gray });
+    let mut t = Tracer::new(Mode::Mark { gray });
     // SAFETY: `h` heads a live object of the vtable's type.
     let r = catch_unwind(AssertUnwindSafe(|| unsafe { (h.vtable.trace)(h, &mut t) }));
     if r.is_err() && !TRACE_PANICKED.swap(true, Ordering::SeqCst) {
@@ -381,10 +378,10 @@ const SHARE_MIN: usize = 8;
 /// A depth-first trace of a tree keeps only a short stack (about one entry per level), so the
 /// threshold is low: the bottom half of the stack holds the siblings of the nodes nearest the
 /// root, that is, the largest untraced subtrees, which is what a helper should take.
-fn trace_local(cycle: u32, local: &mut Vec<ObjPtr>) -> usize {
+fn trace_local(local: &mut Vec<ObjPtr>) -> usize {
     let mut traced = 0usize;
     while let Some(o) = local.pop() {
-        trace_gray(o, cycle, local);
+        trace_gray(o, local);
         traced += 1;
         if traced % 64 == 0 && local.len() >= SHARE_MIN {
             if let Ok(mut g) = GRAY.try_lock() {
@@ -402,10 +399,10 @@ fn trace_local(cycle: u32, local: &mut Vec<ObjPtr>) -> usize {
 
 /// The collector's marking: traces until its own stack and the global queue are empty and no
 /// helper thread holds gray objects.
-fn drain(cycle: u32, local: &mut Vec<ObjPtr>) {
+fn drain(local: &mut Vec<ObjPtr>) {
     let mut round = 0;
     loop {
-        trace_local(cycle, local);
+        trace_local(local);
         let mut g = lock(&GRAY);
         if !g.objs.is_empty() {
             std::mem::swap(&mut g.objs, local);
@@ -450,7 +447,7 @@ fn help_mark(cycle: u32) {
             local.extend(g.objs.drain(at..));
             g.busy += 1;
         }
-        trace_local(cycle, &mut local);
+        trace_local(&mut local);
         lock(&GRAY).busy -= 1;
     }
 }
@@ -476,14 +473,14 @@ fn for_each_object(span: &Arc<heap::Span>, mut f: impl FnMut(usize, &Header)) {
 /// it defers the others to the collector's threads.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum PassKind {
-    /// Stamp `scan` and clear `DIRTY` (phase Clear).
+    /// Stamp (and unmark) every allocated object and clear its `DIRTY` (phase Clear).
     Clear,
     /// Shade roots (phase Mark).
     Scan,
     /// Sweep pass one: per dead object, weak slot, handles to live objects, list (phase Sweep).
     Flag,
     /// Only when some dead value's drop runs user code: flag every listed object dead
-    /// (`DEAD_MARK`), so that a user `Drop` that reaches one through a handle panics.
+    /// (`FLAGGED`), so that a user `Drop` that reaches one through a handle panics.
     Condemn,
     /// Sweep pass two: drop the dead values (phase Sweep, after every span's `Flag`).
     Drop,
@@ -493,7 +490,6 @@ enum PassKind {
 
 struct SpanPass {
     kind: PassKind,
-    cycle: u32,
     spans: Vec<Arc<heap::Span>>,
     /// The next span to claim.
     next: AtomicUsize,
@@ -532,19 +528,26 @@ static PASS: Mutex<Option<Arc<SpanPass>>> = Mutex::new(None);
 static SPAN_ASSISTS: AtomicU64 = AtomicU64::new(0);
 
 fn process_span(pass: &SpanPass, at: usize, gray: &mut Vec<ObjPtr>) {
-    let n = pass.cycle;
     let span = &pass.spans[at];
     match pass.kind {
         // Stamping here, before the snapshot, rather than in the scan pass, saves the scan pass a
         // write to every object: an object stamped now existed before the snapshot and is root-
         // tested by the scan pass (only the sweep frees, so it is still allocated then); one
-        // allocated after its slot was cleared keeps `scan == 0` and cannot die in this cycle.
-        PassKind::Clear => for_each_object(span, |_, h| {
-            h.scan.store(n, Ordering::Relaxed);
-            h.clear_dirty();
-        }),
-        PassKind::Scan => for_each_object(span, |_, h| {
-            if h.is_root() && h.try_mark(n) {
+        // allocated after its slot was cleared is unstamped and cannot die in this cycle. The
+        // stamp also clears the last cycle's mark.
+        PassKind::Clear => {
+            for i in 0..span.slots() {
+                if span.marks(i).stamp() {
+                    // SAFETY: an allocated slot holds an initialized object (stamped just now:
+                    // its state was ALLOC, read with acquire), and only the sweep frees objects
+                    // while a cycle runs.
+                    let h = unsafe { &*span.slot_ptr(i).cast::<Header>() };
+                    h.clear_dirty();
+                }
+            }
+        }
+        PassKind::Scan => for_each_object(span, |i, h| {
+            if h.is_root() && span.marks(i).try_mark() {
                 gray.push(ObjPtr(std::ptr::NonNull::from(h)));
             }
         }),
@@ -556,7 +559,7 @@ fn process_span(pass: &SpanPass, at: usize, gray: &mut Vec<ObjPtr>) {
                     let i = (e & !SKIP_DROP) as usize;
                     // SAFETY: a listed slot holds a dead object, allocated until pass three.
                     let h = unsafe { &*span.slot_ptr(i).cast::<Header>() };
-                    h.mark.store(DEAD_MARK, Ordering::Relaxed);
+                    h.flag_dead();
                 }
             }
         }
@@ -569,7 +572,6 @@ fn process_span(pass: &SpanPass, at: usize, gray: &mut Vec<ObjPtr>) {
 /// clear its weak slot, give back the `internal` counts of its handles to live objects, and list
 /// it for the next passes. Runs no user code but `Trace`.
 fn flag_span(pass: &SpanPass, at: usize) {
-    let n = pass.cycle;
     let span = &pass.spans[at];
     let mut marked_bytes = 0u64;
     let mut dead = Vec::new();
@@ -578,18 +580,17 @@ fn flag_span(pass: &SpanPass, at: usize) {
     let mut last_vtable: *const crate::header::VTable = std::ptr::null();
     let mut last_handles_only = false;
     for_each_object(span, |i, h| {
-        if !h.is_dead(n) {
-            // Live at the snapshot: scanned and marked. Objects allocated black after their
-            // slot was scanned are not counted: counting what was allocated during the cycle
-            // would let the goal run away.
-            if h.mark.load(Ordering::Relaxed) == n && h.scan.load(Ordering::Relaxed) == n {
+        let marks = span.marks(i);
+        if !marks.is_dead() {
+            // Live at the snapshot: stamped and marked. Objects allocated during the cycle are
+            // not counted: counting them would let the goal run away.
+            if marks.is_marked_old() {
                 marked_bytes += span.slot_size as u64;
             }
             return;
         }
         crate::weak::clear_slot(h);
         let mut t = Tracer::new(Mode::Finalize {
-            cycle: n,
             live_targets: false,
         });
         // SAFETY: `h` heads a live object of the vtable's type (its value is dropped only in
@@ -597,7 +598,7 @@ fn flag_span(pass: &SpanPass, at: usize) {
         let r = catch_unwind(AssertUnwindSafe(|| unsafe { (h.vtable.trace)(h, &mut t) }));
         if r.is_err() {
             // Flagged at once: it is dead either way, and its handles must panic.
-            h.mark.store(DEAD_MARK, Ordering::Relaxed);
+            h.flag_dead();
             eprintln!(
                 "gort: Trace::trace of {} panicked while finalizing it; the object is leaked",
                 (h.vtable.type_name)()
@@ -821,14 +822,12 @@ fn helper_main() {
 /// Runs a pass over `spans` with whoever helps; returns when every span is done.
 fn run_pass(
     kind: PassKind,
-    cycle: u32,
     spans: &[Arc<heap::Span>],
     gray: &mut Vec<ObjPtr>,
     dead: Option<&Arc<DeadLists>>,
 ) -> Arc<SpanPass> {
     let pass = Arc::new(SpanPass {
         kind,
-        cycle,
         spans: spans.to_vec(),
         next: AtomicUsize::new(0),
         deferred: Mutex::new(Vec::new()),
@@ -877,11 +876,11 @@ fn gctrace() -> bool {
 fn mark_with_helpers(n: u32, gray: &mut Vec<ObjPtr>) {
     set_helping(n);
     post_help(HelpJob::Mark(n));
-    drain(n, gray);
+    drain(gray);
     set_helping(0);
     // Helpers that took work before `helping` changed are counted in `busy`; what they give back
     // lands in the queue. Drain once more so nothing is left behind.
-    drain(n, gray);
+    drain(gray);
 }
 
 fn run_cycle(n: u32) {
@@ -893,20 +892,20 @@ fn run_cycle(n: u32) {
     PHASES.advance(n, Phase::Clear);
     let spans = heap::spans();
     let mut gray = Vec::new();
-    run_pass(PassKind::Clear, n, &spans, &mut gray, None);
+    run_pass(PassKind::Clear, &spans, &mut gray, None);
 
     // 2. Mark: the snapshot point is when this returns.
     let cleared_at = started.elapsed();
     PHASES.advance(n, Phase::Mark);
     open_marking(n);
     let spans = heap::spans();
-    run_pass(PassKind::Scan, n, &spans, &mut gray, None);
+    run_pass(PassKind::Scan, &spans, &mut gray, None);
     // Drain until a pass finds nothing new, then stop assists (they finish their batches while
     // still in Mark) and drain what they left: termination only has the last moment's shading
     // by GcCell writes and upgrades left to trace.
     mark_with_helpers(n, &mut gray);
     close_marking();
-    drain(n, &mut gray);
+    drain(&mut gray);
     let marked_at = started.elapsed();
 
     // 3. Terminating. If the pinned operations that finished meanwhile (GcCell writes, upgrades)
@@ -922,14 +921,16 @@ fn run_cycle(n: u32) {
         open_marking(n);
         mark_with_helpers(n, &mut gray);
         close_marking();
-        drain(n, &mut gray);
+        drain(&mut gray);
         pause = Instant::now();
         PHASES.advance(n, Phase::Terminating);
     }
-    drain(n, &mut gray);
+    drain(&mut gray);
     if TRACE_PANICKED.load(Ordering::SeqCst) {
         for span in &spans {
-            for_each_object(span, |_, h| h.mark.store(n, Ordering::Relaxed));
+            for_each_object(span, |i, _| {
+                span.marks(i).try_mark();
+            });
         }
     }
     PHASES.advance(n, Phase::Sweep);
@@ -946,16 +947,16 @@ fn run_cycle(n: u32) {
             .collect(),
     );
     SWEEP_RUNS_USER_DROPS.store(false, Ordering::Relaxed);
-    let flag = run_pass(PassKind::Flag, n, &spans, &mut gray, Some(&dead));
+    let flag = run_pass(PassKind::Flag, &spans, &mut gray, Some(&dead));
     let pass_one_at = started.elapsed();
     // Every dead object is flagged before any user `Drop` runs. Plain drops never dereference,
     // clone or downgrade a handle (they only drop them), so a sweep without user drops needs no
     // flags: nothing can reach a dead object, and pass three checks no counts.
     if SWEEP_RUNS_USER_DROPS.load(Ordering::Relaxed) {
-        run_pass(PassKind::Condemn, n, &spans, &mut gray, Some(&dead));
+        run_pass(PassKind::Condemn, &spans, &mut gray, Some(&dead));
     }
-    run_pass(PassKind::Drop, n, &spans, &mut gray, Some(&dead));
-    let free = run_pass(PassKind::Free, n, &spans, &mut gray, Some(&dead));
+    run_pass(PassKind::Drop, &spans, &mut gray, Some(&dead));
+    let free = run_pass(PassKind::Free, &spans, &mut gray, Some(&dead));
     let freed_objects = free.freed_objects.load(Ordering::Relaxed);
     let freed_bytes = free.freed_bytes.load(Ordering::Relaxed);
     let marked_bytes = flag.marked_bytes.load(Ordering::Relaxed);
@@ -1000,6 +1001,11 @@ fn run_cycle(n: u32) {
 pub fn collect() {
     if ON_COLLECTOR.with(|c| c.get()) {
         panic!("gort: gc::collect() called from a Drop run by the collector (it would wait for itself)");
+    }
+    if crate::reclaim::in_cascade() {
+        panic!(
+            "gort: gc::collect() called from a Trace impl while a dropped object was being freed              (the collection would wait for that free)"
+        );
     }
     ensure_started();
     let target = {

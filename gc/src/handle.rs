@@ -6,7 +6,7 @@
 //! weak handle) frees it at once when no cycle runs (`reclaim.rs`); otherwise only the collector
 //! frees, and only objects its marking proved unreachable.
 //!
-//! A handle never changes. The sweep flags every dead object (`DEAD_MARK`) before any user
+//! A handle never changes. The sweep flags every dead object (`FLAGGED`) before any user
 //! `Drop` runs (plain drops only drop handles), so a handle that a dead object's `Drop` reaches
 //! panics when dereferenced, cloned or downgraded; dropping one only lowers the count of a header
 //! that is still allocated. The sweep frees a dead object only once no handle to it will ever be
@@ -109,23 +109,19 @@ impl<T: Trace + Send + 'static> Gc<T> {
     /// # Panics
     /// If `value`'s `Trace` impl panics (the value is then leaked, never dropped).
     pub fn new(value: T) -> Gc<T> {
-        // Allocate black while marking, as Go does: a new object never needs tracing (the crate
-        // docs' argument covers new objects by their counts, traced or not), and marking it keeps
-        // the collector from tracing it when a write guard shades it. The phase is only peeked: a
-        // stale answer just leaves the object white (still safe), or marks it for a cycle whose
-        // marking is over (harmless: marks are compared with the current cycle's number).
-        let state = crate::collector::PHASES.peek();
-        let mark = match state.phase {
-            crate::phase::Phase::Mark | crate::phase::Phase::Terminating => state.cycle,
-            _ => 0,
-        };
+        // A new object is published unmarked (white), never allocated black: marks are bits
+        // valid for the cycle in progress (`header.rs`), and a phase read here may be stale by a
+        // whole cycle, which would leave an object allocated just after the next clear pass
+        // marked, so never traced, while its children's counts rely on that trace. White is
+        // always safe: an object allocated after the snapshot has an outside handle, so the scan
+        // marks and traces it if it reaches it.
         let slot = crate::heap::alloc(Layout::new::<GcBox<T>>(), SizeClass::<T>::CLASS);
         let p = slot.ptr().cast::<GcBox<T>>();
         // SAFETY: the slot is at least as large and aligned as a GcBox<T> (heap::alloc's contract)
         // and is ours until published.
         unsafe {
             p.write(GcBox {
-                header: Header::new(vtable::<T>(), mark),
+                header: Header::new(vtable::<T>()),
                 value,
             })
         };
@@ -232,11 +228,18 @@ impl<T> Clone for Gc<T> {
 
 impl<T> Drop for Gc<T> {
     fn drop(&mut self) {
-        // Read before the decrement: whether a last handle may be kept for the end of a cycle
-        // depends on the decrement following that cycle's snapshot (`reclaim.rs`).
+        // Read before the decrement: whether a last handle may be reclaimed, or kept for the end
+        // of a cycle, depends on what the collector did since (`reclaim.rs`).
         let before = crate::collector::PHASES.peek();
         // A dead target's header is still allocated (it is freed only with no handle left).
-        if self.raw_header().dec_handle() {
+        let h = self.raw_header();
+        // While marking is over and this handle exists, the object is either one the sweep
+        // found dead (its handle sat in a dead object, or a `Drop` moved it out of one), which the
+        // sweep frees as soon as its count is zero, or one it will not free. The former must not
+        // be touched after the decrement, so this is read first. Only in `Sweep` (rare).
+        let sweeps_it =
+            before.phase == crate::phase::Phase::Sweep && crate::heap::marks_of(h).is_dead();
+        if h.dec_handle() && !sweeps_it {
             crate::reclaim::last_handle_dropped(self.ptr, before);
         }
     }

@@ -1,15 +1,18 @@
-//! The object header every heap object starts with, and the *counts word* at its heart.
+//! The object header every heap object starts with, the *counts word* at its heart, and the
+//! per-slot *marks byte* the heap keeps beside each object.
 //!
-//! The header is three words: the type's vtable, the counts word, and the cycle numbers of the
-//! object's mark and stamp. (A `Weak`'s slot lives in a side table, `weak.rs`, found through the
-//! `WEAK` bit: weak handles are rare, and every word in the header costs every object memory and
-//! every collector pass time.)
+//! The header is two words: the type's vtable and the counts word. (A `Weak`'s slot lives in a
+//! side table, `weak.rs`, found through the `WEAK` bit; an object's mark and stamp live in its
+//! slot's byte in the span, `Marks`: every word in the header costs every object memory and every
+//! collector pass time, and a binary-trees node is 32 bytes this way.)
 //!
-//! The counts word packs four things so that one atomic load gives the collector a consistent view:
+//! The counts word packs five things so that one atomic load gives a consistent view:
 //!
-//! * bits 0..31, `handles`: every live `Gc` handle to the object, wherever it is;
-//! * bits 31..62, `internal`: how many of those handles sit inside heap objects (*adopted* by the
+//! * bits 0..30, `handles`: every live `Gc` handle to the object, wherever it is;
+//! * bits 30..60, `internal`: how many of those handles sit inside heap objects (*adopted* by the
 //!   object that holds them, see the crate docs);
+//! * bit 61, `FLAGGED`: the sweep found the object dead, set before any user `Drop` of the cycle
+//!   runs: from then on dereferencing, cloning or downgrading a handle to it panics;
 //! * bit 62, `WEAK`: the object has a weak slot (set once, by the first `Gc::downgrade`);
 //! * bit 63, `DIRTY`: set by every operation that *lowers* `handles - internal` (dropping a handle,
 //!   adopting one into the heap), cleared only by the collector's clear pass.
@@ -18,29 +21,112 @@
 //! heap exists) or `DIRTY` is set (one existed since the clear pass). The operations that lower the
 //! external count set `DIRTY` in the *same* read-modify-write, so no interleaving can drop a handle
 //! and hide it from the scan.
+//!
+//! The marks byte holds the slot's state (`heap.rs`: free, reserved, allocated, dead, leaked) in
+//! its low bits and two marks for the cycle in progress: `STAMPED` (the clear pass found the object
+//! allocated: it existed before the snapshot, and only stamped objects can die) and `MARKED`. The
+//! clear pass resets both for every allocated object, so marks never outlive their cycle; only
+//! marking (in `Mark` and `Terminating`) sets `MARKED`, and only on an allocated slot, so a dead
+//! object whose value the sweep dropped is never traced.
 
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::{AtomicU64, AtomicU8, Ordering};
 use crate::trace::Tracer;
 
 pub(crate) const HANDLE_ONE: u64 = 1;
-pub(crate) const HANDLE_MASK: u64 = (1 << 31) - 1;
-pub(crate) const INTERNAL_ONE: u64 = 1 << 31;
-pub(crate) const INTERNAL_MASK: u64 = ((1 << 31) - 1) << 31;
+pub(crate) const HANDLE_MASK: u64 = (1 << 30) - 1;
+pub(crate) const INTERNAL_ONE: u64 = 1 << 30;
+pub(crate) const INTERNAL_MASK: u64 = HANDLE_MASK << 30;
+pub(crate) const FLAGGED: u64 = 1 << 61;
 pub(crate) const WEAK: u64 = 1 << 62;
 pub(crate) const DIRTY: u64 = 1 << 63;
-/// The `mark` of an object the sweep found dead, set before any user `Drop` of the cycle runs: from
-/// then on dereferencing, cloning or downgrading a handle to it panics, and marking never traces
-/// it (its value is dropped). Cycle numbers skip it.
-pub(crate) const DEAD_MARK: u32 = u32::MAX;
-/// More handles than this to one object is refused with a panic (the counter has 2^31 values;
+/// More handles than this to one object is refused with a panic (the counter has 2^30 values;
 /// the gap absorbs racing increments that are undone, and `internal` never exceeds `handles`).
-pub(crate) const MAX_HANDLES: u64 = 1 << 30;
+pub(crate) const MAX_HANDLES: u64 = 1 << 29;
+
+/// Slot states, the low bits of a marks byte (see `heap.rs` for who moves a slot between them).
+pub(crate) const STATE_MASK: u8 = 0b111;
+pub(crate) const FREE: u8 = 0;
+pub(crate) const ALLOC: u8 = 1;
+/// Never freed: its finalizing trace panicked, or a `Drop` kept a handle to it.
+pub(crate) const LEAKED: u8 = 2;
+/// Taken from a span by a cache into a thread's magazine, not yet allocated.
+pub(crate) const RESERVED: u8 = 3;
+/// Dead, value dropped (or its drop skipped) by the sweep's pass two, header intact: the slot
+/// becomes `FREE` in pass three, once no handle to it will be used again.
+pub(crate) const DEAD: u8 = 4;
+/// The clear pass of the cycle in progress found the object allocated.
+pub(crate) const STAMPED: u8 = 1 << 4;
+/// Marked in the cycle in progress.
+pub(crate) const MARKED: u8 = 1 << 5;
+
+/// An object's marks byte (its slot's byte in the span).
+pub(crate) struct Marks<'a>(pub(crate) &'a AtomicU8);
+
+impl Marks<'_> {
+    /// The slot's state (`FREE`, `ALLOC`, ...).
+    #[inline]
+    pub(crate) fn state(&self) -> u8 {
+        self.0.load(Ordering::Acquire) & STATE_MASK
+    }
+
+    /// Marks an allocated object; true if this call did it (the caller then owes a trace). A slot
+    /// in any other state (dead, value dropped; leaked) is never marked.
+    #[inline]
+    pub(crate) fn try_mark(&self) -> bool {
+        let mut cur = self.0.load(Ordering::Relaxed);
+        loop {
+            if cur & STATE_MASK != ALLOC || cur & MARKED != 0 {
+                return false;
+            }
+            match self.0.compare_exchange_weak(
+                cur,
+                cur | MARKED,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// The clear pass: an allocated object becomes stamped and unmarked for the new cycle.
+    /// Returns false if the slot is not allocated (the pass skips it).
+    pub(crate) fn stamp(&self) -> bool {
+        let mut cur = self.0.load(Ordering::Acquire);
+        loop {
+            if cur & STATE_MASK != ALLOC {
+                return false;
+            }
+            match self.0.compare_exchange_weak(
+                cur,
+                ALLOC | STAMPED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Dead after the cycle's marking: allocated, stamped and not marked. Meaningful from the
+    /// cycle's sweep phase until the object is freed (after that the slot is not `ALLOC`).
+    pub(crate) fn is_dead(&self) -> bool {
+        self.0.load(Ordering::Acquire) & (STATE_MASK | STAMPED | MARKED) == ALLOC | STAMPED
+    }
+
+    /// Found live by the cycle's snapshot: stamped and marked (what the pacer counts).
+    pub(crate) fn is_marked_old(&self) -> bool {
+        self.0.load(Ordering::Acquire) & (STAMPED | MARKED) == STAMPED | MARKED
+    }
+}
 
 pub(crate) fn handles_of(w: u64) -> u64 {
     w & HANDLE_MASK
 }
 pub(crate) fn internal_of(w: u64) -> u64 {
-    (w & INTERNAL_MASK) >> 31
+    (w & INTERNAL_MASK) >> 30
 }
 
 /// Per-type operations, one static table per `T`.
@@ -64,10 +150,6 @@ pub(crate) struct VTable {
 pub(crate) struct Header {
     pub(crate) vtable: &'static VTable,
     pub(crate) counts: AtomicU64,
-    /// The cycle in which the object was marked (0: never).
-    pub(crate) mark: AtomicU32,
-    /// The cycle whose clear pass stamped the object (0: never). Only stamped objects can die.
-    pub(crate) scan: AtomicU32,
 }
 
 /// A heap object: header, then value.
@@ -78,13 +160,11 @@ pub(crate) struct GcBox<T> {
 }
 
 impl Header {
-    /// A header with one handle, marked for `mark` (0: unmarked; see `Gc::new`).
-    pub(crate) fn new(vtable: &'static VTable, mark: u32) -> Header {
+    /// A header with one handle.
+    pub(crate) fn new(vtable: &'static VTable) -> Header {
         Header {
             vtable,
             counts: AtomicU64::new(HANDLE_ONE),
-            mark: AtomicU32::new(mark),
-            scan: AtomicU32::new(0),
         }
     }
 
@@ -119,10 +199,16 @@ impl Header {
 
     /// A handle inside an object being reclaimed goes away with its holder: one fewer handle
     /// *and* one fewer internal handle (`disown` and `dec_handle` in one step). Returns what
-    /// `dec_handle` does.
+    /// `dec_handle` does. Only while the collector is idle (`reclaim.rs`).
     #[inline]
     pub(crate) fn release(&self) -> bool {
-        let mut cur = self.counts.load(Ordering::Relaxed);
+        let mut cur = self.counts.load(Ordering::Acquire);
+        if cur & (HANDLE_MASK | WEAK) == HANDLE_ONE {
+            // The last handle, and no weak slot to make another: nobody else can reach the counts
+            // (only handles and weak slots do, and the collector is idle), and the object is
+            // reclaimed next, so they are never read again. Skip the write.
+            return true;
+        }
         loop {
             debug_assert!(handles_of(cur) > 0, "gort: handle count underflow");
             // `internal` saturates at zero, as in `disown`.
@@ -199,18 +285,6 @@ impl Header {
         w & DIRTY != 0 || handles_of(w) > internal_of(w)
     }
 
-    /// Marks the object for `cycle`; true if this call did it (the caller then owes a trace). A
-    /// dead object (`DEAD_MARK`) is never marked again: its value may be dropped.
-    pub(crate) fn try_mark(&self, cycle: u32) -> bool {
-        let cur = self.mark.load(Ordering::Relaxed);
-        cur != cycle
-            && cur != DEAD_MARK
-            && self
-                .mark
-                .compare_exchange(cur, cycle, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-    }
-
     /// Whether the object has a weak slot (in `weak.rs`'s table).
     pub(crate) fn has_weak(&self) -> bool {
         self.counts.load(Ordering::Acquire) & WEAK != 0
@@ -221,16 +295,15 @@ impl Header {
         self.counts.fetch_or(WEAK, Ordering::Release);
     }
 
-    /// True once a sweep found the object dead (see [`DEAD_MARK`]).
+    /// True once a sweep found the object dead (see [`FLAGGED`]).
     #[inline]
     pub(crate) fn is_flagged_dead(&self) -> bool {
-        self.mark.load(Ordering::Relaxed) == DEAD_MARK
+        self.counts.load(Ordering::Relaxed) & FLAGGED != 0
     }
 
-    /// Dead after `cycle`'s marking: stamped in it and not marked. Meaningful from that cycle's
-    /// sweep phase until the object is freed.
-    pub(crate) fn is_dead(&self, cycle: u32) -> bool {
-        self.scan.load(Ordering::Acquire) == cycle && self.mark.load(Ordering::Acquire) != cycle
+    /// Flags the object dead (see [`FLAGGED`]).
+    pub(crate) fn flag_dead(&self) {
+        self.counts.fetch_or(FLAGGED, Ordering::Relaxed);
     }
 }
 

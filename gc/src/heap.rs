@@ -1,8 +1,11 @@
 //! The allocator: size classes, spans, per-P caches (Go's mheap/mcentral/mcache, simplified).
 //!
 //! * Objects up to 32 KiB are rounded up to one of [`CLASS_SIZES`] (keeping their alignment); each
-//!   class has 64 KiB *spans* cut into equal slots, with one state byte per slot (`FREE`,
-//!   `RESERVED`, `ALLOC`, `DEAD`, `LEAKED`).
+//!   class has 64 KiB *spans* cut into equal slots, with one *marks byte* per slot: the slot's
+//!   state (`FREE`, `RESERVED`, `ALLOC`, `DEAD`, `LEAKED`) and its object's mark and stamp for the
+//!   cycle in progress (`header::Marks`). Spans are 64 KiB-aligned (cut from 1 MiB chunks) and
+//!   recorded in the *span map*, so an object's span and slot index follow from its address:
+//!   marking finds a target's marks byte that way, and prompt reclamation its slot.
 //! * Each P caches one span per class (`P_CACHES`, reached through the runtime's
 //!   `with_current_proc` hook) and owns that span's `FREE -> RESERVED` transitions: a cursor walks
 //!   the state bytes. A plain thread (no P) has the same cache in a thread-local.
@@ -11,16 +14,19 @@
 //!   (`RESERVED -> ALLOC`) with no atomic read-modify-write at all. A goroutine touches its
 //!   thread's magazine only within one non-blocking call, so migration between threads is
 //!   harmless; at thread exit the unused slots go back (`RESERVED -> FREE`).
+//! * Prompt reclamation (`reclaim.rs`, only while the collector is idle) frees an object whose last
+//!   handle was dropped: its slot goes into the freeing thread's magazine (`ALLOC -> RESERVED`, up
+//!   to `MAGAZINE_BYTES`), or back to its span (`ALLOC -> FREE`).
 //! * When its span is used up, a cache returns it and takes one from the class's *central* list of
 //!   spans with free slots, or a fresh span. That refill is where the pacer looks at the heap
 //!   (`collector::on_refill`), as Go's does in `mcache.refill`.
-//! * Only the sweep (run by the collector's threads, helped by allocating goroutines) turns
+//! * Apart from prompt reclamation, only the sweep (run by the collector's threads, helped by allocating goroutines) turns
 //!   `ALLOC` into `DEAD` (after dropping the value) and `ALLOC` or `DEAD` into `FREE` or `LEAKED`
 //!   (once every dead value of the cycle is dropped), also in spans a cache owns: allocation
 //!   never writes an `ALLOC` or `DEAD` slot's state and the sweep never writes any other. A span
 //!   that gains free slots and is not cached goes back on its central list.
-//! * Larger objects (or alignment above 16) get a span of their own, freed to the system when the
-//!   object dies.
+//! * Larger objects (or alignment above 16) get a span of their own, also in the span map, freed
+//!   to the system when the object dies (by the sweep only).
 //!
 //! Invariants: a slot's memory is initialized exactly when its state is `ALLOC` (published with
 //! release, read with acquire); small spans are never unmapped, so a `&Span` to one is valid
@@ -49,19 +55,16 @@ const NCLASSES: usize = CLASS_SIZES.len();
 const SMALL_ALIGN: usize = 16;
 const LARGE: usize = usize::MAX;
 
-pub(crate) const FREE: u8 = 0;
-pub(crate) const ALLOC: u8 = 1;
-/// Never freed: its finalizing trace panicked, so its handles could not be accounted for.
-pub(crate) const LEAKED: u8 = 2;
-/// Taken from a span by a cache into a thread's magazine, not yet allocated.
-pub(crate) const RESERVED: u8 = 3;
-/// Dead, value dropped (or its drop skipped) by the sweep's pass two, header intact: the slot
-/// becomes `FREE` in pass three, once no handle to it will be used again.
-pub(crate) const DEAD: u8 = 4;
-/// Slots a magazine holds at most (freed objects' slots come back to it).
-const MAGAZINE: usize = 64;
+use crate::header::{Header, Marks};
+pub(crate) use crate::header::{ALLOC, DEAD, FREE, LEAKED, RESERVED};
+/// Bytes of freed objects' slots a magazine takes back (`recycle`), at most `MAGAZINE_MAX` slots:
+/// slots parked in a magazine are usable only by its thread, so the bound is in bytes.
+const MAGAZINE_BYTES: usize = 16 * 1024;
+const MAGAZINE_MAX: usize = 512;
 /// Slots a magazine takes from its cache at once.
 const RESERVE: usize = 32;
+/// Small allocations by one thread between two goroutine safe points.
+const SAFE_POINT_EVERY: u64 = 32;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -149,9 +152,7 @@ impl Span {
             listed: AtomicBool::new(false),
         });
         let mut registry = lock(&REGISTRY);
-        if class != LARGE {
-            map_span(Arc::as_ptr(&span));
-        }
+        map_span(Arc::as_ptr(&span), Arc::as_ptr(&span));
         registry.push(span.clone());
         span
     }
@@ -168,9 +169,16 @@ impl Span {
         self.states.len()
     }
 
+    /// Slot `i`'s state (`FREE`, `ALLOC`, ...), without the marks.
     #[inline]
     pub(crate) fn state(&self, i: usize) -> u8 {
-        self.states[i].load(Ordering::Acquire)
+        self.marks(i).state()
+    }
+
+    /// Slot `i`'s marks byte: its state and its object's marks for the cycle in progress.
+    #[inline]
+    pub(crate) fn marks(&self, i: usize) -> Marks<'_> {
+        Marks(&self.states[i])
     }
 
     pub(crate) fn slot_ptr(&self, i: usize) -> *mut u8 {
@@ -178,7 +186,8 @@ impl Span {
         unsafe { self.base.as_ptr().add(i * self.slot_size) }
     }
 
-    /// Publishes an initialized slot (`FREE -> ALLOC`), by the cache that took it.
+    /// Publishes an initialized slot (`RESERVED -> ALLOC`, unstamped and unmarked), by the thread
+    /// that took it.
     #[inline]
     pub(crate) fn publish(&self, i: usize) {
         self.states[i].store(ALLOC, Ordering::Release);
@@ -210,7 +219,9 @@ impl Span {
         // nobody holds the span and lists it.
         self.free_slots.fetch_add(n, Ordering::SeqCst);
         if self.class == LARGE {
-            lock(&REGISTRY).retain(|s| !std::ptr::eq(Arc::as_ptr(s), self));
+            let mut registry = lock(&REGISTRY);
+            map_span(self, std::ptr::null());
+            registry.retain(|s| !std::ptr::eq(Arc::as_ptr(s), self));
             return;
         }
         // The common case when objects die one by one (`reclaim.rs`): a cache holds the span or it
@@ -259,16 +270,17 @@ fn chunk_span() -> NonNull<u8> {
     NonNull::new(at as *mut u8).expect("gort: heap chunk address")
 }
 
-/// The span map: every small span by address, in two levels (Go's arena index, for spans): the
-/// root is indexed by address bits 32..48, a leaf by bits 16..32. Leaves are allocated on first
-/// use and never freed; entries are written once, under the registry's lock.
+/// The span map: every span by address (a large span by its first 64 KiB), in two levels (Go's
+/// arena index, for spans): the root is indexed by address bits 32..48, a leaf by bits 16..32.
+/// Leaves are allocated on first use and never freed; entries are written under the registry's
+/// lock (a large span's is cleared when it is freed, before it leaves the registry).
 type MapLeaf = [AtomicPtr<Span>; 1 << 16];
 static SPAN_MAP: [AtomicPtr<MapLeaf>; 1 << 16] =
     [const { AtomicPtr::new(std::ptr::null_mut()) }; 1 << 16];
 
-/// Records a new small span in the map (called with the registry locked).
-fn map_span(span: *const Span) {
-    // SAFETY: called from `Span::new` with the span just created.
+/// Sets the map entry of `span`'s address to `to` (the span, or null), with the registry locked.
+fn map_span(span: *const Span, to: *const Span) {
+    // SAFETY: called with a span that is registered (or just created).
     let a = unsafe { (*span).base.as_ptr() } as usize;
     assert!(
         a >> 48 == 0,
@@ -286,12 +298,30 @@ fn map_span(span: *const Span) {
         root.store(leaf, Ordering::Release);
     }
     // SAFETY: leaves are never freed.
-    unsafe { (*leaf)[(a >> 16) & 0xffff].store(span.cast_mut(), Ordering::Release) };
+    unsafe { (*leaf)[(a >> 16) & 0xffff].store(to.cast_mut(), Ordering::Release) };
 }
 
-/// The small span holding the object at `p`, and the object's slot index; `None` for a large
-/// object.
-pub(crate) fn locate(p: *const u8) -> Option<(&'static Span, usize)> {
+/// The marks byte of the object headed by `h`.
+#[inline]
+pub(crate) fn marks_of(h: &Header) -> Marks<'_> {
+    let Some((span, i)) = locate((h as *const Header).cast::<u8>()) else {
+        unreachable!("gort: a heap object outside every span")
+    };
+    // The span outlives the object (a large span is freed with its object), and so the borrow.
+    Marks(&span.states[i])
+}
+
+/// The small span holding the object at `p`, and the object's slot index; `None` if `p` is not
+/// in a small span.
+pub(crate) fn locate_small(p: *const u8) -> Option<(&'static Span, usize)> {
+    locate(p).filter(|(span, _)| span.class != LARGE)
+}
+
+/// The span holding the object at `p` (which is in a registered span: the object is allocated),
+/// and its slot index. The `'static` lifetime is only true of small spans; a large span lives as
+/// long as its object, and callers keep the reference no longer than that.
+#[inline]
+fn locate(p: *const u8) -> Option<(&'static Span, usize)> {
     let a = p as usize;
     let leaf = SPAN_MAP.get(a >> 32)?.load(Ordering::Acquire);
     if leaf.is_null() {
@@ -302,7 +332,8 @@ pub(crate) fn locate(p: *const u8) -> Option<(&'static Span, usize)> {
     if span.is_null() {
         return None;
     }
-    // SAFETY: mapped spans are small, and small spans are never deallocated.
+    // SAFETY: a mapped span is registered: a small one forever, a large one until its object is
+    // freed, and `p` heads an object that is allocated (the caller's contract).
     let span: &'static Span = unsafe { &*span };
     let offset = (a - span.base.as_ptr() as usize) as u64;
     let i = ((offset * span.recip) >> 32) as usize;
@@ -350,7 +381,7 @@ impl Cache {
         loop {
             let cc = &mut self.classes[class];
             if let Some(span) = cc.span {
-                while cc.cursor < span.slots() && mag.len < RESERVE {
+                while cc.cursor < span.slots() && mag.slots.len() < RESERVE {
                     let i = cc.cursor;
                     cc.cursor += 1;
                     if span.states[i].load(Ordering::Acquire) == FREE {
@@ -358,8 +389,9 @@ impl Cache {
                         mag.push(span, i);
                     }
                 }
-                if mag.len > 0 {
-                    span.free_slots.fetch_sub(mag.len, Ordering::Relaxed);
+                if !mag.slots.is_empty() {
+                    span.free_slots
+                        .fetch_sub(mag.slots.len(), Ordering::Relaxed);
                     return refilled;
                 }
             }
@@ -437,37 +469,27 @@ static P_CACHES: [PCache; MAX_PROCS_LIMIT] = [const {
 /// A slot a magazine holds (`RESERVED`): its span and index.
 #[derive(Clone, Copy)]
 struct SlotRef {
-    span: Option<&'static Span>,
+    span: &'static Span,
     index: u32,
 }
 
 /// Slots of one class for allocation without touching the P: a thread takes them through its
 /// P's cache (or, off Ps, its own cache) `RESERVE` at a time, and slots of objects it frees
-/// promptly (`recycle`) come back here, up to `MAGAZINE` (so they may come from many spans).
+/// promptly (`recycle`) come back here, up to `MAGAZINE_BYTES` (so they may come from many
+/// spans). A
+/// program that builds and drops small structures over and over (a tree of a few hundred nodes)
+/// then reuses the same slots, still in cache, without touching a span.
+#[derive(Default)]
 struct Magazine {
-    slots: [SlotRef; MAGAZINE],
-    len: usize,
-}
-
-impl Default for Magazine {
-    fn default() -> Magazine {
-        Magazine {
-            slots: [SlotRef {
-                span: None,
-                index: 0,
-            }; MAGAZINE],
-            len: 0,
-        }
-    }
+    slots: Vec<SlotRef>,
 }
 
 impl Magazine {
     fn push(&mut self, span: &'static Span, i: usize) {
-        self.slots[self.len] = SlotRef {
-            span: Some(span),
+        self.slots.push(SlotRef {
+            span,
             index: i as u32,
-        };
-        self.len += 1;
+        });
     }
 }
 
@@ -502,12 +524,10 @@ struct ThreadCache {
 impl Drop for ThreadCache {
     fn drop(&mut self) {
         for mag in self.magazines.borrow_mut().iter_mut() {
-            for r in &mag.slots[..mag.len] {
-                let span = r.span.expect("a magazine slot has a span");
-                span.states[r.index as usize].store(FREE, Ordering::Release);
-                span.freed(1);
+            for r in mag.slots.drain(..) {
+                r.span.states[r.index as usize].store(FREE, Ordering::Release);
+                r.span.freed(1);
             }
-            mag.len = 0;
         }
         self.cache.borrow_mut().release_all();
         let mut live = lock(&LIVE_THREAD_COUNTERS);
@@ -583,8 +603,8 @@ impl Slot {
 
 /// Allocates a slot for `layout`, whose class is `class` (`class_of(layout)`, computed by the
 /// caller at compile time). Never waits for the collector, except through the pacer's stall
-/// (`collector::on_refill`) when it takes a span. A goroutine safe point when it takes a span or
-/// empties its magazine.
+/// (`collector::on_refill`) when it takes a span. A goroutine safe point every
+/// `SAFE_POINT_EVERY` small objects, and for every large one.
 #[inline]
 pub(crate) fn alloc(layout: Layout, class: Option<usize>) -> Slot {
     debug_assert_eq!(class, class_of(layout.size(), layout.align()));
@@ -594,7 +614,7 @@ pub(crate) fn alloc(layout: Layout, class: Option<usize>) -> Slot {
                 let mut mags = tc.magazines.borrow_mut();
                 let mag = &mut mags[class];
                 let mut refilled = false;
-                if mag.len == 0 {
+                if mag.slots.is_empty() {
                     let via_p = with_current_proc(|p| match p {
                         Some(p) if !P_CACHES[p].busy.swap(true, Ordering::Acquire) => {
                             // SAFETY: we set `busy` (see PCache): nobody else touches this cache.
@@ -610,31 +630,25 @@ pub(crate) fn alloc(layout: Layout, class: Option<usize>) -> Slot {
                         None => tc.cache.borrow_mut().reserve(class, mag),
                     };
                 }
-                mag.len -= 1;
-                let SlotRef {
-                    span: Some(span),
-                    index,
-                } = mag.slots[mag.len]
-                else {
-                    unreachable!("gort: a magazine slot without a span")
+                let Some(SlotRef { span, index }) = mag.slots.pop() else {
+                    unreachable!("gort: a magazine left empty by its refill")
                 };
                 // A recycled slot is cold: the first store into it is the costliest part of
                 // `Gc::new`. Start fetching the slot after next now, so it is in cache by then.
-                if mag.len >= 2 {
-                    if let SlotRef {
-                        span: Some(s),
-                        index,
-                    } = mag.slots[mag.len - 2]
-                    {
-                        prefetch(s.slot_ptr(index as usize));
-                    }
+                if let Some(next) = mag.slots.len().checked_sub(2).map(|at| mag.slots[at]) {
+                    prefetch(next.span.slot_ptr(next.index as usize));
                 }
                 let c = &tc.counters;
+                let n = c.objects.load(Ordering::Relaxed);
                 Counters::bump(&c.objects, 1);
                 Counters::bump(&c.bytes, CLASS_SIZES[class] as u64);
-                (Slot::Small(span, index as usize), refilled, mag.len == 0)
+                (
+                    Slot::Small(span, index as usize),
+                    refilled,
+                    n % SAFE_POINT_EVERY == 0,
+                )
             });
-            let Ok((slot, refilled, emptied)) = taken else {
+            let Ok((slot, refilled, safe_point)) = taken else {
                 panic!(
                     "gort: Gc::new called while this thread exits, after its allocation cache \
                      was torn down (from a thread-local's destructor?)"
@@ -643,9 +657,9 @@ pub(crate) fn alloc(layout: Layout, class: Option<usize>) -> Slot {
             if refilled {
                 crate::collector::on_refill();
             }
-            if emptied {
-                // Allocation is a goroutine safe point once per magazine, not per object: the
-                // check is a call into the runtime, a few percent of a small `Gc::new`.
+            if safe_point {
+                // Allocation is a goroutine safe point once every few dozen objects, not every
+                // time: the check is a call into the runtime, a few percent of a small `Gc::new`.
                 gort_goroutine::runtime::safe_point();
             }
             slot
@@ -704,7 +718,7 @@ pub(crate) fn recycle(span: &'static Span, i: usize) {
             return false;
         };
         let mag = &mut mags[span.class];
-        if mag.len == MAGAZINE {
+        if mag.slots.len() >= (MAGAZINE_BYTES / span.slot_size).clamp(RESERVE, MAGAZINE_MAX) {
             return false;
         }
         span.states[i].store(RESERVED, Ordering::Release);

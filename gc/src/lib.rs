@@ -53,20 +53,21 @@
 //! | `Deref`, `GcCell::borrow` | read | read | read | read |
 //! | `clone` | `handles += 1` | same | same | same |
 //! | `drop` | `handles -= 1`, set `DIRTY` (one CAS); if no handle is left, *reclaim* (below) in Idle | same; if none is left, keep it for the Idle after the cycle, in Clear leave it to the collector | same as Mark | same as Mark, unless found dead |
-//! | `Gc::new` | allocate (`scan = 0`, unstamped), publish, *then* adopt the value's handles (`internal += 1`, `DIRTY`); past the goal, help the current span pass; past three times the goal, wait for the cycle (at most `MAX_STALL`) | same, allocated black (marked), may also assist marking | same, black | same |
+//! | `Gc::new` | allocate (unstamped, unmarked), publish, *then* adopt the value's handles (`internal += 1`, `DIRTY`); past the goal, help the current span pass; past three times the goal, wait for the cycle (at most `MAX_STALL`) | same, may also assist marking | same | same |
 //! | `borrow_mut` | disown contents | disown and **shade** contents | wait | disown contents |
 //! | guard drop (pinned) | adopt contents, unlock | same | same | same |
 //! | `Weak::upgrade` | `handles += 1` | `handles += 1`, **shade** | wait | `None` if dead, else `handles += 1` |
 //!
-//! The collector, for cycle `n`: **Clear** stamps every allocated object `scan = n` (it was
-//! allocated before `T0`, below) and clears its `DIRTY`. Then the phase becomes **Mark**; the
+//! Each object's *marks byte* (its slot's byte in the span, `header.rs`) holds its mark and
+//! stamp for the cycle in progress. The collector, for cycle `n`: **Clear** stamps every allocated
+//! object (it was allocated before `T0`, below), unmarks it and clears its `DIRTY`. Then the phase becomes **Mark**; the
 //! moment `advance` returns is the *snapshot point* `T0`. It scans every allocated object and
 //! shades the roots — objects with `handles > internal` or `DIRTY` — then traces gray objects (a
 //! `GcCell` is read under a shared `try` lock; one held by a writer is skipped). An object the scan
 //! sees without a stamp was allocated after its slot was cleared and counts as *new* (below): it
 //! cannot die in `n`. **Terminating** drains what pinned operations shaded (if they left more than
 //! a little, the collector goes back to **Mark** first, a bounded number of times). **Sweep** frees
-//! exactly the objects *stamped in `n` and not marked in `n`*, unless a `Drop` kept a handle to one
+//! exactly the objects *stamped and not marked*, unless a `Drop` kept a handle to one
 //! (see below).
 //!
 //! **Why no live object is freed.** Call an object *new* if it was allocated after `T0`.
@@ -87,8 +88,8 @@
 //!    many-goroutines test in `tests/gc.rs` caught a cell locked mid-release across `T0`.)
 //! 2. *An unstamped object that the scan visits is marked*: it was allocated after the clear pass
 //!    passed its slot, started with one outside handle, and every way to lose it (drop, adoption)
-//!    sets `DIRTY`, which no clear pass erases before the scan. *An unstamped object is not freed*
-//!    (`scan != n`): that covers every new object, since only the sweep frees slots, so a slot that
+//!    sets `DIRTY`, which no clear pass erases before the scan. *An unstamped object is not freed*:
+//!    that covers every new object, since only the sweep frees slots, so a slot that
 //!    holds a new object was empty when the clear pass passed it. Its children are protected by
 //!    their own counts, because `Gc::new` adopts them only after publishing the new object: until
 //!    then they count as outside handles, and once adopted they sit in an object the scan can see
@@ -119,13 +120,18 @@
 //! snapshot, is kept by the dropping thread and reclaimed in the idle time after the cycle (the
 //! object was reachable at the snapshot, so that cycle's sweep does not free it); one dropped
 //! during the clear pass, or not reclaimed before the next cycle begins, is ordinary garbage for
-//! the collector. A `Drop` with user code, an object with a weak handle, and cycles are always
-//! the collector's. `stats().freed_promptly` counts these frees.
+//! the collector. The idle pin is taken *after* the decrement, so the thread may have been
+//! descheduled across a whole cycle that found the object dead and freed it: the phase is read
+//! before the decrement, and the object is touched again only if no clear pass began since
+//! (`State::may_reclaim_dropped_in`; a loom model covers it). In `Sweep`, an object the sweep
+//! found dead is never touched after the decrement. A `Drop` with user code, an object with a
+//! weak handle, and cycles are always the collector's. `stats().freed_promptly` counts these
+//! frees.
 //!
 //! # Safe destruction
 //! The sweep works in three passes. Pass one, for every dead object: clear its weak slot, and give
 //! back the `internal` count of each of its handles to a live object; then, if any dead value's
-//! drop runs user code, every dead object is *flagged* (its `mark` becomes `DEAD_MARK`). Pass two
+//! drop runs user code, every dead object is *flagged* (the `FLAGGED` bit of its counts). Pass two
 //! drops each dead value (allocating goroutines help with the values whose drop is *plain*,
 //! `Trace::plain_drop`: it runs no user code). Pass three frees each dead slot whose `handles`
 //! count is back to zero (checked only when some dead value's drop is not plain: plain drops
@@ -149,7 +155,8 @@
 //! Like Go's: per-P caches of spans over 39 size classes (`heap.rs`), a central free list per
 //! class, objects over 32 KiB in spans of their own. Each thread allocates from a *magazine* of 32
 //! slots it reserves through its P's cache, so the runtime's per-P hook is paid once per 32
-//! objects. Objects allocated while marking are allocated black. The collector thread runs each
+//! objects. New objects are published unmarked, even while marking: marks are bits valid for
+//! one cycle, and a stale phase read must not leave an object marked into the next. The collector thread runs each
 //! cycle with helper threads (a quarter of the CPUs, at least one) that share every span pass and
 //! the marking: Go's 25% background utilization on large machines, but on two cores the collector
 //! and its helper may take both CPUs during a cycle. Values whose drop runs user code are dropped
@@ -182,7 +189,9 @@
 //!   again to drop them (unless their drop is handles-only), where Go's sweep reads only mark
 //!   bitmaps; on a busy machine allocation can outrun the collector and the heap grows past its
 //!   goal.
-//! * Dereferencing and cloning a `Gc` read the object's `mark` word (the dead flag) first.
+//! * Dereferencing and cloning a `Gc` read the object's counts word (the dead flag) first.
+//! * An object's header is two words (a binary-trees node, two handles, is 32 bytes); marking
+//!   finds a target's marks byte through the span map (two loads) rather than in the header.
 //! * `Gc<T>` needs `T: Sized + Send + 'static` (the collector drops values on its own thread);
 //!   there is no `Gc<dyn Trait>` yet.
 //!
@@ -190,14 +199,16 @@
 //! `loom_tests.rs` models the protocol's core — pins and phase changes, the counts word with
 //! `DIRTY`, the clear pass and root scan, a cell write's disown-and-shade and adopt-and-unlock,
 //! `Weak::upgrade`, `Gc::new`'s publish-then-adopt, the sweep's dead test and the assist gate —
-//! with loom's atomics, in six models (a cell write racing a cycle, a clone out of the heap then
+//! with loom's atomics, in seven models (a cell write racing a cycle, a clone out of the heap then
 //! a drop of the holder, an upgrade racing a cycle, a new object adopting a handle during a cycle,
-//! an assist racing the close of marking, a prompt reclamation racing the start of a cycle), checking that no object a mutator can still reach is
-//! found dead and that no assist traces once marking is closed. Run them with
+//! an assist racing the close of marking, a prompt reclamation racing the start of a cycle, and
+//! one racing a whole cycle), checking that no object a mutator can still reach is found dead,
+//! that no assist traces once marking is closed, and that no object is freed twice. Run them with
 //! `scripts/loom_gc.sh` (under a second with the default bound of 3 preemptions). As negative
 //! controls, releasing a write guard without its pin, upgrading during marking without shading,
 //! adopting before publishing, or an assist gate that reads the cycle before registering (or a
-//! close that does not wait), or an idle pin that does not re-check the phase, makes the
+//! close that does not wait), an idle pin that does not re-check the phase, or a reclamation
+//! that does not check what the collector did since the decrement, makes the
 //! corresponding model fail. Loom treats
 //! `SeqCst` as acquire/release, so the pins re-read the phase word with a read-modify-write rather
 //! than relying on store-load ordering.

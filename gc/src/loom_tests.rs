@@ -2,7 +2,7 @@
 //! `scripts/loom_gc.sh`.
 //!
 //! Under `cfg(loom)` the crate builds only its protocol core — `phase.rs` (pins and `advance`),
-//! `header.rs` (the counts word, `DIRTY`, marks and scan stamps) and the atomics shim — with loom's
+//! `header.rs` (the counts word, `DIRTY`, the marks byte's mark and stamp) and the atomics shim — with loom's
 //! atomics. The models drive that real code from a mutator thread and a collector thread over a
 //! two-object heap: `X` is a root (the mutator holds a handle), `Y` lives in `X`'s cell. The
 //! cell's lock word and contents are modelled in a few lines that follow `cell.rs` step for step
@@ -11,11 +11,11 @@
 //! Terminating, drain, Sweep). Each model asserts the safety property: an object the mutator can
 //! still reach is never found dead.
 
-use loom::sync::atomic::{AtomicBool, AtomicUsize};
+use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
 
-use crate::header::{Header, VTable};
+use crate::header::{Header, Marks, VTable, ALLOC, RESERVED};
 use crate::phase::{Phase, Phases};
 use crate::sync::Ordering;
 use crate::trace::Tracer;
@@ -44,6 +44,9 @@ struct World {
     phases: Phases,
     x: Header,
     y: Header,
+    /// X's and Y's marks bytes (their slots' bytes in the span, `header::Marks`).
+    xm: AtomicU8,
+    ym: AtomicU8,
     /// X's cell: lock word (readers, WRITER) and whether Y's handle is in it.
     cell: AtomicUsize,
     y_in_cell: AtomicBool,
@@ -57,8 +60,10 @@ impl World {
     fn new() -> World {
         let w = World {
             phases: Phases::new(),
-            x: Header::new(&VTABLE, 0),
-            y: Header::new(&VTABLE, 0),
+            x: Header::new(&VTABLE),
+            y: Header::new(&VTABLE),
+            xm: AtomicU8::new(ALLOC),
+            ym: AtomicU8::new(ALLOC),
             cell: AtomicUsize::new(0),
             y_in_cell: AtomicBool::new(true),
             gray: Mutex::new(Vec::new()),
@@ -70,6 +75,10 @@ impl World {
 
     fn log(&self, s: String) {
         self.log.lock().unwrap().push(s);
+    }
+
+    fn marks(&self, i: usize) -> Marks<'_> {
+        Marks(if i == 0 { &self.xm } else { &self.ym })
     }
 
     fn obj(&self, i: usize) -> &Header {
@@ -97,7 +106,7 @@ impl World {
             {
                 self.log(format!("M: locked in {:?}", pin.state.phase));
                 if self.y_in_cell.load(Ordering::Relaxed) {
-                    if pin.state.phase == Phase::Mark && self.y.try_mark(pin.state.cycle) {
+                    if pin.state.phase == Phase::Mark && self.marks(1).try_mark() {
                         self.gray.lock().unwrap().push(1);
                     }
                     self.y.disown();
@@ -145,7 +154,7 @@ impl World {
             self.y_in_cell.load(Ordering::Relaxed)
         ));
         if r {
-            if self.y_in_cell.load(Ordering::Relaxed) && self.y.try_mark(CYCLE) {
+            if self.y_in_cell.load(Ordering::Relaxed) && self.marks(1).try_mark() {
                 gray.push(1);
             }
             self.cell.fetch_sub(1, Ordering::SeqCst);
@@ -171,9 +180,10 @@ impl World {
     fn collect(&self) -> [bool; 2] {
         self.phases.advance(CYCLE, Phase::Clear);
         // The clear pass stamps each object, then clears its DIRTY (`collector.rs`).
-        for h in [&self.x, &self.y] {
-            h.scan.store(CYCLE, Ordering::Relaxed);
-            h.clear_dirty();
+        for i in 0..2 {
+            if self.marks(i).stamp() {
+                self.obj(i).clear_dirty();
+            }
         }
         self.phases.advance(CYCLE, Phase::Mark);
         let mut gray = Vec::new();
@@ -184,7 +194,7 @@ impl World {
                 h.is_root(),
                 h.counts.load(Ordering::SeqCst)
             ));
-            if h.is_root() && h.try_mark(CYCLE) {
+            if h.is_root() && self.marks(i).try_mark() {
                 gray.push(i);
             }
         }
@@ -192,7 +202,7 @@ impl World {
         self.phases.advance(CYCLE, Phase::Terminating);
         self.drain(&mut gray);
         self.phases.advance(CYCLE, Phase::Sweep);
-        [self.x.is_dead(CYCLE), self.y.is_dead(CYCLE)]
+        [self.marks(0).is_dead(), self.marks(1).is_dead()]
     }
 }
 
@@ -278,10 +288,10 @@ fn loom_upgrade_races_a_cycle() {
                             drop(pin);
                             thread::yield_now();
                         }
-                        Phase::Sweep if w.y.is_dead(pin.state.cycle) => return false,
+                        Phase::Sweep if w.marks(1).is_dead() => return false,
                         Phase::Mark => {
                             w.y.inc_handle();
-                            if w.y.try_mark(pin.state.cycle) {
+                            if w.marks(1).try_mark() {
                                 w.gray.lock().unwrap().push(1);
                             }
                             return true;
@@ -311,13 +321,15 @@ fn loom_new_object_adopts_after_publishing() {
         // Y: one outside handle (not in X's cell); X: not allocated yet.
         w.y_in_cell.store(false, Ordering::Relaxed);
         w.y.disown();
+        w.xm.store(RESERVED, Ordering::Relaxed);
         let x_published = Arc::new(AtomicBool::new(false));
         let m = {
             let (w, x_published) = (w.clone(), x_published.clone());
             thread::spawn(move || {
                 // X's value holds Y's handle from now on (written before publication).
                 w.y_in_cell.store(true, Ordering::Relaxed);
-                x_published.store(true, Ordering::Release); // publish
+                w.xm.store(ALLOC, Ordering::Release); // publish
+                x_published.store(true, Ordering::Release);
                 w.y.adopt(); // adopt the value's handles
             })
         };
@@ -325,25 +337,25 @@ fn loom_new_object_adopts_after_publishing() {
         // The clear pass stamps and clears X only if it is published by then; the scan
         // root-tests X if it is published by its own visit (stamped or not).
         w.phases.advance(CYCLE, Phase::Clear);
-        if x_published.load(Ordering::Acquire) {
-            w.x.scan.store(CYCLE, Ordering::Relaxed);
+        if w.marks(0).stamp() {
             w.x.clear_dirty();
         }
-        w.y.scan.store(CYCLE, Ordering::Relaxed);
-        w.y.clear_dirty();
+        if w.marks(1).stamp() {
+            w.y.clear_dirty();
+        }
         w.phases.advance(CYCLE, Phase::Mark);
         let mut gray = Vec::new();
-        if x_published.load(Ordering::Acquire) && w.x.is_root() && w.x.try_mark(CYCLE) {
+        if x_published.load(Ordering::Acquire) && w.x.is_root() && w.marks(0).try_mark() {
             gray.push(0);
         }
-        if w.y.is_root() && w.y.try_mark(CYCLE) {
+        if w.y.is_root() && w.marks(1).try_mark() {
             gray.push(1);
         }
         w.drain(&mut gray);
         w.phases.advance(CYCLE, Phase::Terminating);
         w.drain(&mut gray);
         w.phases.advance(CYCLE, Phase::Sweep);
-        let y_dead = w.y.is_dead(CYCLE);
+        let y_dead = w.marks(1).is_dead();
         m.join().unwrap();
         assert!(!y_dead, "Y, held by the new object X, was found dead");
     });
@@ -420,6 +432,83 @@ fn loom_prompt_reclamation_never_overlaps_the_clear_pass() {
             freed.load(Ordering::Relaxed),
             "a free raced the clear pass"
         );
+        dropper.join().unwrap();
+    });
+}
+
+/// Prompt reclamation against a whole cycle (`reclaim.rs`, `handle.rs`'s `Drop`): the dropper
+/// reads the phase, drops X's last handle, and only then pins the idle state, so a whole cycle can
+/// run in between, find X dead and free it. The dropper must then leave X alone: it reclaims X
+/// only if `State::may_reclaim_dropped_in` says no clear pass began since (or, when it dropped
+/// X during a cycle and kept it, only in the idle time right after that cycle). X is freed at
+/// most once, by one of them, and the two frees never race (loom checks the accesses to X's
+/// value). Negative control: reclaiming whenever the idle pin is taken fails this model.
+#[test]
+fn loom_prompt_reclamation_never_frees_what_a_cycle_freed() {
+    model(|| {
+        let phases = Arc::new(Phases::new());
+        let x = Arc::new(Header::new(&VTABLE)); // one handle, the dropper's
+        let xm = Arc::new(AtomicU8::new(ALLOC));
+        // X's value: 0 live, 1 freed by the sweep, 2 reclaimed by the dropper.
+        let value = Arc::new(loom::cell::UnsafeCell::new(0u32));
+        let dropper = {
+            let (phases, x, xm, value) = (phases.clone(), x.clone(), xm.clone(), value.clone());
+            thread::spawn(move || {
+                let before = phases.peek();
+                let sweeps_it = before.phase == Phase::Sweep && Marks(&xm).is_dead();
+                if !x.dec_handle() || sweeps_it {
+                    return;
+                }
+                let reclaim = |pin: crate::phase::Pin<'_>| {
+                    // SAFETY: loom checks this access against the sweep's (the property).
+                    value.with_mut(|v| unsafe {
+                        assert_eq!(*v, 0, "X freed twice");
+                        *v = 2;
+                    });
+                    // Into the thread's magazine (`heap::recycle`), still under the pin.
+                    xm.store(crate::header::RESERVED, Ordering::Release);
+                    drop(pin);
+                };
+                if let Some(pin) = phases.pin_idle() {
+                    if pin.state.may_reclaim_dropped_in(before) {
+                        reclaim(pin);
+                    }
+                    return;
+                }
+                // Kept for the idle time after `before`'s cycle (dropped after its snapshot).
+                if matches!(
+                    before.phase,
+                    Phase::Mark | Phase::Terminating | Phase::Sweep
+                ) {
+                    thread::yield_now();
+                    if let Some(pin) = phases.pin_idle() {
+                        if pin.state.cycle == before.cycle {
+                            reclaim(pin);
+                        }
+                    }
+                }
+            })
+        };
+        // One cycle, as `run_cycle` (X alone: a root if it has a handle or is DIRTY).
+        phases.advance(CYCLE, Phase::Clear);
+        if Marks(&xm).stamp() {
+            x.clear_dirty();
+        }
+        phases.advance(CYCLE, Phase::Mark);
+        if x.is_root() {
+            Marks(&xm).try_mark();
+        }
+        phases.advance(CYCLE, Phase::Terminating);
+        phases.advance(CYCLE, Phase::Sweep);
+        if Marks(&xm).is_dead() {
+            // SAFETY: as above.
+            value.with_mut(|v| unsafe {
+                assert_eq!(*v, 0, "the sweep freed a reclaimed object");
+                *v = 1;
+            });
+            xm.store(crate::header::FREE, Ordering::Release);
+        }
+        phases.advance(CYCLE, Phase::Idle);
         dropper.join().unwrap();
     });
 }

@@ -77,6 +77,21 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// For an idle state pinned after an object's last handle was dropped, with `before` the state
+    /// read just before that decrement: may the object still be reclaimed (`reclaim.rs`)? Only if
+    /// no clear pass began since the decrement (in `Idle`: the state is the very one read before
+    /// it), or since the snapshot of the cycle it followed (the `Idle` that ends that cycle: the
+    /// object was reachable at the snapshot, so that cycle did not free it). Otherwise a whole
+    /// cycle may have found it dead and freed it meanwhile.
+    pub(crate) fn may_reclaim_dropped_in(self, before: State) -> bool {
+        debug_assert_eq!(self.phase, Phase::Idle);
+        match before.phase {
+            Phase::Idle => self == before,
+            Phase::Mark | Phase::Terminating | Phase::Sweep => self.cycle == before.cycle,
+            Phase::Clear => false,
+        }
+    }
+
     fn decode(w: u64) -> State {
         State {
             cycle: (w >> 32) as u32,

@@ -85,17 +85,19 @@ pub(crate) fn last_handle_dropped(h: NonNull<Header>, before: State) {
             c.pending.borrow_mut().push(ObjPtr(h));
             return;
         }
+        // Nothing here reads the object before the idle pin says it is still there: the thread
+        // may have been descheduled after its decrement for a whole cycle, whose sweep freed it.
         if let Some(pin) = PHASES.pin_idle() {
-            cascade(c, Some(ObjPtr(h)), pin);
+            let still_there = pin.state.may_reclaim_dropped_in(before);
+            cascade(c, still_there.then_some(ObjPtr(h)), pin);
             return;
         }
-        let keep = match before.phase {
-            Phase::Mark | Phase::Terminating => true,
-            // SAFETY: the object has no handle, and the cycle's sweep frees only objects found
-            // dead, after this test: it is allocated.
-            Phase::Sweep => !unsafe { h.as_ref() }.is_dead(before.cycle),
-            Phase::Idle | Phase::Clear => false,
-        };
+        // Kept only if the decrement followed a snapshot: the caller already left out, in
+        // `Sweep`, the objects that sweep found dead.
+        let keep = matches!(
+            before.phase,
+            Phase::Mark | Phase::Terminating | Phase::Sweep
+        );
         if keep {
             let mut deferred = c.deferred.borrow_mut();
             if c.deferred_cycle.get() != before.cycle {
@@ -125,6 +127,15 @@ pub(crate) fn reclaim_deferred() {
 /// with them, under the idle pin.
 fn cascade(c: &Cascade, first: Option<ObjPtr>, pin: Pin<'_>) {
     c.running.set(true);
+    // Reset even if something below panics (a `Trace`'s `plain_drop`, say), so the thread keeps
+    // reclaiming afterwards.
+    struct Running<'a>(&'a Cell<bool>);
+    impl Drop for Running<'_> {
+        fn drop(&mut self) {
+            self.0.set(false);
+        }
+    }
+    let _running = Running(&c.running);
     // The work list is taken out of the thread-local (keeping its capacity): the `Release`
     // trace pushes onto it directly; handles dropped by a value's drop glue come back through
     // `last_handle_dropped`, into the thread-local, and are moved over after each drop.
@@ -150,8 +161,12 @@ fn cascade(c: &Cascade, first: Option<ObjPtr>, pin: Pin<'_>) {
     }
     work.clear();
     *c.pending.borrow_mut() = work;
-    c.running.set(false);
     drop(pin);
+}
+
+/// Whether this thread is reclaiming (holds the idle pin): `gc::collect` would wait for itself.
+pub(crate) fn in_cascade() -> bool {
+    CASCADE.try_with(|c| c.running.get()).unwrap_or(false)
 }
 
 /// What the cascade asks of the last type it met: a cascade mostly frees one type (a tree, a
@@ -186,7 +201,7 @@ fn reclaim(o: ObjPtr, work: &mut Vec<ObjPtr>, c: &Cascade, kind: &mut KindCache)
     if !reclaimable || h.is_flagged_dead() {
         return;
     }
-    let Some((span, i)) = heap::locate(o.0.as_ptr().cast::<u8>()) else {
+    let Some((span, i)) = heap::locate_small(o.0.as_ptr().cast::<u8>()) else {
         return;
     };
     if span.state(i) != ALLOC {
@@ -199,7 +214,7 @@ fn reclaim(o: ObjPtr, work: &mut Vec<ObjPtr>, c: &Cascade, kind: &mut KindCache)
     } else {
         let mut no_gray = Vec::new();
         let mut t = Tracer::new(Mode::Disown {
-            shade: None,
+            shade: false,
             gray: &mut no_gray,
         });
         // SAFETY: as above.
@@ -221,10 +236,7 @@ fn reclaim(o: ObjPtr, work: &mut Vec<ObjPtr>, c: &Cascade, kind: &mut KindCache)
     if traced.is_err() {
         // Some handles were given back, some not: like the collector, leak the object for good
         // (its value is never dropped, so no handle in it is ever dropped twice or used).
-        h.mark.store(
-            crate::header::DEAD_MARK,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        h.flag_dead();
         span.leak(i);
         collector::report_leak((vt.type_name)());
         return;

@@ -2,10 +2,10 @@
 //! the collector's back-off while it waits for pinned operations.
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 /// One round of waiting for a pinned operation to finish: spin briefly, then give the CPU away
 /// (the pinned thread may have been descheduled mid-operation).

@@ -22,7 +22,7 @@ fn handle_counter_overflow_panics_and_restores_the_count() {
 }
 
 #[test]
-fn size_classes_keep_alignment_and_headers_are_three_words() {
+fn size_classes_keep_alignment_and_headers_are_two_words() {
     use crate::heap::{class_of, CLASS_SIZES};
     let size = |size, align| class_of(size, align).map(|c| CLASS_SIZES[c]);
     assert_eq!(size(40, 8), Some(40));
@@ -33,10 +33,10 @@ fn size_classes_keep_alignment_and_headers_are_three_words() {
     assert_eq!(size(32768, 16), Some(32768));
     assert_eq!(size(32769, 8), None);
     assert_eq!(size(8, 32), None);
-    assert_eq!(std::mem::size_of::<crate::header::Header>(), 24);
+    assert_eq!(std::mem::size_of::<crate::header::Header>(), 16);
     // A binary-trees node: a header and two optional handles.
     type Node = crate::header::GcBox<(Option<Gc<u8>>, Option<Gc<u8>>)>;
-    assert_eq!(std::mem::size_of::<Node>(), 40);
+    assert_eq!(std::mem::size_of::<Node>(), 32);
 }
 
 #[test]

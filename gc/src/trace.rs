@@ -98,6 +98,15 @@ pub unsafe trait Trace {
     }
 }
 
+#[cfg(not(loom))]
+use crate::heap::marks_of;
+
+/// The loom models drive the protocol without tracing through a `Tracer` (and without spans).
+#[cfg(loom)]
+fn marks_of(_: &Header) -> crate::header::Marks<'_> {
+    unreachable!("gort: the loom models do not trace through Tracer")
+}
+
 /// A pointer to a heap object that may cross threads (the gray queue).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct ObjPtr(pub(crate) NonNull<Header>);
@@ -107,16 +116,16 @@ unsafe impl Send for ObjPtr {}
 
 pub(crate) enum Mode<'a> {
     Mark {
-        cycle: u32,
         gray: &'a mut Vec<ObjPtr>,
     },
     Adopt,
+    /// A write guard taken (`shade`: while marking, the old contents are shaded), or a value
+    /// being freed promptly.
     Disown {
-        shade: Option<u32>,
+        shade: bool,
         gray: &'a mut Vec<ObjPtr>,
     },
     Finalize {
-        cycle: u32,
         /// Set when a handle points to a live object.
         live_targets: bool,
     },
@@ -148,17 +157,15 @@ impl<'a> Tracer<'a> {
         // skipped), and `Trace::plain_drop`'s contract keeps user code from holding one.
         let header = unsafe { target.as_ref() };
         match &mut self.mode {
-            Mode::Mark { cycle, gray } => {
-                if header.try_mark(*cycle) {
+            Mode::Mark { gray } => {
+                if marks_of(header).try_mark() {
                     gray.push(ObjPtr(target));
                 }
             }
             Mode::Adopt => header.adopt(),
             Mode::Disown { shade, gray } => {
-                if let Some(cycle) = *shade {
-                    if header.try_mark(cycle) {
-                        gray.push(ObjPtr(target));
-                    }
+                if *shade && marks_of(header).try_mark() {
+                    gray.push(ObjPtr(target));
                 }
                 header.disown();
             }
@@ -167,14 +174,11 @@ impl<'a> Tracer<'a> {
                     unreachable.push(ObjPtr(target));
                 }
             }
-            Mode::Finalize {
-                cycle,
-                live_targets,
-            } => {
+            Mode::Finalize { live_targets } => {
                 // A handle to a live object gives back its `internal` count; one to another dead
                 // object is left alone (that object's header outlives every dead holder's drop,
                 // and using the handle panics: the target is flagged dead before any user drop).
-                if !header.is_dead(*cycle) {
+                if !marks_of(header).is_dead() {
                     header.disown();
                     *live_targets = true;
                 }

@@ -128,10 +128,10 @@ impl<T> Weak<T> {
                     collector::wait_out_termination();
                     continue;
                 }
-                Phase::Sweep if header.is_dead(pin.state.cycle) => return None,
+                Phase::Sweep if crate::heap::marks_of(header).is_dead() => return None,
                 Phase::Mark => {
                     header.inc_handle();
-                    if header.try_mark(pin.state.cycle) {
+                    if crate::heap::marks_of(header).try_mark() {
                         collector::push_gray(vec![crate::trace::ObjPtr(h)]);
                     }
                 }
