@@ -168,6 +168,34 @@ fn user_drops_weak_targets_and_cycles_wait_for_the_collector() {
 }
 
 #[test]
+fn a_freed_holder_leaves_exact_counts_in_what_it_cannot_free() {
+    let _t = turn();
+    // A holder whose drop only drops handles is freed promptly; its child has a user Drop, so it
+    // is the collector's. The child's counts must be exact then: the collector frees it (a stale
+    // count would make the sweep leak it as if a Drop had kept a handle to it).
+    #[derive(Trace)]
+    struct Holder {
+        child: Option<Gc<Noisy>>,
+    }
+    let drops = Arc::new(AtomicUsize::new(0));
+    let before = gc::stats();
+    drop(Gc::new(Holder {
+        child: Some(Gc::new(Noisy {
+            drops: drops.clone(),
+        })),
+    }));
+    assert_eq!(gc::stats().freed_promptly - before.freed_promptly, 1);
+    gc::collect();
+    let after = gc::stats();
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        after.leaked_objects, before.leaked_objects,
+        "the child was leaked"
+    );
+    assert_eq!(after.freed_objects - before.freed_objects, 2);
+}
+
+#[test]
 fn goroutines_free_trees_in_parallel() {
     let _t = turn();
     let before = gc::stats().freed_promptly;

@@ -197,18 +197,23 @@ impl Header {
         }
     }
 
+    /// `release`, for a caller that reclaims the object at once if this was its last handle: then
+    /// nobody else can reach the counts (only handles and weak slots do, and the collector is
+    /// idle) and they are never read again, so the write is skipped.
+    #[inline]
+    pub(crate) fn release_last(&self) -> bool {
+        if self.counts.load(Ordering::Acquire) & (HANDLE_MASK | WEAK) == HANDLE_ONE {
+            return true;
+        }
+        self.release()
+    }
+
     /// A handle inside an object being reclaimed goes away with its holder: one fewer handle
     /// *and* one fewer internal handle (`disown` and `dec_handle` in one step). Returns what
     /// `dec_handle` does. Only while the collector is idle (`reclaim.rs`).
     #[inline]
     pub(crate) fn release(&self) -> bool {
-        let mut cur = self.counts.load(Ordering::Acquire);
-        if cur & (HANDLE_MASK | WEAK) == HANDLE_ONE {
-            // The last handle, and no weak slot to make another: nobody else can reach the counts
-            // (only handles and weak slots do, and the collector is idle), and the object is
-            // reclaimed next, so they are never read again. Skip the write.
-            return true;
-        }
+        let mut cur = self.counts.load(Ordering::Relaxed);
         loop {
             debug_assert!(handles_of(cur) > 0, "gort: handle count underflow");
             // `internal` saturates at zero, as in `disown`.

@@ -636,7 +636,7 @@ pub(crate) fn alloc(layout: Layout, class: Option<usize>) -> Slot {
                 // A recycled slot is cold: the first store into it is the costliest part of
                 // `Gc::new`. Start fetching the slot after next now, so it is in cache by then.
                 if let Some(next) = mag.slots.len().checked_sub(2).map(|at| mag.slots[at]) {
-                    prefetch(next.span.slot_ptr(next.index as usize));
+                    crate::sync::prefetch(next.span.slot_ptr(next.index as usize));
                 }
                 let c = &tc.counters;
                 let n = c.objects.load(Ordering::Relaxed);
@@ -744,17 +744,6 @@ pub(crate) fn recycle(span: &'static Span, i: usize) {
 /// Bytes of spans obtained from the system (the heap's footprint).
 pub(crate) fn span_bytes() -> u64 {
     lock(&REGISTRY).iter().map(|s| s.bytes as u64).sum()
-}
-
-/// Hints the CPU to bring `p`'s cache line in (a no-op off x86-64).
-#[inline(always)]
-fn prefetch(_p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is only a hint: it never faults and has no visible effect, whatever the
-    // address; SSE is part of the x86-64 baseline.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(_p.cast::<i8>())
-    };
 }
 
 #[cfg(feature = "sanitizer")]

@@ -48,6 +48,8 @@ const PHASE_CHECK_EVERY: usize = 1024;
 struct Cascade {
     running: Cell<bool>,
     pending: RefCell<Vec<ObjPtr>>,
+    /// The cascade's list of handles to release (kept for its capacity).
+    releases: RefCell<Vec<ObjPtr>>,
     /// Objects whose last handle went away during cycle `deferred_cycle` after its snapshot, and
     /// that its sweep does not free (see `last_handle_dropped`): reclaimable in the `Idle` that
     /// follows that cycle, and only then.
@@ -59,6 +61,7 @@ thread_local!(static CASCADE: Cascade = const {
     Cascade {
         running: Cell::new(false),
         pending: RefCell::new(Vec::new()),
+        releases: RefCell::new(Vec::new()),
         deferred: RefCell::new(Vec::new()),
         deferred_cycle: Cell::new(0),
     }
@@ -125,6 +128,13 @@ pub(crate) fn reclaim_deferred() {
 
 /// Reclaims `first` and the objects kept for the cycle that just ended, and everything that dies
 /// with them, under the idle pin.
+///
+/// Two lists drive it: `ready`, objects whose last handle is gone, and `releases`, handles that
+/// sat in objects reclaimed since, whose targets' counts are still to be lowered. A cascade walks
+/// a structure that is usually cold in cache, so reading each target's counts the moment its
+/// holder is traced would stall on every object: instead the trace only prefetches the target
+/// and lists the handle, and the loop takes releases a few entries below the top of the list, by
+/// when the prefetch has landed (still depth-first, so the list stays short).
 fn cascade(c: &Cascade, first: Option<ObjPtr>, pin: Pin<'_>) {
     c.running.set(true);
     // Reset even if something below panics (a `Trace`'s `plain_drop`, say), so the thread keeps
@@ -136,32 +146,72 @@ fn cascade(c: &Cascade, first: Option<ObjPtr>, pin: Pin<'_>) {
         }
     }
     let _running = Running(&c.running);
-    // The work list is taken out of the thread-local (keeping its capacity): the `Release`
-    // trace pushes onto it directly; handles dropped by a value's drop glue come back through
-    // `last_handle_dropped`, into the thread-local, and are moved over after each drop.
-    let mut work = std::mem::take(&mut *c.pending.borrow_mut());
+    // The lists are taken out of the thread-local (keeping their capacity); handles dropped by a
+    // value's drop glue come back through `last_handle_dropped`, into `pending`, and are moved to
+    // `ready` after each drop.
+    let mut ready = std::mem::take(&mut *c.pending.borrow_mut());
+    let mut releases = std::mem::take(&mut *c.releases.borrow_mut());
     {
         let mut deferred = c.deferred.borrow_mut();
         if c.deferred_cycle.get() == pin.state.cycle {
-            work.append(&mut deferred);
+            ready.append(&mut deferred);
         } else {
             deferred.clear();
         }
     }
-    work.extend(first);
+    ready.extend(first);
     let mut done = 0usize;
     let mut kind = KindCache::default();
-    while let Some(o) = work.pop() {
-        reclaim(o, &mut work, c, &mut kind);
+    loop {
+        let (o, place) = if let Some(o) = ready.pop() {
+            match reclaimable(o, &mut kind) {
+                Some(place) => (o, place),
+                None => continue, // the collector's
+            }
+        } else if let Some(h) = pop_delayed(&mut releases) {
+            // SAFETY: the handle existed until its holder was reclaimed: its target is allocated.
+            let header = unsafe { h.0.as_ref() };
+            match reclaimable(h, &mut kind) {
+                // The last handle? Then the object goes now, and its counts are never read again.
+                Some(place) if header.release_last() => (h, place),
+                Some(_) => continue,
+                None => {
+                    // Counted exactly: if that was its last handle, it is the collector's.
+                    header.release();
+                    continue;
+                }
+            }
+        } else {
+            break;
+        };
+        reclaim(o, place, &mut releases, &mut ready, c, &kind);
         done += 1;
         if done % PHASE_CHECK_EVERY == 0 && PHASES.peek() != pin.state {
-            // A cycle waits to begin: leave the rest to it.
+            // A cycle waits to begin: leave the rest to it, with exact counts. Objects in `ready`
+            // have no handle; the handles in `releases` are given back (still under the pin).
+            for h in releases.drain(..) {
+                // SAFETY: as above.
+                unsafe { h.0.as_ref() }.release();
+            }
             break;
         }
     }
-    work.clear();
-    *c.pending.borrow_mut() = work;
+    ready.clear();
+    *c.pending.borrow_mut() = ready;
+    *c.releases.borrow_mut() = releases;
     drop(pin);
+}
+
+/// How far below the top of `releases` the cascade takes the next one: the prefetches issued for
+/// the entries above it (about this many objects' worth of work) have time to land.
+const RELEASE_LOOKAHEAD: usize = 16;
+
+fn pop_delayed(releases: &mut Vec<ObjPtr>) -> Option<ObjPtr> {
+    match releases.len() {
+        0 => None,
+        n if n > RELEASE_LOOKAHEAD => Some(releases.swap_remove(n - RELEASE_LOOKAHEAD)),
+        _ => releases.pop(),
+    }
 }
 
 /// Whether this thread is reclaiming (holds the idle pin): `gc::collect` would wait for itself.
@@ -179,36 +229,59 @@ struct KindCache {
 }
 
 impl KindCache {
-    fn of(&mut self, vt: &'static VTable) -> (bool, bool) {
+    /// Whether objects of this type may be reclaimed here; `handles_only` then holds for it.
+    fn of(&mut self, vt: &'static VTable) -> bool {
         if !self.vtable.is_some_and(|v| std::ptr::eq(v, vt)) {
             self.vtable = Some(vt);
             self.reclaimable = vt.class.is_some() && (vt.plain_drop)();
             self.handles_only = (vt.drop_is_handles_only)();
         }
-        (self.reclaimable, self.handles_only)
+        self.reclaimable
     }
 }
 
-/// Reclaims one object with no handle left, if it may be (module docs), adding to `work` the
-/// objects that lose their last handle with it.
-fn reclaim(o: ObjPtr, work: &mut Vec<ObjPtr>, c: &Cascade, kind: &mut KindCache) {
+/// Where an object with no handle left lives, if this cascade may free it (module docs): a small
+/// object, allocated (not leaked), not flagged dead, whose drop is plain.
+fn reclaimable(o: ObjPtr, kind: &mut KindCache) -> Option<(&'static heap::Span, usize)> {
+    // SAFETY: the object is allocated (the callers' contracts: its last handle, or a handle to it,
+    // existed until now, and nothing frees it meanwhile under the idle pin).
+    let h = unsafe { o.0.as_ref() };
+    if !kind.of(h.vtable) || h.is_flagged_dead() {
+        return None;
+    }
+    // In `Idle` a slot reachable through a handle is allocated, or leaked for good and then
+    // flagged (every leak flags: a panicking `Trace` here or in the sweep, a `Drop` that kept a
+    // handle, which only a sweep with user drops, one that flags every dead object, allows). No
+    // need to read the slot's byte, a cache miss of its own on a large structure.
+    let (span, i) = heap::locate_small(o.0.as_ptr().cast::<u8>())?;
+    debug_assert_eq!(
+        span.state(i),
+        ALLOC,
+        "gort: an unflagged handle to a slot not allocated"
+    );
+    Some((span, i))
+}
+
+/// Frees one object with no handle left, found `reclaimable` at `place`: lists the handles in its
+/// value for release (a value whose drop only drops handles is not dropped at all), or disowns
+/// and drops the value (its last handles come back through `pending` into `ready`), then frees
+/// the slot.
+fn reclaim(
+    o: ObjPtr,
+    (span, i): (&'static heap::Span, usize),
+    releases: &mut Vec<ObjPtr>,
+    ready: &mut Vec<ObjPtr>,
+    c: &Cascade,
+    kind: &KindCache,
+) {
     // SAFETY: the object has no handle, and the collector is idle (we hold the idle pin): it is
     // allocated (only the sweep and this loop free, and this loop takes each object once: it is
     // listed only by the decrement that took its last handle) and only this thread touches it.
     let h = unsafe { o.0.as_ref() };
     let vt = h.vtable;
-    let (reclaimable, handles_only) = kind.of(vt);
-    if !reclaimable || h.is_flagged_dead() {
-        return;
-    }
-    let Some((span, i)) = heap::locate_small(o.0.as_ptr().cast::<u8>()) else {
-        return;
-    };
-    if span.state(i) != ALLOC {
-        return; // leaked for good
-    }
+    let handles_only = kind.handles_only;
     let traced = if handles_only {
-        let mut t = Tracer::new(Mode::Release { unreachable: work });
+        let mut t = Tracer::new(Mode::Release { handles: releases });
         // SAFETY: `h` heads a live object of the vtable's type, reachable by nobody else.
         catch_unwind(AssertUnwindSafe(|| unsafe { (vt.trace)(h, &mut t) }))
     } else {
@@ -229,7 +302,7 @@ fn reclaim(o: ObjPtr, work: &mut Vec<ObjPtr>, c: &Cascade, kind: &mut KindCache)
             if let Err(e) = dropped {
                 collector::report_drop_panic((vt.type_name)(), e);
             }
-            work.append(&mut c.pending.borrow_mut());
+            ready.append(&mut c.pending.borrow_mut());
         }
         r
     };

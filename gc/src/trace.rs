@@ -130,10 +130,10 @@ pub(crate) enum Mode<'a> {
         live_targets: bool,
     },
     /// Prompt reclamation of an unreachable object whose drop only drops handles
-    /// (`reclaim.rs`): each handle is released (its count and internal count lowered, as
-    /// disowning and dropping it would), and targets left with no handle are listed.
+    /// (`reclaim.rs`): each handle is listed for release (its target's count and internal count
+    /// lowered, as disowning and dropping it would), and its target prefetched meanwhile.
     Release {
-        unreachable: &'a mut Vec<ObjPtr>,
+        handles: &'a mut Vec<ObjPtr>,
     },
 }
 
@@ -169,10 +169,9 @@ impl<'a> Tracer<'a> {
                 }
                 header.disown();
             }
-            Mode::Release { unreachable } => {
-                if header.release() {
-                    unreachable.push(ObjPtr(target));
-                }
+            Mode::Release { handles } => {
+                crate::sync::prefetch(target.as_ptr().cast::<u8>());
+                handles.push(ObjPtr(target));
             }
             Mode::Finalize { live_targets } => {
                 // A handle to a live object gives back its `internal` count; one to another dead
