@@ -238,7 +238,7 @@ impl<T> Drop for Gc<T> {
         // sweep frees as soon as its count is zero, or one it will not free. The former must not
         // be touched after the decrement, so this is read first. Only in `Sweep` (rare).
         let sweeps_it =
-            before.phase == crate::phase::Phase::Sweep && crate::heap::marks_of(h).is_dead();
+            before.phase == crate::phase::Phase::Sweep && crate::heap::marks_of(h).is_swept();
         if h.dec_handle() && !sweeps_it {
             crate::reclaim::last_handle_dropped(self.ptr, before);
         }

@@ -111,9 +111,18 @@ impl Marks<'_> {
     }
 
     /// Dead after the cycle's marking: allocated, stamped and not marked. Meaningful from the
-    /// cycle's sweep phase until the object is freed (after that the slot is not `ALLOC`).
+    /// cycle's sweep phase until the sweep drops the value (`DEAD`: the stamp is gone with it);
+    /// see [`Marks::is_swept`] for a test that stays true after that.
     pub(crate) fn is_dead(&self) -> bool {
         self.0.load(Ordering::Acquire) & (STATE_MASK | STAMPED | MARKED) == ALLOC | STAMPED
+    }
+
+    /// In `Sweep`, for an object a live handle points to: the sweep found it dead and frees it
+    /// (stamped and unmarked, or its value already dropped: `DEAD`), or leaked it. Once the handle
+    /// is dropped, such an object may be freed at any moment and must not be touched.
+    pub(crate) fn is_swept(&self) -> bool {
+        let b = self.0.load(Ordering::Acquire);
+        b & STATE_MASK != ALLOC || b & (STAMPED | MARKED) == STAMPED
     }
 
     /// Found live by the cycle's snapshot: stamped and marked (what the pacer counts).

@@ -125,8 +125,8 @@ impl Span {
     /// (small ones) in the span map.
     fn new(class: usize, size: usize, align: usize) -> Arc<Span> {
         let (base, own, nslots, slot_size) = if class == LARGE {
-            let layout =
-                Layout::from_size_align(size, align.max(4096)).expect("gort: heap span layout");
+            let layout = Layout::from_size_align(size, align.max(SPAN_BYTES))
+                .expect("gort: heap span layout");
             // SAFETY: the layout has non-zero size.
             let base = unsafe { std::alloc::alloc(layout) };
             let Some(base) = NonNull::new(base) else {
@@ -285,6 +285,11 @@ fn map_span(span: *const Span, to: *const Span) {
     assert!(
         a >> 48 == 0,
         "gort: heap address {a:#x} beyond the span map's 48 bits"
+    );
+    // One entry per 64 KiB: two spans must never share one.
+    assert!(
+        a % SPAN_BYTES == 0,
+        "gort: span at {a:#x} is not 64 KiB-aligned"
     );
     let root = &SPAN_MAP[a >> 32];
     let mut leaf = root.load(Ordering::Acquire);
@@ -718,7 +723,7 @@ pub(crate) fn recycle(span: &'static Span, i: usize) {
             return false;
         };
         let mag = &mut mags[span.class];
-        if mag.slots.len() >= (MAGAZINE_BYTES / span.slot_size).clamp(RESERVE, MAGAZINE_MAX) {
+        if mag.slots.len() >= (MAGAZINE_BYTES / span.slot_size).min(MAGAZINE_MAX) {
             return false;
         }
         span.states[i].store(RESERVED, Ordering::Release);

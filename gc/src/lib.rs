@@ -124,7 +124,8 @@
 //! descheduled across a whole cycle that found the object dead and freed it: the phase is read
 //! before the decrement, and the object is touched again only if no clear pass began since
 //! (`State::may_reclaim_dropped_in`; a loom model covers it). In `Sweep`, an object the sweep
-//! found dead is never touched after the decrement. A `Drop` with user code, an object with a
+//! found dead (stamped and unmarked, or its value already dropped: `Marks::is_swept`) is never
+//! touched after the decrement; `tests/gc_sweep_races.rs` drives that case. A `Drop` with user code, an object with a
 //! weak handle, and cycles are always the collector's. `stats().freed_promptly` counts these
 //! frees.
 //!

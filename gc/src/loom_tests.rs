@@ -455,7 +455,7 @@ fn loom_prompt_reclamation_never_frees_what_a_cycle_freed() {
             let (phases, x, xm, value) = (phases.clone(), x.clone(), xm.clone(), value.clone());
             thread::spawn(move || {
                 let before = phases.peek();
-                let sweeps_it = before.phase == Phase::Sweep && Marks(&xm).is_dead();
+                let sweeps_it = before.phase == Phase::Sweep && Marks(&xm).is_swept();
                 if !x.dec_handle() || sweeps_it {
                     return;
                 }

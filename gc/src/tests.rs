@@ -51,3 +51,29 @@ fn weak_slots_live_in_the_side_table_until_the_sweep() {
     assert!(w1.upgrade().is_none());
     assert!(w2.upgrade().is_none());
 }
+
+#[test]
+fn the_sweep_tests_read_the_marks_byte_right() {
+    use crate::header::{Marks, ALLOC, DEAD, FREE, LEAKED, MARKED, RESERVED, STAMPED};
+    use std::sync::atomic::AtomicU8;
+    let at = |b: u8| AtomicU8::new(b);
+    let dead = |b: u8| Marks(&at(b)).is_dead();
+    let swept = |b: u8| Marks(&at(b)).is_swept();
+    // Live at the snapshot, or allocated since: neither dead nor swept.
+    assert!(!dead(ALLOC | STAMPED | MARKED) && !swept(ALLOC | STAMPED | MARKED));
+    assert!(!dead(ALLOC) && !swept(ALLOC));
+    assert!(!dead(ALLOC | MARKED) && !swept(ALLOC | MARKED));
+    // Found dead: both, until the sweep drops the value; then only `is_swept` still says so (the
+    // store of `DEAD` drops the stamp), which is why a handle's drop in `Sweep` asks `is_swept`.
+    assert!(dead(ALLOC | STAMPED) && swept(ALLOC | STAMPED));
+    assert!(!dead(DEAD) && swept(DEAD));
+    assert!(swept(LEAKED));
+    // Marking touches allocated slots only.
+    for b in [FREE, RESERVED, DEAD, LEAKED] {
+        assert!(!Marks(&at(b)).try_mark(), "marked a slot in state {b}");
+        assert!(!Marks(&at(b)).stamp(), "stamped a slot in state {b}");
+    }
+    let m = at(ALLOC | STAMPED | MARKED);
+    assert!(Marks(&m).stamp(), "the clear pass stamps and unmarks");
+    assert_eq!(m.into_inner(), ALLOC | STAMPED);
+}
