@@ -471,11 +471,27 @@ static P_CACHES: [PCache; MAX_PROCS_LIMIT] = [const {
     }
 }; MAX_PROCS_LIMIT];
 
-/// A slot a magazine holds (`RESERVED`): its span and index.
+/// A small slot a magazine holds (`RESERVED`): its address and its marks byte, so that allocating
+/// and publishing it touch neither its span's descriptor nor anything but the slot and the byte.
 #[derive(Clone, Copy)]
-struct SlotRef {
-    span: &'static Span,
-    index: u32,
+pub(crate) struct SlotRef {
+    ptr: NonNull<u8>,
+    state: &'static AtomicU8,
+}
+
+impl SlotRef {
+    fn new(span: &'static Span, i: usize) -> SlotRef {
+        SlotRef {
+            // Non-null: inside a span.
+            ptr: NonNull::new(span.slot_ptr(i)).expect("gort: slot address"),
+            state: &span.states[i],
+        }
+    }
+
+    /// The slot's span and index (through the span map; for the rare paths).
+    fn place(self) -> (&'static Span, usize) {
+        locate_small(self.ptr.as_ptr()).expect("gort: a magazine slot outside every small span")
+    }
 }
 
 /// Slots of one class for allocation without touching the P: a thread takes them through its
@@ -491,10 +507,7 @@ struct Magazine {
 
 impl Magazine {
     fn push(&mut self, span: &'static Span, i: usize) {
-        self.slots.push(SlotRef {
-            span,
-            index: i as u32,
-        });
+        self.slots.push(SlotRef::new(span, i));
     }
 }
 
@@ -530,8 +543,8 @@ impl Drop for ThreadCache {
     fn drop(&mut self) {
         for mag in self.magazines.borrow_mut().iter_mut() {
             for r in mag.slots.drain(..) {
-                r.span.states[r.index as usize].store(FREE, Ordering::Release);
-                r.span.freed(1);
+                r.state.store(FREE, Ordering::Release);
+                r.place().0.freed(1);
             }
         }
         self.cache.borrow_mut().release_all();
@@ -569,30 +582,27 @@ static LIVE_THREAD_COUNTERS: Mutex<Vec<Arc<Counters>>> = Mutex::new(Vec::new());
 
 /// A slot for a new object: where to write it, and how to publish it.
 pub(crate) enum Slot {
-    Small(&'static Span, usize),
+    /// A small slot, and its class's slot size.
+    Small(SlotRef, usize),
     Large(Arc<Span>),
 }
 
 impl Slot {
+    #[inline]
     pub(crate) fn ptr(&self) -> *mut u8 {
-        let p = match self {
-            Slot::Small(span, i) => span.slot_ptr(*i),
-            Slot::Large(span) => span.slot_ptr(0),
+        let (p, size) = match self {
+            Slot::Small(r, size) => (r.ptr.as_ptr(), *size),
+            Slot::Large(span) => (span.slot_ptr(0), span.slot_size),
         };
-        unpoison(
-            p,
-            match self {
-                Slot::Small(span, _) => span.slot_size,
-                Slot::Large(span) => span.slot_size,
-            },
-        );
+        unpoison(p, size);
         p
     }
-    /// Publishes the initialized object to the collector.
+
+    /// Publishes the initialized object to the collector (`RESERVED -> ALLOC`).
     #[inline]
     pub(crate) fn publish(&self) {
         match self {
-            Slot::Small(span, i) => span.publish(*i),
+            Slot::Small(r, _) => r.state.store(ALLOC, Ordering::Release),
             Slot::Large(span) => span.publish(0),
         }
     }
@@ -600,7 +610,7 @@ impl Slot {
     /// Leaks the published object for good (its adoption panicked).
     pub(crate) fn leak(&self) {
         match self {
-            Slot::Small(span, i) => span.leak(*i),
+            Slot::Small(r, _) => r.state.store(LEAKED, Ordering::Release),
             Slot::Large(span) => span.leak(0),
         }
     }
@@ -635,20 +645,20 @@ pub(crate) fn alloc(layout: Layout, class: Option<usize>) -> Slot {
                         None => tc.cache.borrow_mut().reserve(class, mag),
                     };
                 }
-                let Some(SlotRef { span, index }) = mag.slots.pop() else {
+                let Some(slot) = mag.slots.pop() else {
                     unreachable!("gort: a magazine left empty by its refill")
                 };
                 // A recycled slot is cold: the first store into it is the costliest part of
                 // `Gc::new`. Start fetching the slot after next now, so it is in cache by then.
                 if let Some(next) = mag.slots.len().checked_sub(2).map(|at| mag.slots[at]) {
-                    crate::sync::prefetch(next.span.slot_ptr(next.index as usize));
+                    crate::sync::prefetch(next.ptr.as_ptr());
                 }
                 let c = &tc.counters;
                 let n = c.objects.load(Ordering::Relaxed);
                 Counters::bump(&c.objects, 1);
                 Counters::bump(&c.bytes, CLASS_SIZES[class] as u64);
                 (
-                    Slot::Small(span, index as usize),
+                    Slot::Small(slot, CLASS_SIZES[class]),
                     refilled,
                     n % SAFE_POINT_EVERY == 0,
                 )
