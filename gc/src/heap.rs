@@ -63,6 +63,8 @@ const MAGAZINE_BYTES: usize = 16 * 1024;
 const MAGAZINE_MAX: usize = 512;
 /// Slots a magazine takes from its cache at once.
 const RESERVE: usize = 32;
+/// How many allocations ahead `alloc` prefetches the slot it will hand out.
+const PREFETCH_AHEAD: usize = 4;
 /// Small allocations by one thread between two goroutine safe points.
 const SAFE_POINT_EVERY: u64 = 32;
 
@@ -649,8 +651,13 @@ pub(crate) fn alloc(layout: Layout, class: Option<usize>) -> Slot {
                     unreachable!("gort: a magazine left empty by its refill")
                 };
                 // A recycled slot is cold: the first store into it is the costliest part of
-                // `Gc::new`. Start fetching the slot after next now, so it is in cache by then.
-                if let Some(next) = mag.slots.len().checked_sub(2).map(|at| mag.slots[at]) {
+                // `Gc::new`. Start fetching a slot a few allocations ahead, so it is in cache by then.
+                if let Some(next) = mag
+                    .slots
+                    .len()
+                    .checked_sub(PREFETCH_AHEAD)
+                    .map(|at| mag.slots[at])
+                {
                     crate::sync::prefetch(next.ptr.as_ptr());
                 }
                 let c = &tc.counters;
