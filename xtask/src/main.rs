@@ -21,6 +21,8 @@ use std::time::SystemTime;
 use report::Results;
 
 const USAGE: &str = "usage: cargo run --release -p xtask -- bench-report [--quick] [--out DIR]";
+/// binary-trees runs of each program in a full report; the report keeps the medians.
+const BINTREE_RUNS: usize = 3;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -87,23 +89,29 @@ fn bench_report(args: &[String]) -> Result<(), String> {
         }
         if name == "gc" {
             // binary-trees is not a criterion group: the bench's own main runs it when the filter
-            // names it, in a process of its own (so the peak RSS is its own).
-            let mut cmd = Command::new(&exe);
-            cmd.args(["--bench", "binary_trees"]);
-            if quick {
-                cmd.env("GORT_BENCH_QUICK", "1");
-            }
-            match measure::run_measured(&mut cmd) {
-                Ok(run) if run.success => {
-                    r.bintree = report::BinTree::parse(&run.stdout, run.peak_rss_kib);
-                    if r.bintree.is_none() {
-                        r.failures
-                            .push("binary-trees printed no summary line".into());
-                    }
+            // names it, in a process of its own (so the peak RSS is its own). Several runs, and
+            // their median (so is Go's, below).
+            let mut runs = Vec::new();
+            for _ in 0..if quick { 1 } else { BINTREE_RUNS } {
+                let mut cmd = Command::new(&exe);
+                cmd.args(["--bench", "binary_trees"]);
+                if quick {
+                    cmd.env("GORT_BENCH_QUICK", "1");
                 }
-                Ok(_) => r.failures.push("the binary-trees run failed".into()),
-                Err(e) => r.failures.push(e),
+                match measure::run_measured(&mut cmd) {
+                    Ok(run) if run.success => {
+                        match report::BinTree::parse(&run.stdout, run.peak_rss_kib) {
+                            Some(b) => runs.push(b),
+                            None => r
+                                .failures
+                                .push("binary-trees printed no summary line".into()),
+                        }
+                    }
+                    Ok(_) => r.failures.push("the binary-trees run failed".into()),
+                    Err(e) => r.failures.push(e),
+                }
             }
+            r.bintree = report::BinTree::median(runs);
         }
         for id in measure::list_benchmarks(&exe)? {
             eprintln!("xtask: {name}: {id}");
@@ -250,13 +258,20 @@ fn run_go_anchors(go: &Path, anchors: &Path, work: &Path, quick: bool, r: &mut R
         }
     }
     if !quick {
-        match measure::build_go(go, anchors, "bintree", work)
-            .and_then(|b| measure::run_measured(&mut Command::new(b)))
-        {
-            Ok(run) if run.success => {
-                r.go_bintree = report::BinTree::parse(&run.stdout, run.peak_rss_kib);
+        match measure::build_go(go, anchors, "bintree", work) {
+            Ok(bin) => {
+                let mut runs = Vec::new();
+                for _ in 0..BINTREE_RUNS {
+                    match measure::run_measured(&mut Command::new(&bin)) {
+                        Ok(run) if run.success => {
+                            runs.extend(report::BinTree::parse(&run.stdout, run.peak_rss_kib));
+                        }
+                        Ok(_) => r.failures.push("Go's bintree anchor failed".into()),
+                        Err(e) => r.failures.push(e),
+                    }
+                }
+                r.go_bintree = report::BinTree::median(runs);
             }
-            Ok(_) => r.failures.push("Go's bintree anchor failed".into()),
             Err(e) => r.failures.push(e),
         }
         match measure::build_go(go, anchors, "hog", work)

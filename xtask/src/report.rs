@@ -72,6 +72,9 @@ pub struct BinTree {
     /// gort only: allocation stalls (waits of an allocating goroutine for the collector, each
     /// bounded by `gc::MAX_STALL`) and their total in ms.
     pub stalls: Option<(u64, f64)>,
+    /// How many runs this summarizes (`BinTree::median`), and their fastest and slowest times.
+    pub runs: usize,
+    pub ms_range: (f64, f64),
 }
 
 impl BinTree {
@@ -104,7 +107,36 @@ impl BinTree {
             stalls: field("stalls")
                 .zip(field("stall_ms"))
                 .map(|(n, ms)| (n as u64, ms)),
+            runs: 1,
+            ms_range: (ms, ms),
         })
+    }
+
+    /// Several runs of one program as one: the median time (with that run's collections), the
+    /// median peak RSS, and the worst pause and stall figures of any run. On a shared 2-core
+    /// machine a single run of either program can be off by half; DESIGN.md's figures are medians.
+    pub fn median(mut runs: Vec<BinTree>) -> Option<BinTree> {
+        if runs.is_empty() {
+            return None;
+        }
+        let mid = runs.len() / 2;
+        let mut rss: Vec<u64> = runs.iter().map(|r| r.peak_rss_kib).collect();
+        rss.sort_unstable();
+        let max_pause_us = runs.iter().map(|r| r.max_pause_us).fold(0.0, f64::max);
+        let stalls = runs
+            .iter()
+            .filter_map(|r| r.stalls)
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        runs.sort_by(|a, b| a.ms.total_cmp(&b.ms));
+        let ms_range = (runs[0].ms, runs[runs.len() - 1].ms);
+        let n = runs.len();
+        let mut m = runs.swap_remove(mid);
+        m.peak_rss_kib = rss[mid];
+        m.max_pause_us = max_pause_us;
+        m.stalls = stalls;
+        m.runs = n;
+        m.ms_range = ms_range;
+        Some(m)
     }
 }
 
@@ -495,16 +527,19 @@ impl Results {
             );
             let _ = writeln!(
                 md,
-                "| program | depth | time | collections | max pause | peak RSS MiB |"
+                "| program | depth | runs | time (median) | fastest - slowest | collections | max pause | peak RSS MiB (median) |"
             );
-            let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- |");
+            let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- | --- | --- |");
             for (who, t) in [("gort", Some(b)), ("Go", self.go_bintree.as_ref())] {
                 if let Some(t) = t {
                     let _ = writeln!(
                         md,
-                        "| {who} | {} | {:.0} ms | {} | {:.0} µs | {} |",
+                        "| {who} | {} | {} | {:.0} ms | {:.0} - {:.0} ms | {} | {:.0} µs | {} |",
                         t.depth,
+                        t.runs,
                         t.ms,
+                        t.ms_range.0,
+                        t.ms_range.1,
                         t.gc_cycles,
                         t.max_pause_us,
                         fmt_mib(t.peak_rss_kib)
@@ -632,12 +667,34 @@ mod tests {
                 max_pause_us: 310.0,
                 peak_rss_kib: 204_800,
                 stalls: Some((12, 7.0)),
+                runs: 1,
+                ms_range: (9876.0, 9876.0),
             })
         );
         let go = "binary_trees_21_ms 11900 gc_cycles 120 max_pause_us 370\n";
         assert_eq!(BinTree::parse(go, 1).map(|b| b.ms), Some(11900.0));
         assert_eq!(BinTree::parse(go, 1).and_then(|b| b.stalls), None);
         assert_eq!(BinTree::parse("no summary here", 1), None);
+    }
+
+    #[test]
+    fn binary_trees_runs_summarize_as_medians_and_worst_pauses() {
+        let run = |ms: f64, pause: f64, rss: u64| {
+            BinTree::parse(
+                &format!("binary_trees_21_ms {ms} gc_cycles 7 max_pause_us {pause}\n"),
+                rss,
+            )
+            .unwrap()
+        };
+        let m = BinTree::median(vec![
+            run(30.0, 5.0, 300),
+            run(10.0, 900.0, 100),
+            run(20.0, 1.0, 200),
+        ])
+        .unwrap();
+        assert_eq!((m.ms, m.peak_rss_kib, m.max_pause_us), (20.0, 200, 900.0));
+        assert_eq!((m.runs, m.ms_range), (3, (10.0, 30.0)));
+        assert_eq!(BinTree::median(Vec::new()), None);
     }
 
     #[test]
