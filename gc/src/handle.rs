@@ -138,7 +138,10 @@ impl<T: Trace + Send + 'static> Gc<T> {
         let value_ref = unsafe { &(*p).value };
         if catch_unwind(AssertUnwindSafe(|| value_ref.trace(&mut adopt))).is_err() {
             // Some handles were adopted, some not. Leaking the object (never traced, dropped or
-            // freed again) keeps every count consistent with a handle that really exists.
+            // freed again) keeps every count consistent with a handle that really exists. Flagged
+            // like every leaked object, though no handle to it exists.
+            // SAFETY: published just now; the header is initialized.
+            unsafe { &(*p).header }.flag_dead();
             slot.leak();
             panic!(
                 "gort: Trace::trace of {} panicked in Gc::new; the value was leaked",

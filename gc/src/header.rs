@@ -208,7 +208,8 @@ impl Header {
 
     /// `release`, for a caller that reclaims the object at once if this was its last handle: then
     /// nobody else can reach the counts (only handles and weak slots do, and the collector is
-    /// idle) and they are never read again, so the write is skipped.
+    /// idle) and they are never read again, so the write is skipped. (If the reclaim's `Trace`
+    /// panics, the object is leaked for good, flagged, and its counts still never matter.)
     #[inline]
     pub(crate) fn release_last(&self) -> bool {
         if self.counts.load(Ordering::Acquire) & (HANDLE_MASK | WEAK) == HANDLE_ONE {

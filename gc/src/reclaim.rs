@@ -233,8 +233,12 @@ impl KindCache {
     fn of(&mut self, vt: &'static VTable) -> bool {
         if !self.vtable.is_some_and(|v| std::ptr::eq(v, vt)) {
             self.vtable = Some(vt);
-            self.reclaimable = vt.class.is_some() && (vt.plain_drop)();
-            self.handles_only = (vt.drop_is_handles_only)();
+            // User-overridable: a panic here must not unwind out of the cascade (it would lose
+            // the handles still listed for release). A type that panics is the collector's.
+            let asked = catch_unwind(|| ((vt.plain_drop)(), (vt.drop_is_handles_only)()));
+            let (plain, handles_only) = asked.unwrap_or((false, false));
+            self.reclaimable = vt.class.is_some() && plain;
+            self.handles_only = handles_only;
         }
         self.reclaimable
     }
