@@ -248,6 +248,17 @@ impl Header {
     #[inline]
     pub(crate) fn adopt(&self) {
         let mut cur = self.counts.load(Ordering::Relaxed);
+        if cur == HANDLE_ONE {
+            // The handle being moved is the object's only one, and nothing is flagged: nobody
+            // else can change the counts (that takes a handle or a weak slot, and the clear pass
+            // only clears a `DIRTY` that is not set), so a store does what the CAS would, at a
+            // fraction of the cost: the common case of `Gc::new(Node { child: Gc::new(..) })`.
+            // Release keeps the holder's publication before it (`Gc::new`: publish, then adopt);
+            // a collector that reads the counts before this store sees an outside handle, a root.
+            self.counts
+                .store(HANDLE_ONE | INTERNAL_ONE | DIRTY, Ordering::Release);
+            return;
+        }
         loop {
             let internal = internal_of(cur);
             // A cell broken by a panicking Trace may have left counts imprecise: keep the field in
