@@ -879,9 +879,10 @@ impl<const N: usize> Future for SelectFuture<'_, N> {
                 LINKED => {
                     let mut s = cx.load();
                     if !protocol::is_final(s) {
-                        let waker = task.waker().clone(); // foreign code: before locking
-                                                          // SAFETY: paired locks; holding them all excludes every claimer, so the
-                                                          // waker can be swapped while the state is not final.
+                        // Foreign code: cloned before locking.
+                        let waker = task.waker().clone();
+                        // SAFETY: paired locks; holding them all excludes every claimer, so the
+                        // waker can be swapped while the state is not final.
                         unsafe {
                             orders.lock_all(cases);
                             s = cx.load();
@@ -917,16 +918,9 @@ impl<const N: usize> Future for SelectFuture<'_, N> {
                         // SAFETY: no lock held; nothing of `cx` is linked; the future is pinned, so
                         // `cx` and the cases stay in place until a waiter bound here is unlinked
                         // (by its claimer, or by the drop).
-                        match unsafe { cases[i].try_alone(cx, i, &mut waker) } {
-                            Alone::No => {}
-                            Alone::Fired => {
-                                this.phase.set(FINISHED);
-                                return Poll::Ready(i);
-                            }
-                            Alone::Bound => {
-                                this.phase.set(LINKED);
-                                return Poll::Pending;
-                            }
+                        let alone = unsafe { cases[i].try_alone(cx, i, &mut waker) };
+                        if let Some(done) = settled_poll(&this.phase, alone, i) {
+                            return done;
                         }
                     }
                     // SAFETY: as in `select`; the future is pinned, so `cx` and the cases (borrowed
@@ -935,18 +929,11 @@ impl<const N: usize> Future for SelectFuture<'_, N> {
                         orders.lock_all(cases);
                         for &i in &orders.poll {
                             // `settle` unlocks what `lock_all` took.
-                            match settle(cases[i].fire(cx, i), cx, &mut waker, || {
+                            let alone = settle(cases[i].fire(cx, i), cx, &mut waker, || {
                                 orders.unlock_all(cases)
-                            }) {
-                                Alone::No => {}
-                                Alone::Fired => {
-                                    this.phase.set(FINISHED);
-                                    return Poll::Ready(i);
-                                }
-                                Alone::Bound => {
-                                    this.phase.set(LINKED);
-                                    return Poll::Pending;
-                                }
+                            });
+                            if let Some(done) = settled_poll(&this.phase, alone, i) {
+                                return done;
                             }
                         }
                         let waker = waker.expect("gort: nothing fired, so the waker is unused");
@@ -966,6 +953,22 @@ impl<const N: usize> Future for SelectFuture<'_, N> {
                     }
                 }
             }
+        }
+    }
+}
+
+/// What an async select's poll returns once case `i` has settled as `alone` says (`None`: it did
+/// nothing, try the next case), with the future's phase moved to match.
+fn settled_poll(phase: &Cell<u8>, alone: Alone, i: usize) -> Option<Poll<usize>> {
+    match alone {
+        Alone::No => None,
+        Alone::Fired => {
+            phase.set(FINISHED);
+            Some(Poll::Ready(i))
+        }
+        Alone::Bound => {
+            phase.set(LINKED);
+            Some(Poll::Pending)
         }
     }
 }
