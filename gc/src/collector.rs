@@ -178,11 +178,15 @@ fn collector_main() {
 
 /// `(objects, bytes)` in use now.
 fn in_use() -> (u64, u64) {
-    let (objects, bytes) = heap::allocated();
-    let (recycled_objects, recycled_bytes) = heap::recycled();
+    in_use_of(&heap::totals())
+}
+
+fn in_use_of(t: &heap::Totals) -> (u64, u64) {
     (
-        objects.saturating_sub(FREED_OBJECTS.load(Ordering::Relaxed) + recycled_objects),
-        bytes.saturating_sub(FREED_BYTES.load(Ordering::Relaxed) + recycled_bytes),
+        t.objects
+            .saturating_sub(FREED_OBJECTS.load(Ordering::Relaxed) + t.recycled_objects),
+        t.bytes
+            .saturating_sub(FREED_BYTES.load(Ordering::Relaxed) + t.recycled_bytes),
     )
 }
 
@@ -1041,15 +1045,16 @@ pub fn set_percent(percent: i32) -> i32 {
 
 /// A snapshot of the heap and the collector.
 pub fn stats() -> GcStats {
-    let (live_objects, heap_bytes) = in_use();
+    let totals = heap::totals();
+    let (live_objects, heap_bytes) = in_use_of(&totals);
     GcStats {
         live_objects,
         heap_bytes,
         heap_goal: HEAP_GOAL.load(Ordering::Relaxed),
         span_bytes: heap::span_bytes(),
         collections: COLLECTIONS.load(Ordering::Relaxed),
-        freed_objects: FREED_OBJECTS.load(Ordering::Relaxed) + heap::recycled().0,
-        freed_promptly: heap::recycled().0,
+        freed_objects: FREED_OBJECTS.load(Ordering::Relaxed) + totals.recycled_objects,
+        freed_promptly: totals.recycled_objects,
         max_pause: Duration::from_nanos(MAX_PAUSE_NS.load(Ordering::Relaxed)),
         total_pause: Duration::from_nanos(TOTAL_PAUSE_NS.load(Ordering::Relaxed)),
         last_cycle: Duration::from_nanos(LAST_CYCLE_NS.load(Ordering::Relaxed)),

@@ -702,27 +702,30 @@ pub(crate) fn alloc(layout: Layout, class: Option<usize>) -> Slot {
 static LARGE_OBJECTS: AtomicU64 = AtomicU64::new(0);
 static LARGE_BYTES: AtomicU64 = AtomicU64::new(0);
 
-/// `(objects, bytes)` allocated since the process started (slot sizes).
-pub(crate) fn allocated() -> (u64, u64) {
-    let mut objects =
-        THREAD_OBJECTS.load(Ordering::Relaxed) + LARGE_OBJECTS.load(Ordering::Relaxed);
-    let mut bytes = THREAD_BYTES.load(Ordering::Relaxed) + LARGE_BYTES.load(Ordering::Relaxed);
+/// The heap's counters now: one pass over the live threads' counters (one lock).
+pub(crate) fn totals() -> Totals {
+    let mut t = Totals {
+        objects: THREAD_OBJECTS.load(Ordering::Relaxed) + LARGE_OBJECTS.load(Ordering::Relaxed),
+        bytes: THREAD_BYTES.load(Ordering::Relaxed) + LARGE_BYTES.load(Ordering::Relaxed),
+        recycled_objects: THREAD_RECYCLED_OBJECTS.load(Ordering::Relaxed),
+        recycled_bytes: THREAD_RECYCLED_BYTES.load(Ordering::Relaxed),
+    };
     for c in lock(&LIVE_THREAD_COUNTERS).iter() {
-        objects += c.objects.load(Ordering::Relaxed);
-        bytes += c.bytes.load(Ordering::Relaxed);
+        t.objects += c.objects.load(Ordering::Relaxed);
+        t.bytes += c.bytes.load(Ordering::Relaxed);
+        t.recycled_objects += c.recycled_objects.load(Ordering::Relaxed);
+        t.recycled_bytes += c.recycled_bytes.load(Ordering::Relaxed);
     }
-    (objects, bytes)
+    t
 }
 
-/// `(objects, bytes)` freed promptly (`recycle`) since the process started.
-pub(crate) fn recycled() -> (u64, u64) {
-    let mut objects = THREAD_RECYCLED_OBJECTS.load(Ordering::Relaxed);
-    let mut bytes = THREAD_RECYCLED_BYTES.load(Ordering::Relaxed);
-    for c in lock(&LIVE_THREAD_COUNTERS).iter() {
-        objects += c.recycled_objects.load(Ordering::Relaxed);
-        bytes += c.recycled_bytes.load(Ordering::Relaxed);
-    }
-    (objects, bytes)
+/// The heap's counters since the process started (slot sizes): what was allocated, and what was
+/// freed promptly (`recycle`; the sweep's frees are the collector's to count).
+pub(crate) struct Totals {
+    pub(crate) objects: u64,
+    pub(crate) bytes: u64,
+    pub(crate) recycled_objects: u64,
+    pub(crate) recycled_bytes: u64,
 }
 
 /// Frees slot `i` of `span` at once, for an object whose value is dropped (prompt reclamation,
@@ -747,20 +750,16 @@ pub(crate) fn recycle(span: &'static Span, i: usize) {
         mag.push(span, i);
         true
     });
-    match kept {
-        Ok(true) => {}
-        Ok(false) => {
-            span.states[i].store(FREE, Ordering::Release);
-            span.freed(1);
-        }
-        Err(_) => {
-            // This thread's cache is gone (a thread-local's destructor dropped the last handle).
-            THREAD_RECYCLED_OBJECTS.fetch_add(1, Ordering::Relaxed);
-            THREAD_RECYCLED_BYTES.fetch_add(span.slot_size as u64, Ordering::Relaxed);
-            span.states[i].store(FREE, Ordering::Release);
-            span.freed(1);
-        }
+    if kept == Ok(true) {
+        return;
     }
+    if kept.is_err() {
+        // This thread's cache is gone (a thread-local's destructor dropped the last handle).
+        THREAD_RECYCLED_OBJECTS.fetch_add(1, Ordering::Relaxed);
+        THREAD_RECYCLED_BYTES.fetch_add(span.slot_size as u64, Ordering::Relaxed);
+    }
+    span.states[i].store(FREE, Ordering::Release);
+    span.freed(1);
 }
 
 /// Bytes of spans obtained from the system (the heap's footprint).
