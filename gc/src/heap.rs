@@ -550,6 +550,7 @@ impl Drop for ThreadCache {
             }
         }
         self.cache.borrow_mut().release_all();
+        // Held until the counters are in the exited threads' sums (see `totals`).
         let mut live = lock(&LIVE_THREAD_COUNTERS);
         live.retain(|c| !Arc::ptr_eq(c, &self.counters));
         let c = &self.counters;
@@ -703,14 +704,19 @@ static LARGE_OBJECTS: AtomicU64 = AtomicU64::new(0);
 static LARGE_BYTES: AtomicU64 = AtomicU64::new(0);
 
 /// The heap's counters now: one pass over the live threads' counters (one lock).
+///
+/// The exited threads' sums are read under the lock too: a thread's exit moves its counters
+/// from the list to those sums while holding it, so a reader outside it could see them in
+/// neither place (or, for two reads, count them once and not the other time).
 pub(crate) fn totals() -> Totals {
+    let live = lock(&LIVE_THREAD_COUNTERS);
     let mut t = Totals {
         objects: THREAD_OBJECTS.load(Ordering::Relaxed) + LARGE_OBJECTS.load(Ordering::Relaxed),
         bytes: THREAD_BYTES.load(Ordering::Relaxed) + LARGE_BYTES.load(Ordering::Relaxed),
         recycled_objects: THREAD_RECYCLED_OBJECTS.load(Ordering::Relaxed),
         recycled_bytes: THREAD_RECYCLED_BYTES.load(Ordering::Relaxed),
     };
-    for c in lock(&LIVE_THREAD_COUNTERS).iter() {
+    for c in live.iter() {
         t.objects += c.objects.load(Ordering::Relaxed);
         t.bytes += c.bytes.load(Ordering::Relaxed);
         t.recycled_objects += c.recycled_objects.load(Ordering::Relaxed);
