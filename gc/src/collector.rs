@@ -1,13 +1,13 @@
-//! The collector: a background thread running Go-style cycles with helper threads (a quarter of
-//! the CPUs, at least one), the pacer, mark assists, the sweep with safe finalization, and the
-//! statistics.
+//! The collector: a background thread that runs Go-style cycles on worker goroutines (a quarter
+//! of the runtime's Ps, at least one; see "the workers" below), the pacer, mark assists, the sweep
+//! with safe finalization, and the statistics.
 //!
 //! A cycle `n` (the crate docs give the protocol and the soundness argument):
 //! 1. **Clear** (`phase.rs` phase `Clear`): stamp every allocated object `scan = n` and clear its
 //!    `DIRTY` bit.
 //! 2. **Mark** begins (the snapshot point): root-test every allocated object: objects with an
 //!    outside handle or `DIRTY` are roots and are shaded. Then trace gray objects until none are
-//!    left, with the helper threads; mutators shade through `GcCell` writes and
+//!    left, on the workers; mutators shade through `GcCell` writes and
 //!    `Weak::upgrade`, and allocating goroutines help (assists) when the heap passes its goal.
 //!    Before termination, assists are closed and waited for (still in Mark, so not in the pause).
 //! 3. **Terminating**: wait out pinned operations, drain the last gray objects (going back to Mark
@@ -22,12 +22,15 @@
 //! 5. Back to **Idle**; the pacer sets the next goal: `marked * (1 + GOGC/100)` (Go's formula),
 //!    at least 4 MiB, with the next cycle triggered at 7/8 of the runway.
 //!
-//! Every span pass is split by span among the collector, its helpers and allocating goroutines
-//! (in the `Drop` pass, only spans whose dead values are all plain: user code must not run inside
-//! an unrelated `Gc::new`); a pass ends when every span is done, and passes never overlap. Invariants: an `ALLOC` slot's header and value are valid; a `DEAD` slot's header is
-//! valid until pass three; gray objects are marked in the current cycle; helper threads and assists
-//! take gray work only while the cycle's marking is open for them (`GrayQueue::helping`,
-//! `ASSIST_GATE`).
+//! Every span pass is split by span among the workers and allocating goroutines (in the `Drop`
+//! pass, only spans whose dead values are all plain: user code must not run inside an unrelated
+//! `Gc::new`); a pass ends when every span is done, and passes never overlap.
+//!
+//! Invariants: an `ALLOC` slot's header and value are valid; a `DEAD` slot's header is valid
+//! until pass three; gray objects are marked in the current cycle; workers and assists take gray
+//! work only while the cycle's marking is open for them (`GrayQueue::helping`, `ASSIST_GATE`);
+//! the collector thread runs user code only for a `Drop` span deferred after the workers left
+//! its pass.
 //!
 //! A `Trace` that panics during marking makes the cycle free nothing (every scanned object is
 //! marked before the sweep), so no object reachable from the panicking one can be lost.
@@ -75,8 +78,6 @@ static LEAKED_OBJECTS: AtomicU64 = AtomicU64::new(0);
 const MIN_GOAL: u64 = 4 << 20;
 /// Gray objects mark termination traces itself; with more, it returns to marking first.
 const TERMINATION_BACKLOG: usize = 256;
-/// Allocation stalls (see [`stall`]) when the heap is over this many times its goal.
-const STALL_FACTOR: u64 = 3;
 /// Gray objects an assist traces per refill.
 const ASSIST_BATCH: usize = 128;
 
@@ -98,13 +99,14 @@ static CONTROL: Mutex<Control> = Mutex::new(Control {
     waiters: Vec::new(),
 });
 static WAKE_COLLECTOR: Condvar = Condvar::new();
-/// Signalled (with `CONTROL`) when a cycle ends, for stalled allocators.
-static CYCLE_DONE: Condvar = Condvar::new();
-static STALLS: AtomicU64 = AtomicU64::new(0);
-static STALL_NS: AtomicU64 = AtomicU64::new(0);
 static START: Once = Once::new();
 
-thread_local!(static ON_COLLECTOR: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+gort_goroutine::goroutine_local! {
+    /// Set on the collector thread and in its worker goroutines: they may run user `Drop`s, and
+    /// must not wait for a cycle. Goroutine-local, as a worker may move between threads when a
+    /// `Drop` it runs blocks.
+    static ON_COLLECTOR: std::cell::Cell<bool> = std::cell::Cell::new(false);
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -128,12 +130,6 @@ fn ensure_started() {
             .name("gort-gc".into())
             .spawn(collector_main)
             .expect("gort: cannot start the collector thread");
-        for i in 0..helper_count() {
-            std::thread::Builder::new()
-                .name(format!("gort-gc-{}", i + 1))
-                .spawn(helper_main)
-                .expect("gort: cannot start a collector helper thread");
-        }
     });
 }
 
@@ -169,7 +165,6 @@ fn collector_main() {
             c.running = false;
             std::mem::take(&mut c.waiters)
         };
-        CYCLE_DONE.notify_all();
         for w in waiters {
             w.wake();
         }
@@ -207,7 +202,8 @@ fn set_goal(marked: u64) {
 }
 
 /// Called by allocators when they take a new span: starts a cycle when the heap reaches the
-/// trigger, and assists marking when it has passed the goal.
+/// trigger, and helps the cycle in progress when the heap has passed its goal. Never waits: the
+/// help is work this goroutine does itself, and when none is left for it, it goes on allocating.
 pub(crate) fn on_refill() {
     ensure_started();
     let state = PHASES.peek();
@@ -220,66 +216,34 @@ pub(crate) fn on_refill() {
             lock(&CONTROL).kicked = true;
             WAKE_COLLECTOR.notify_one();
         }
-    } else {
-        let goal = HEAP_GOAL.load(Ordering::Relaxed).max(1);
-        if live > goal {
-            // Proportional help (Go's assist ratio, simplified): the further past the goal, the
-            // more of the collector's work each span of allocation pays for.
-            let rounds = (live / goal).min(16) as usize;
-            help_pass(4 * rounds);
-            if state.phase == Phase::Mark {
-                // A span of small objects holds over a thousand of them: trace a comparable
-                // number, so marking keeps ahead of allocation.
-                for _ in 0..8 * rounds {
-                    assist();
-                }
-            }
-            // Measured again: the help above may have freed spans.
-            if in_use().1 / STALL_FACTOR > goal {
-                stall(state.cycle);
-            }
-        }
-    }
-}
-
-/// The heap is over `STALL_FACTOR` times its goal even after this goroutine's help: the collector
-/// is behind (its threads are short of CPU, or it is in a pass allocators cannot help with). Wait
-/// for the cycle to end, at most `MAX_STALL`, giving the CPU (and the goroutine's P, through
-/// `blocking`) away meanwhile, as Go parks an assist that finds no work. The wait is bounded, so a
-/// user `Drop` on the collector that needs a lock this goroutine holds delays it, never deadlocks
-/// it. Never on the collector's own threads (they would wait for themselves).
-fn stall(cycle: u32) {
-    if ON_COLLECTOR.with(|c| c.get()) {
         return;
     }
-    let start = Instant::now();
-    gort_goroutine::blocking(|| {
-        let mut c = lock(&CONTROL);
-        while c.running && PHASES.peek().cycle == cycle {
-            let left = crate::MAX_STALL.saturating_sub(start.elapsed());
-            if left.is_zero() {
+    let goal = HEAP_GOAL.load(Ordering::Relaxed).max(1);
+    if live <= goal {
+        return;
+    }
+    // Proportional help (Go's assist ratio, simplified): the further past the goal, the more of
+    // the collector's work each span of allocation pays for.
+    let rounds = (live / goal).min(16) as usize;
+    help_pass(4 * rounds);
+    if state.phase == Phase::Mark {
+        // A span of small objects holds over a thousand of them: trace a comparable number,
+        // so marking keeps ahead of allocation.
+        for _ in 0..8 * rounds {
+            if !assist() {
                 break;
             }
-            c = CYCLE_DONE
-                .wait_timeout(c, left)
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .0;
         }
-    });
-    STALLS.fetch_add(1, Ordering::Relaxed);
-    STALL_NS.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
 }
 
 /// A mark assist: trace a batch of gray objects on the allocating goroutine, inside the assist
 /// gate (`phase::AssistGate`: the collector closes it before mark termination and waits for the
 /// assists inside, so an assist traces only inside its cycle's open marking, and what it shaded is
-/// in the gray queue before termination begins).
-fn assist() {
-    if !ASSIST_GATE.is_open() {
-        return;
-    }
-    if ASSIST_GATE.enter().is_none() {
-        return;
+/// in the gray queue before termination begins). Returns whether it found gray work.
+fn assist() -> bool {
+    if !ASSIST_GATE.is_open() || ASSIST_GATE.enter().is_none() {
+        return false;
     }
     let mut batch = {
         let mut g = lock(&GRAY);
@@ -287,7 +251,8 @@ fn assist() {
         let at = g.objs.len() - n;
         g.objs.split_off(at)
     };
-    if !batch.is_empty() {
+    let found = !batch.is_empty();
+    if found {
         ASSISTS.fetch_add(1, Ordering::Relaxed);
         let mut traced = 0;
         while let Some(o) = batch.pop() {
@@ -302,6 +267,7 @@ fn assist() {
         }
     }
     ASSIST_GATE.leave();
+    found
 }
 
 /// Lets mark assists trace for `cycle` (its phase is `Mark`).
@@ -315,9 +281,13 @@ fn close_marking() {
     ASSIST_GATE.close();
 }
 
-/// Adds shaded objects to the global gray queue.
+/// Adds shaded objects to the global gray queue, and wakes workers waiting for gray work.
 pub(crate) fn push_gray(objs: Vec<ObjPtr>) {
+    if objs.is_empty() {
+        return;
+    }
     lock(&GRAY).objs.extend(objs);
+    wake_workers();
 }
 
 /// Waits until the collector leaves mark termination (GcCell writes and upgrades only).
@@ -351,18 +321,18 @@ fn trace_gray(o: ObjPtr, gray: &mut Vec<ObjPtr>) {
     }
 }
 
-/// The global gray queue and the helper threads' share of marking.
+/// The global gray queue and the workers' share of marking.
 struct GrayQueue {
     objs: Vec<ObjPtr>,
-    /// The cycle whose marking helper threads may take work for (0: none). Changed only under
-    /// the queue's lock, so a helper that takes work under it counts in `busy` before the
-    /// collector can decide that marking is over.
+    /// The cycle whose marking workers may take work for (0: none). Changed only under the
+    /// queue's lock, so a worker that takes work under it counts in `busy` before the collector
+    /// can decide that marking is over.
     helping: u32,
-    /// Helper threads holding gray objects taken from the queue (not yet traced or given back).
+    /// Workers holding gray objects taken from the queue (not yet traced or given back).
     busy: usize,
 }
 
-/// Gray objects shared between the collector, its helper threads, mark assists, and mutators'
+/// Gray objects shared between the collector, its workers, mark assists, and mutators'
 /// shading (GcCell writes, upgrades).
 static GRAY: Mutex<GrayQueue> = Mutex::new(GrayQueue {
     objs: Vec::new(),
@@ -375,14 +345,18 @@ const SHARE_BATCH: usize = 256;
 /// A marker with at least this many gray objects gives half to the global queue when the queue
 /// has fewer.
 const SHARE_MIN: usize = 8;
+/// Objects a worker traces between two goroutine safe points.
+const TRACES_PER_SAFE_POINT: usize = 4096;
 
 /// Traces `local` to exhaustion, giving half of its backlog to the global queue now and then
-/// when the queue runs low (for helper threads and assists). Returns the number of objects traced.
+/// when the queue runs low (for the other workers and assists). Returns the number of objects
+/// traced. `on_worker`: the caller is a worker goroutine, which passes a safe point now and
+/// then (so that sysmon can make it yield its P).
 ///
 /// A depth-first trace of a tree keeps only a short stack (about one entry per level), so the
 /// threshold is low: the bottom half of the stack holds the siblings of the nodes nearest the
-/// root, that is, the largest untraced subtrees, which is what a helper should take.
-fn trace_local(local: &mut Vec<ObjPtr>) -> usize {
+/// root, that is, the largest untraced subtrees, which is what another worker should take.
+fn trace_local(local: &mut Vec<ObjPtr>, on_worker: bool) -> usize {
     let mut traced = 0usize;
     while let Some(o) = local.pop() {
         trace_gray(o, local);
@@ -393,20 +367,23 @@ fn trace_local(local: &mut Vec<ObjPtr>) -> usize {
                     let half = local.len() / 2;
                     g.objs.extend(local.drain(..half));
                     drop(g);
-                    HELP_POSTED.notify_all();
+                    wake_workers();
                 }
             }
+        }
+        if on_worker && traced % TRACES_PER_SAFE_POINT == 0 {
+            gort_goroutine::runtime::safe_point();
         }
     }
     traced
 }
 
-/// The collector's marking: traces until its own stack and the global queue are empty and no
-/// helper thread holds gray objects.
+/// Mark termination's marking, on the collector thread: traces until its own stack and the
+/// global queue are empty and no worker holds gray objects (none takes new ones in termination).
 fn drain(local: &mut Vec<ObjPtr>) {
     let mut round = 0;
     loop {
-        trace_local(local);
+        trace_local(local, false);
         let mut g = lock(&GRAY);
         if !g.objs.is_empty() {
             std::mem::swap(&mut g.objs, local);
@@ -422,14 +399,15 @@ fn drain(local: &mut Vec<ObjPtr>) {
     }
 }
 
-/// Lets helper threads mark for `cycle` (0: stop them taking new gray work).
+/// Lets workers mark for `cycle` (0: stop them taking new gray work).
 fn set_helping(cycle: u32) {
     lock(&GRAY).helping = cycle;
-    HELP_POSTED.notify_all();
+    wake_workers();
 }
 
-/// A helper thread's share of marking: take a batch from the global queue, trace it, repeat,
-/// until the collector stops helping for `cycle`.
+/// A worker's share of marking: take a batch from the global queue, trace it, repeat, until the
+/// collector stops marking for `cycle`. Parks while the queue is empty; whoever adds to it wakes
+/// the parked workers, and the last worker to go idle with the queue empty tells the collector.
 fn help_mark(cycle: u32) {
     let mut local = Vec::new();
     loop {
@@ -439,11 +417,10 @@ fn help_mark(cycle: u32) {
                 return;
             }
             if g.objs.is_empty() {
-                // Nothing to do now: wait for the collector to share work or stop marking.
-                let (g2, _) = HELP_POSTED
-                    .wait_timeout(g, Duration::from_micros(200))
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                drop(g2);
+                // Registered under the queue's lock, before anyone can add to it: no lost wake.
+                register_parked_worker();
+                drop(g);
+                gort_goroutine::park::park();
                 continue;
             }
             let n = g.objs.len().min(SHARE_BATCH);
@@ -451,8 +428,16 @@ fn help_mark(cycle: u32) {
             local.extend(g.objs.drain(at..));
             g.busy += 1;
         }
-        trace_local(&mut local);
-        lock(&GRAY).busy -= 1;
+        trace_local(&mut local, true);
+        let quiet = {
+            let mut g = lock(&GRAY);
+            g.busy -= 1;
+            g.busy == 0 && g.objs.is_empty()
+        };
+        if quiet {
+            notify_collector();
+        }
+        gort_goroutine::runtime::safe_point();
     }
 }
 
@@ -469,12 +454,12 @@ fn for_each_object(span: &Arc<heap::Span>, mut f: impl FnMut(usize, &Header)) {
     }
 }
 
-/// The collector's passes over every span. Each is shared with the collector's helper threads
-/// and with allocating goroutines: a goroutine that takes a span while the heap is past its goal
+/// The collector's passes over every span. Each is shared by the collector's workers and
+/// allocating goroutines: a goroutine that takes a span while the heap is past its goal
 /// processes a few spans of the current pass itself (Go's proportional sweeping and assists, for
 /// our passes). In `Drop`, an allocating goroutine only drops spans whose dead values are all
 /// plain (`Trace::plain_drop`): user `Drop` code must not run inside an unrelated `Gc::new`, so
-/// it defers the others to the collector's threads.
+/// it defers the others to the workers.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum PassKind {
     /// Stamp (and unmark) every allocated object and clear its `DIRTY` (phase Clear).
@@ -497,7 +482,7 @@ struct SpanPass {
     spans: Vec<Arc<heap::Span>>,
     /// The next span to claim.
     next: AtomicUsize,
-    /// `Drop` spans claimed by allocators but left to the collector's threads (not plain).
+    /// `Drop` spans claimed by allocators but left to the workers (not plain).
     deferred: Mutex<Vec<usize>>,
     /// Spans finished (their effects, gray objects included, published).
     done: AtomicUsize,
@@ -721,19 +706,19 @@ fn free_span(pass: &SpanPass, at: usize) {
     }
 }
 
-/// Who is working on a pass: the collector and its helpers may run user `Drop`s; allocating
+/// Who is working on a pass: the collector's workers may run user `Drop`s; allocating
 /// goroutines may not.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Worker {
-    Collector,
-    Helper,
+    /// A worker goroutine (`worker_main`), or the collector thread finishing deferred spans.
+    Background,
     Allocator,
 }
 
 /// Claims and processes up to `max` spans of `pass`. Gray objects go to the global queue before
-/// a span counts as done (except on the collector, which keeps its own), so the collector, which
-/// waits for every span to be done, sees them. An allocator that claims a `Drop` span holding a
-/// value whose drop is not plain defers the span to the collector's threads instead.
+/// a span counts as done, so the collector, which waits for every span to be done, sees them. An
+/// allocator that claims a `Drop` span holding a value whose drop is not plain defers the span to
+/// the workers instead. Whoever finishes the last span tells the collector.
 fn work_on(pass: &SpanPass, max: usize, gray: &mut Vec<ObjPtr>, who: Worker) -> usize {
     let mut k = 0;
     while k < max {
@@ -745,30 +730,53 @@ fn work_on(pass: &SpanPass, max: usize, gray: &mut Vec<ObjPtr>, who: Worker) -> 
             let plain = pass.dead.as_ref().map_or(true, |lists| lock(&lists[i]).1);
             if !plain {
                 lock(&pass.deferred).push(i);
+                notify_collector();
                 continue;
             }
         }
         process_span(pass, i, gray);
-        if who != Worker::Collector && !gray.is_empty() {
-            push_gray(std::mem::take(gray));
-        }
-        pass.done.fetch_add(1, Ordering::Release);
+        push_gray(std::mem::take(gray));
+        span_done(pass);
         k += 1;
+        if who == Worker::Background {
+            gort_goroutine::runtime::safe_point();
+        }
     }
-    if who != Worker::Allocator {
-        // Spans allocators deferred (`Drop` spans with user code).
+    if who == Worker::Background {
+        // Spans allocators deferred (`Drop` spans with user code). Not `while let`: its
+        // scrutinee's guard would be held across the span (and `span_done` takes `PROGRESS`,
+        // which the collector holds while it checks `deferred`).
         loop {
             let Some(i) = lock(&pass.deferred).pop() else {
                 break;
             };
             process_span(pass, i, gray);
-            pass.done.fetch_add(1, Ordering::Release);
+            span_done(pass);
         }
     }
     k
 }
 
-/// What the collector's helper threads are asked to do.
+/// Counts a span of `pass` as done (its effects published), and tells the collector when it was
+/// the last.
+fn span_done(pass: &SpanPass) {
+    if pass.done.fetch_add(1, Ordering::Release) + 1 == pass.spans.len() {
+        notify_collector();
+    }
+}
+
+// ---- the workers --------------------------------------------------------------------------------
+//
+// Go runs its background mark workers on a quarter of the Ps; so does gort. Each cycle the
+// collector thread starts `worker_count()` worker goroutines on the runtime (a quarter of its Ps,
+// at least one), posts each span pass and the marking on the job board, and waits: the workers
+// (and allocating goroutines' assists) do the cycle's work, on Ps, scheduled like any goroutine
+// and yielding at safe points when sysmon asks. The collector thread itself only moves the phases,
+// traces the last few gray objects in mark termination (the pause), and drops the rare `Drop`
+// spans an allocator deferred after the workers had finished the pass. Workers exit at the end of
+// their cycle, so between cycles the collector owns no goroutine.
+
+/// What the workers are asked to do.
 #[derive(Clone)]
 enum HelpJob {
     Nothing,
@@ -776,54 +784,147 @@ enum HelpJob {
     Mark(u32),
 }
 
-/// The current job for helper threads, with a sequence number so each helper takes each job once.
-static HELP: Mutex<(u64, HelpJob)> = Mutex::new((0, HelpJob::Nothing));
-/// Signals a new helper job, or gray work shared by the collector.
-static HELP_POSTED: Condvar = Condvar::new();
-
-fn post_help(job: HelpJob) {
-    let mut h = lock(&HELP);
-    h.0 += 1;
-    h.1 = job;
-    drop(h);
-    HELP_POSTED.notify_all();
+/// The job board: the current job, numbered so each worker takes each job once, and the cycle
+/// whose workers may take it (workers of any other cycle exit).
+struct Board {
+    seq: u64,
+    cycle: u32,
+    job: HelpJob,
 }
 
-/// Number of helper threads: a quarter of the CPUs (Go's background mark utilization), at least
-/// one, so that with the collector thread the collector's work can use two CPUs.
-fn helper_count() -> usize {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    (cpus / 4).max(1)
+static BOARD: Mutex<Board> = Mutex::new(Board {
+    seq: 0,
+    cycle: 0,
+    job: HelpJob::Nothing,
+});
+
+/// Wakers of workers parked for a job or for gray work, and whether there are any (so that the
+/// mutators' shading, which calls `wake_workers`, pays one load when none waits).
+static PARKED_WORKERS: Mutex<Vec<Waker>> = Mutex::new(Vec::new());
+static ANY_PARKED: AtomicBool = AtomicBool::new(false);
+
+/// Registers the calling worker to be woken by the next `wake_workers`. The caller holds the lock
+/// that guards the condition it waits for (the board's or the gray queue's), and whoever changes
+/// that condition calls `wake_workers` after taking that lock: so the wake cannot be missed.
+fn register_parked_worker() {
+    let mut parked = lock(&PARKED_WORKERS);
+    parked.push(gort_goroutine::park::current_waker());
+    ANY_PARKED.store(true, Ordering::SeqCst);
 }
 
-/// A collector helper thread: runs its share of each span pass and of marking. Like the
-/// collector, it may run `Drop`s (pass two).
-fn helper_main() {
+/// Wakes every parked worker (they recheck what they wait for).
+fn wake_workers() {
+    if !ANY_PARKED.load(Ordering::SeqCst) {
+        return;
+    }
+    let wakers = {
+        let mut parked = lock(&PARKED_WORKERS);
+        ANY_PARKED.store(false, Ordering::SeqCst);
+        std::mem::take(&mut *parked)
+    };
+    for w in wakers {
+        w.wake();
+    }
+}
+
+fn post_job(job: HelpJob) {
+    {
+        let mut b = lock(&BOARD);
+        b.seq += 1;
+        b.job = job;
+    }
+    wake_workers();
+}
+
+/// Number of workers per cycle: a quarter of the runtime's Ps (Go's 25% background
+/// utilization), at least one.
+fn worker_count() -> usize {
+    (gort_goroutine::runtime::max_procs() / 4).max(1)
+}
+
+/// Opens the board for cycle `n` and starts its workers.
+fn start_workers(n: u32) {
+    {
+        let mut b = lock(&BOARD);
+        b.seq += 1;
+        b.cycle = n;
+        b.job = HelpJob::Nothing;
+    }
+    for _ in 0..worker_count() {
+        // The handle is dropped: the worker runs detached and exits with its cycle.
+        drop(gort_goroutine::spawn(move || worker_main(n)));
+    }
+}
+
+/// Closes the board at the end of a cycle: its workers exit.
+fn stop_workers() {
+    {
+        let mut b = lock(&BOARD);
+        b.seq += 1;
+        b.cycle = 0;
+        b.job = HelpJob::Nothing;
+    }
+    wake_workers();
+}
+
+/// A worker goroutine of cycle `cycle`: takes each job posted on the board (the latest one; the
+/// collector never needs a particular worker to see a job) until its cycle ends.
+fn worker_main(cycle: u32) {
     ON_COLLECTOR.with(|c| c.set(true));
     let mut seen = 0u64;
     loop {
         let job = {
-            let mut h = lock(&HELP);
-            while h.0 == seen {
-                h = HELP_POSTED
-                    .wait(h)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let b = lock(&BOARD);
+            if b.cycle != cycle {
+                return;
             }
-            seen = h.0;
-            h.1.clone()
+            if b.seq == seen {
+                register_parked_worker();
+                drop(b);
+                gort_goroutine::park::park();
+                continue;
+            }
+            seen = b.seq;
+            b.job.clone()
         };
         match job {
             HelpJob::Nothing => {}
             HelpJob::Pass(pass) => {
                 let mut gray = Vec::new();
-                work_on(&pass, usize::MAX, &mut gray, Worker::Helper);
+                work_on(&pass, usize::MAX, &mut gray, Worker::Background);
             }
-            HelpJob::Mark(cycle) => help_mark(cycle),
+            HelpJob::Mark(c) => help_mark(c),
         }
     }
 }
 
-/// Runs a pass over `spans` with whoever helps; returns when every span is done.
+/// The collector thread's wait for its workers: `notify_collector` is called after each change
+/// that may end a wait (a pass's last span, marking going quiet, a deferred span).
+/// Lock order: `PROGRESS` before the locks `done` checks take; nobody takes `PROGRESS` while
+/// holding one of them.
+static PROGRESS: Mutex<()> = Mutex::new(());
+static PROGRESSED: Condvar = Condvar::new();
+
+fn notify_collector() {
+    drop(lock(&PROGRESS));
+    PROGRESSED.notify_all();
+}
+
+/// Blocks the collector thread until `done()` holds. `done` is checked under `PROGRESS`'s lock,
+/// which `notify_collector` takes before notifying, so a change made before the notification is
+/// never missed; the timeout only bounds the cost of a change made without one.
+fn wait_for_workers(mut done: impl FnMut() -> bool) {
+    let mut guard = lock(&PROGRESS);
+    while !done() {
+        guard = PROGRESSED
+            .wait_timeout(guard, Duration::from_millis(1))
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0;
+    }
+}
+
+/// Runs a pass over `spans` on the workers and allocating goroutines; returns when every span is
+/// done.
 fn run_pass(
     kind: PassKind,
     spans: &[Arc<heap::Span>],
@@ -842,21 +943,24 @@ fn run_pass(
         marked_bytes: AtomicU64::new(0),
     });
     *lock(&PASS) = Some(pass.clone());
-    post_help(HelpJob::Pass(pass.clone()));
-    work_on(&pass, usize::MAX, gray, Worker::Collector);
-    *lock(&PASS) = None;
-    post_help(HelpJob::Nothing);
-    let mut round = 0;
-    while pass.done.load(Ordering::Acquire) < pass.spans.len() {
-        // An allocator may still defer a span it claimed before the claims ran out.
-        if let Some(i) = lock(&pass.deferred).pop() {
-            process_span(&pass, i, gray);
-            pass.done.fetch_add(1, Ordering::Release);
-            continue;
-        }
-        round += 1;
-        crate::sync::backoff(round);
+    post_job(HelpJob::Pass(pass.clone()));
+    loop {
+        wait_for_workers(|| {
+            pass.done.load(Ordering::Acquire) >= pass.spans.len()
+                || (pass.next.load(Ordering::Relaxed) >= pass.spans.len()
+                    && !lock(&pass.deferred).is_empty())
+        });
+        // Once every span is claimed, an allocator may still defer one it claimed; the workers
+        // may have left the pass by then.
+        let Some(i) = lock(&pass.deferred).pop() else {
+            break;
+        };
+        process_span(&pass, i, gray);
+        push_gray(std::mem::take(gray));
+        span_done(&pass);
     }
+    *lock(&PASS) = None;
+    post_job(HelpJob::Nothing);
     pass
 }
 
@@ -870,27 +974,39 @@ fn help_pass(spans: usize) {
     }
 }
 
+/// Marks on the workers until nothing gray is left anywhere and no worker holds gray work; the
+/// collector's own gray objects (`gray`) go to the global queue first.
+fn mark_on_workers(n: u32, gray: &mut Vec<ObjPtr>) {
+    push_gray(std::mem::take(gray));
+    loop {
+        set_helping(n);
+        post_job(HelpJob::Mark(n));
+        wait_for_workers(|| {
+            let g = lock(&GRAY);
+            g.objs.is_empty() && g.busy == 0
+        });
+        set_helping(0);
+        // A worker may have taken work between the check and `helping` changing: it is counted
+        // in `busy`, and what it gives back lands in the queue.
+        wait_for_workers(|| lock(&GRAY).busy == 0);
+        if lock(&GRAY).objs.is_empty() {
+            return;
+        }
+    }
+}
+
 /// `GORT_GCTRACE=1`: one line per cycle on stderr (Go's `GODEBUG=gctrace=1`).
 fn gctrace() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| std::env::var_os("GORT_GCTRACE").is_some_and(|v| v != "0"))
 }
 
-/// Marks with the helper threads until nothing gray is left anywhere.
-fn mark_with_helpers(n: u32, gray: &mut Vec<ObjPtr>) {
-    set_helping(n);
-    post_help(HelpJob::Mark(n));
-    drain(gray);
-    set_helping(0);
-    // Helpers that took work before `helping` changed are counted in `busy`; what they give back
-    // lands in the queue. Drain once more so nothing is left behind.
-    drain(gray);
-}
-
 fn run_cycle(n: u32) {
     let started = Instant::now();
     let live_at_start = in_use().1;
     TRACE_PANICKED.store(false, Ordering::SeqCst);
+
+    start_workers(n);
 
     // 1. Clear.
     PHASES.advance(n, Phase::Clear);
@@ -904,12 +1020,12 @@ fn run_cycle(n: u32) {
     open_marking(n);
     let spans = heap::spans();
     run_pass(PassKind::Scan, &spans, &mut gray, None);
-    // Drain until a pass finds nothing new, then stop assists (they finish their batches while
-    // still in Mark) and drain what they left: termination only has the last moment's shading
-    // by GcCell writes and upgrades left to trace.
-    mark_with_helpers(n, &mut gray);
+    // Mark until nothing gray is left, then stop assists (they finish their batches while still
+    // in Mark) and mark what they left: termination only has the last moment's shading by GcCell
+    // writes and upgrades left to trace.
+    mark_on_workers(n, &mut gray);
     close_marking();
-    drain(&mut gray);
+    mark_on_workers(n, &mut gray);
     let marked_at = started.elapsed();
 
     // 3. Terminating. If the pinned operations that finished meanwhile (GcCell writes, upgrades)
@@ -923,9 +1039,9 @@ fn run_cycle(n: u32) {
         }
         PHASES.advance(n, Phase::Mark);
         open_marking(n);
-        mark_with_helpers(n, &mut gray);
+        mark_on_workers(n, &mut gray);
         close_marking();
-        drain(&mut gray);
+        mark_on_workers(n, &mut gray);
         pause = Instant::now();
         PHASES.advance(n, Phase::Terminating);
     }
@@ -968,6 +1084,7 @@ fn run_cycle(n: u32) {
     FREED_BYTES.fetch_add(freed_bytes, Ordering::Relaxed);
     drop(free);
     drop(spans);
+    stop_workers();
 
     // 5. Idle, and the next goal.
     PHASES.advance(n, Phase::Idle);
@@ -1060,8 +1177,6 @@ pub fn stats() -> GcStats {
         last_cycle: Duration::from_nanos(LAST_CYCLE_NS.load(Ordering::Relaxed)),
         assists: ASSISTS.load(Ordering::Relaxed),
         span_assists: SPAN_ASSISTS.load(Ordering::Relaxed),
-        stalls: STALLS.load(Ordering::Relaxed),
-        stall_time: Duration::from_nanos(STALL_NS.load(Ordering::Relaxed)),
         drop_panics: DROP_PANICS.load(Ordering::Relaxed),
         leaked_objects: LEAKED_OBJECTS.load(Ordering::Relaxed),
         percent: PERCENT.load(Ordering::Relaxed),

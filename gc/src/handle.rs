@@ -102,9 +102,8 @@ impl<T: Trace + Send + 'static> Gc<T> {
     ///
     /// Allocates from the current P's cache. When the heap is past its goal it helps the
     /// collector (processes spans of the current pass, drops plain dead values, traces gray
-    /// objects: an *assist*, which may run other types' `Trace` impls), and when the heap is over
-    /// three times its goal it waits for the collector, at most [`MAX_STALL`](crate::MAX_STALL),
-    /// with its P handed off. It is a goroutine safe point once every few dozen allocations.
+    /// objects: an *assist*, which may run other types' `Trace` impls); it never waits for the
+    /// collector. It is a goroutine safe point once every few dozen allocations.
     ///
     /// # Panics
     /// If `value`'s `Trace` impl panics (the value is then leaked, never dropped).

@@ -44,16 +44,14 @@
 //! Only `GcCell` writes (taking and releasing the guard) and `Weak::upgrade` pin, and only they
 //! wait for a phase change. (Mark assists pass through a gate instead, `phase::AssistGate`, which
 //! the collector closes while still in Mark, waiting for the assists inside, so they never
-//! lengthen the pause. Apart from phases, `Gc::new`
-//! may wait for the end of a cycle when the heap is over three times its goal: see *Allocation
-//! and pacing*.)
+//! lengthen the pause. Reads, clones, drops and `Gc::new` never wait for the collector.)
 //!
 //! | operation | Idle / Clear | Mark | Terminating | Sweep |
 //! |---|---|---|---|---|
 //! | `Deref`, `GcCell::borrow` | read | read | read | read |
 //! | `clone` | `handles += 1` | same | same | same |
 //! | `drop` | `handles -= 1`, set `DIRTY` (one CAS); if no handle is left, *reclaim* (below) in Idle | same; if none is left, keep it for the Idle after the cycle, in Clear leave it to the collector | same as Mark | same as Mark, unless found dead |
-//! | `Gc::new` | allocate (unstamped, unmarked), publish, *then* adopt the value's handles (`internal += 1`, `DIRTY`); past the goal, help the current span pass; past three times the goal, wait for the cycle (at most `MAX_STALL`) | same, may also assist marking | same | same |
+//! | `Gc::new` | allocate (unstamped, unmarked), publish, *then* adopt the value's handles (`internal += 1`, `DIRTY`); past the goal, help the current span pass (never wait) | same, may also assist marking | same | same |
 //! | `borrow_mut` | disown contents | disown and **shade** contents | wait | disown contents |
 //! | guard drop (pinned) | adopt contents, unlock | same | same | same |
 //! | `Weak::upgrade` | `handles += 1` | `handles += 1`, **shade** | wait | `None` if dead, else `handles += 1` |
@@ -157,21 +155,24 @@
 //! class, objects over 32 KiB in spans of their own. Each thread allocates from a *magazine* of 32
 //! slots it reserves through its P's cache, so the runtime's per-P hook is paid once per 32
 //! objects. New objects are published unmarked, even while marking: marks are bits valid for
-//! one cycle, and a stale phase read must not leave an object marked into the next. The collector thread runs each
-//! cycle with helper threads (a quarter of the CPUs, at least one) that share every span pass and
-//! the marking: Go's 25% background utilization on large machines, but on two cores the collector
-//! and its helper may take both CPUs during a cycle. Values whose drop runs user code are dropped
-//! only on these threads (user `Drop` code must not run inside an unrelated `Gc::new`; `Trace`
-//! impls may, in assists). The
+//! one cycle, and a stale phase read must not leave an object marked into the next.
+//!
+//! A cycle's work runs on the runtime's Ps, as in Go: the collector thread starts *worker
+//! goroutines* for each cycle, a quarter of the Ps (Go's 25% background utilization), at least
+//! one, and posts every span pass and the marking to them; it only moves the phases and traces the
+//! few gray objects left for mark termination. Workers are scheduled like any goroutine, yield at
+//! safe points when sysmon asks, and exit with their cycle. Values whose drop runs user code are
+//! dropped only by the workers (user `Drop` code must not run inside an unrelated `Gc::new`;
+//! `Trace` impls may, in assists). The
 //! pacer uses Go's heap goal, `marked * (1 + GOGC/100)` with a 4 MiB floor, where `marked` is
 //! what the last cycle found live at its snapshot; a cycle starts at 7/8 of the way to the goal.
 //! A goroutine that takes a span while the heap is past the goal helps, more the further past it
 //! is: it processes spans of the collector's current pass (Go's proportional sweep; in the drop
 //! pass, only spans whose dead values are all plain), and while marking it also traces batches of
-//! gray objects (a mark assist; the collector shares its work through the global gray queue). If
-//! the heap is still over three times its goal, the goroutine waits for the cycle to end, at most
-//! [`MAX_STALL`] at a time, with its P handed off (Go parks an assist that finds no work);
-//! `stats().stalls` and `stall_time` count these waits. [`set_percent`] is `GOGC` (env
+//! gray objects (a mark assist; the workers share their work through the global gray queue).
+//! Allocation never waits for the collector: when no work is left for the goroutine to take, it
+//! goes on allocating (so when allocation outruns the workers and assists, the heap grows past
+//! its goal rather than the program stopping). [`set_percent`] is `GOGC` (env
 //! `GORT_GC`); `GORT_GCTRACE=1` prints one line per cycle, like Go's `GODEBUG=gctrace=1`.
 //!
 //! # Costs and limits
@@ -180,9 +181,8 @@
 //! * `Gc::new` traces the new value once (adoption), and every handle op is one atomic
 //!   read-modify-write on the object's counts word. Dropping a last handle traces the value once
 //!   more and frees it (prompt reclamation), like `Arc`'s drop.
-//! * Past three times the heap goal, allocation waits for the collector (up to 1 ms at a time):
-//!   on a machine whose CPUs are all busy, that throttles allocation so the collector catches up;
-//!   it does not bound the heap.
+//! * Nothing bounds the heap when allocation outruns the collector: allocation helps but never
+//!   waits, so on a machine whose CPUs are all busy the heap can grow well past its goal.
 //! * The only pause is mark termination, and only `GcCell` writes and `Weak::upgrade` can wait in
 //!   it; it is normally a few microseconds, but it first waits out pinned operations, so a thread
 //!   descheduled by the OS in the middle of a `GcCell` write's disown stretches it.
@@ -193,7 +193,7 @@
 //! * Dereferencing and cloning a `Gc` read the object's counts word (the dead flag) first.
 //! * An object's header is two words (a binary-trees node, two handles, is 32 bytes); marking
 //!   finds a target's marks byte through the span map (two loads) rather than in the header.
-//! * `Gc<T>` needs `T: Sized + Send + 'static` (the collector drops values on its own thread);
+//! * `Gc<T>` needs `T: Sized + Send + 'static` (the collector's workers drop values);
 //!   there is no `Gc<dyn Trait>` yet.
 //!
 //! # Loom models
@@ -247,10 +247,6 @@ pub use trace::{Trace, Tracer};
 #[cfg(not(loom))]
 pub use weak::Weak;
 
-/// The longest an allocating goroutine waits for the collector at once when the heap is over
-/// three times its goal (see the crate docs, "Allocation and pacing").
-pub const MAX_STALL: std::time::Duration = std::time::Duration::from_millis(1);
-
 /// A snapshot of the heap and the collector, from [`stats`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -282,11 +278,6 @@ pub struct GcStats {
     /// Spans of the collector's passes (any of them, plain drops included) processed by
     /// allocating goroutines (when the heap is past its goal).
     pub span_assists: u64,
-    /// Times an allocating goroutine waited for the collector (at most [`MAX_STALL`] each)
-    /// because the heap was over three times its goal.
-    pub stalls: u64,
-    /// The total duration of those waits.
-    pub stall_time: std::time::Duration,
     /// `Drop`s of collected objects that panicked (caught and reported).
     pub drop_panics: u64,
     /// Objects leaked because their `Trace` panicked while they were finalized, or because a

@@ -69,9 +69,6 @@ pub struct BinTree {
     pub gc_cycles: u64,
     pub max_pause_us: f64,
     pub peak_rss_kib: u64,
-    /// gort only: allocation stalls (waits of an allocating goroutine for the collector, each
-    /// bounded by `gc::MAX_STALL`) and their total in ms.
-    pub stalls: Option<(u64, f64)>,
     /// How many runs this summarizes (`BinTree::median`), and their fastest and slowest times.
     pub runs: usize,
     pub ms_range: (f64, f64),
@@ -104,16 +101,13 @@ impl BinTree {
             gc_cycles: field("gc_cycles")? as u64,
             max_pause_us: field("max_pause_us")?,
             peak_rss_kib,
-            stalls: field("stalls")
-                .zip(field("stall_ms"))
-                .map(|(n, ms)| (n as u64, ms)),
             runs: 1,
             ms_range: (ms, ms),
         })
     }
 
     /// Several runs of one program as one: the median time (with that run's collections), the
-    /// median peak RSS, and the worst pause and stall figures of any run. On a shared 2-core
+    /// median peak RSS, and the worst pause of any run. On a shared 2-core
     /// machine a single run of either program can be off by half; DESIGN.md's figures are medians.
     pub fn median(mut runs: Vec<BinTree>) -> Option<BinTree> {
         if runs.is_empty() {
@@ -123,17 +117,12 @@ impl BinTree {
         let mut rss: Vec<u64> = runs.iter().map(|r| r.peak_rss_kib).collect();
         rss.sort_unstable();
         let max_pause_us = runs.iter().map(|r| r.max_pause_us).fold(0.0, f64::max);
-        let stalls = runs
-            .iter()
-            .filter_map(|r| r.stalls)
-            .max_by(|a, b| a.1.total_cmp(&b.1));
         runs.sort_by(|a, b| a.ms.total_cmp(&b.ms));
         let ms_range = (runs[0].ms, runs[runs.len() - 1].ms);
         let n = runs.len();
         let mut m = runs.swap_remove(mid);
         m.peak_rss_kib = rss[mid];
         m.max_pause_us = max_pause_us;
-        m.stalls = stalls;
         m.runs = n;
         m.ms_range = ms_range;
         Some(m)
@@ -301,12 +290,9 @@ impl Results {
                 what,
                 "max pause <= 1 ms".to_string(),
                 format!(
-                    "gort {:.0} us over {} collections{}{}",
+                    "gort {:.0} us over {} collections{}",
                     b.max_pause_us,
                     b.gc_cycles,
-                    b.stalls.map_or(String::new(), |(n, ms)| format!(
-                        "; besides, {n} allocation stalls of at most 1 ms each, {ms:.0} ms in all"
-                    )),
                     go.map_or(String::new(), |g| format!(" (Go {:.0} us)", g.max_pause_us))
                 ),
                 Some(b.max_pause_us <= 1000.0),
@@ -657,7 +643,7 @@ mod tests {
     fn binary_trees_lines_of_both_programs_parse() {
         let gort = "stretch tree of depth 22\t check: 8388607\n\
                     gort binary_trees_21_ms 9876 gc_cycles 40 max_pause_us 310 peak_rss_mib 200 \
-                    assists 3 stalls 12 stall_ms 7\n";
+                    assists 3 span_assists 12\n";
         assert_eq!(
             BinTree::parse(gort, 204_800),
             Some(BinTree {
@@ -666,14 +652,12 @@ mod tests {
                 gc_cycles: 40,
                 max_pause_us: 310.0,
                 peak_rss_kib: 204_800,
-                stalls: Some((12, 7.0)),
                 runs: 1,
                 ms_range: (9876.0, 9876.0),
             })
         );
         let go = "binary_trees_21_ms 11900 gc_cycles 120 max_pause_us 370\n";
         assert_eq!(BinTree::parse(go, 1).map(|b| b.ms), Some(11900.0));
-        assert_eq!(BinTree::parse(go, 1).and_then(|b| b.stalls), None);
         assert_eq!(BinTree::parse("no summary here", 1), None);
     }
 
