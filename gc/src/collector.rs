@@ -157,7 +157,7 @@ fn collector_main() {
         }
         // Cycle numbers start at 1 (0: none yet).
         cycle = cycle.wrapping_add(1).max(1);
-        run_cycle(cycle);
+        let unswept = run_cycle(cycle);
         KICKED.store(false, Ordering::SeqCst);
         let waiters = {
             let mut c = lock(&CONTROL);
@@ -168,6 +168,12 @@ fn collector_main() {
         for w in waiters {
             w.wake();
         }
+        // The background sweep, still on this cycle's workers; the next cycle waits for it
+        // (Go's `finishsweep_m`), as every span must be swept before the next clear pass.
+        if !unswept.is_empty() {
+            run_pass(PassKind::Sweep, &unswept, &mut Vec::new(), None);
+        }
+        stop_workers();
     }
 }
 
@@ -473,8 +479,12 @@ enum PassKind {
     Condemn,
     /// Sweep pass two: drop the dead values (phase Sweep, after every span's `Flag`).
     Drop,
-    /// Sweep pass three: free the dropped objects' slots (phase Sweep, after every `Drop`).
+    /// Sweep pass three: free the dropped objects' slots (phase Sweep, after every `Drop`), when
+    /// some dead value's drop ran user code (a `Drop` may have kept a handle to a dead object).
     Free,
+    /// Otherwise the sweep's last step is lazy (`Span::sweep_later`): this pass, in the idle time
+    /// after the cycle, frees what allocators have not (Go's background sweeper).
+    Sweep,
 }
 
 struct SpanPass {
@@ -503,9 +513,10 @@ static SWEEP_RUNS_USER_DROPS: AtomicBool = AtomicBool::new(false);
 
 /// In a dead list, marks an object whose drop may be skipped: its type's drop only drops handles
 /// (`Trace::drop_is_handles_only`) and every handle in it points to a dead object.
-const SKIP_DROP: u16 = 1 << 15;
+const SKIP_DROP: u16 = !heap::SLOT_INDEX_MASK;
 // Slot indices fit beside the flag: a span has at most 64 KiB / 16 slots.
-const _: () = assert!(heap::SPAN_BYTES / heap::CLASS_SIZES[0] <= SKIP_DROP as usize);
+const _: () =
+    assert!(heap::SPAN_BYTES / heap::CLASS_SIZES[0] <= heap::SLOT_INDEX_MASK as usize + 1);
 
 /// Per span of a cycle's sweep: the slots of its dead objects, and whether all of them are plain
 /// (`Trace::plain_drop`: an allocating goroutine may drop them).
@@ -554,6 +565,7 @@ fn process_span(pass: &SpanPass, at: usize, gray: &mut Vec<ObjPtr>) {
         }
         PassKind::Drop => drop_span(pass, at),
         PassKind::Free => free_span(pass, at),
+        PassKind::Sweep => pass.spans[at].finish_sweep(),
     }
 }
 
@@ -1001,7 +1013,8 @@ fn gctrace() -> bool {
     *ON.get_or_init(|| std::env::var_os("GORT_GCTRACE").is_some_and(|v| v != "0"))
 }
 
-fn run_cycle(n: u32) {
+/// Runs cycle `n`; returns the spans whose dead slots are left to the lazy sweep.
+fn run_cycle(n: u32) -> Vec<Arc<heap::Span>> {
     let started = Instant::now();
     let live_at_start = in_use().1;
     TRACE_PANICKED.store(false, Ordering::SeqCst);
@@ -1076,15 +1089,34 @@ fn run_cycle(n: u32) {
         run_pass(PassKind::Condemn, &spans, &mut gray, Some(&dead));
     }
     run_pass(PassKind::Drop, &spans, &mut gray, Some(&dead));
-    let free = run_pass(PassKind::Free, &spans, &mut gray, Some(&dead));
-    let freed_objects = free.freed_objects.load(Ordering::Relaxed);
-    let freed_bytes = free.freed_bytes.load(Ordering::Relaxed);
+    let mut unswept = Vec::new();
+    let (freed_objects, freed_bytes) = if SWEEP_RUNS_USER_DROPS.load(Ordering::Relaxed) {
+        let free = run_pass(PassKind::Free, &spans, &mut gray, Some(&dead));
+        (
+            free.freed_objects.load(Ordering::Relaxed),
+            free.freed_bytes.load(Ordering::Relaxed),
+        )
+    } else {
+        // Every dead value is dropped and none ran user code, so no handle to a dead object is
+        // left anywhere: the slots may be freed in any order, by anyone, from now on. Counted as
+        // freed now (their values are gone).
+        let (mut objects, mut bytes) = (0u64, 0u64);
+        for (span, list) in spans.iter().zip(dead.iter()) {
+            let list = std::mem::take(&mut lock(list).0);
+            if list.is_empty() {
+                continue;
+            }
+            objects += list.len() as u64;
+            bytes += (list.len() * span.slot_size) as u64;
+            span.sweep_later(list);
+            unswept.push(span.clone());
+        }
+        (objects, bytes)
+    };
     let marked_bytes = flag.marked_bytes.load(Ordering::Relaxed);
     FREED_OBJECTS.fetch_add(freed_objects, Ordering::Relaxed);
     FREED_BYTES.fetch_add(freed_bytes, Ordering::Relaxed);
-    drop(free);
     drop(spans);
-    stop_workers();
 
     // 5. Idle, and the next goal.
     PHASES.advance(n, Phase::Idle);
@@ -1111,6 +1143,7 @@ fn run_cycle(n: u32) {
             mib(HEAP_GOAL.load(Ordering::Relaxed)),
         );
     }
+    unswept
 }
 
 /// Runs a full collection and returns when it is done (Go's `runtime.GC()`): every object that was

@@ -20,11 +20,17 @@
 //! * When its span is used up, a cache returns it and takes one from the class's *central* list of
 //!   spans with free slots, or a fresh span. That refill is where the pacer looks at the heap
 //!   (`collector::on_refill`), as Go's does in `mcache.refill`.
-//! * Apart from prompt reclamation, only the sweep (run by the collector's threads, helped by allocating goroutines) turns
-//!   `ALLOC` into `DEAD` (after dropping the value) and `ALLOC` or `DEAD` into `FREE` or `LEAKED`
-//!   (once every dead value of the cycle is dropped), also in spans a cache owns: allocation
-//!   never writes an `ALLOC` or `DEAD` slot's state and the sweep never writes any other. A span
-//!   that gains free slots and is not cached goes back on its central list.
+//! * Apart from prompt reclamation, only the sweep turns `ALLOC` into `DEAD` (after dropping the
+//!   value) and `ALLOC` or `DEAD` into `FREE` or `LEAKED` (once every dead value of the cycle is
+//!   dropped), also in spans a cache owns: the cache's allocation never writes an `ALLOC` or
+//!   `DEAD` slot's state and the sweep never writes any other. A span that gains free slots and
+//!   is not cached goes back on its central list.
+//! * The sweep's last step is lazy, as Go's: when no dead value of the cycle ran user code, the
+//!   collector does not free the dead slots itself but leaves each span's list with the span
+//!   (`Span::sweep_later`). The allocator that next takes the span (from its central list, or as
+//!   its cached span) frees them first (`Span::sweep`); the collector's workers sweep the rest in
+//!   the background, and the collector finishes that before its next cycle begins. Exactly one
+//!   of them frees each span's list (`needs_sweep` is claimed by a swap).
 //! * Larger objects (or alignment above 16) get a span of their own, also in the span map, freed
 //!   to the system when the object dies (by the sweep only).
 //!
@@ -105,6 +111,11 @@ pub(crate) struct Span {
     owned: AtomicBool,
     /// On the central list (changed only under the class's central lock).
     listed: AtomicBool,
+    /// The lazy part of a sweep (`Span::sweep`): slots whose objects the last cycle found dead
+    /// and whose values it dropped (or skipped), still to be freed, and where that stands
+    /// (`SWEPT`, `UNSWEPT`, `SWEEPING`).
+    unswept: Mutex<Vec<u16>>,
+    sweep_state: AtomicU8,
 }
 
 // SAFETY: a Span is its memory plus atomics; who may touch which slot is the module's protocol.
@@ -152,6 +163,8 @@ impl Span {
             free_slots: AtomicUsize::new(nslots),
             owned: AtomicBool::new(false),
             listed: AtomicBool::new(false),
+            unswept: Mutex::new(Vec::new()),
+            sweep_state: AtomicU8::new(SWEPT),
         });
         let mut registry = lock(&REGISTRY);
         map_span(Arc::as_ptr(&span), Arc::as_ptr(&span));
@@ -235,6 +248,85 @@ impl Span {
         if !self.owned.load(Ordering::SeqCst) && !self.listed.load(Ordering::SeqCst) {
             self.listed.store(true, Ordering::SeqCst);
             central.push(self.as_static());
+        }
+    }
+}
+
+/// A span's lazy sweep (`Span::sweep_state`): nothing left to free; slots left to free; being
+/// freed by someone (who stores `SWEPT` when done).
+const SWEPT: u8 = 0;
+const UNSWEPT: u8 = 1;
+const SWEEPING: u8 = 2;
+
+/// The bits of a [`Span::sweep_later`] list entry that hold the slot index (the collector's
+/// sweep uses bit 15 for a flag of its own).
+pub(crate) const SLOT_INDEX_MASK: u16 = 0x7fff;
+
+impl Span {
+    /// Leaves the freeing of `dead` (slots whose values a sweep's drop pass has dropped, every
+    /// dead value of that cycle being dropped already) to whoever next needs this span: the
+    /// allocator that takes it (`Cache`), or the background sweep ([`Span::sweep`]), which the
+    /// collector finishes before its next cycle. A span with no free slot is listed on its central
+    /// list, so that allocators find it.
+    pub(crate) fn sweep_later(&self, dead: Vec<u16>) {
+        *lock(&self.unswept) = dead;
+        self.sweep_state.store(UNSWEPT, Ordering::Release);
+        if self.class == LARGE || self.owned.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut central = lock(&CENTRAL[self.class]);
+        if !self.owned.load(Ordering::SeqCst) && !self.listed.load(Ordering::SeqCst) {
+            self.listed.store(true, Ordering::SeqCst);
+            central.push(self.as_static());
+        }
+    }
+
+    /// Frees the slots [`Span::sweep_later`] left, if no one has claimed them yet (Go's lazy
+    /// sweep: the allocator that takes a span sweeps it first). Returns how many it freed. Never
+    /// call it holding the span's central lock (`freed` may take it).
+    pub(crate) fn sweep(&self) -> usize {
+        if self.sweep_state.load(Ordering::Relaxed) != UNSWEPT
+            || self
+                .sweep_state
+                .compare_exchange(UNSWEPT, SWEEPING, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+        {
+            return 0;
+        }
+        let dead = std::mem::take(&mut *lock(&self.unswept));
+        for &e in &dead {
+            self.free_slot(usize::from(e & SLOT_INDEX_MASK));
+        }
+        if !dead.is_empty() {
+            self.freed(dead.len());
+        }
+        self.sweep_state.store(SWEPT, Ordering::Release);
+        dead.len()
+    }
+
+    /// Whether slots are left for the lazy sweep to free (a cheap check before [`Span::sweep`]).
+    #[inline]
+    fn needs_sweep(&self) -> bool {
+        self.sweep_state.load(Ordering::Relaxed) == UNSWEPT
+    }
+
+    /// The background sweep's step: sweeps the span if no one has, and waits for whoever is
+    /// sweeping it, so that when it returns nothing of the span's last sweep is left in flight
+    /// (the next cycle's clear pass must not meet a dead object being freed).
+    pub(crate) fn finish_sweep(&self) {
+        let mut round = 0;
+        loop {
+            match self.sweep_state.load(Ordering::Acquire) {
+                SWEPT => return,
+                UNSWEPT => {
+                    self.sweep();
+                }
+                _ => {
+                    // An allocator frees a span's slots without blocking: a short wait.
+                    round += 1;
+                    crate::sync::backoff(round);
+                }
+            }
         }
     }
 }
@@ -388,6 +480,9 @@ impl Cache {
         loop {
             let cc = &mut self.classes[class];
             if let Some(span) = cc.span {
+                if span.needs_sweep() && span.sweep() > 0 {
+                    cc.cursor = 0;
+                }
                 while cc.cursor < span.slots() && mag.slots.len() < RESERVE {
                     let i = cc.cursor;
                     cc.cursor += 1;
@@ -418,6 +513,16 @@ impl Cache {
             match central.pop() {
                 Some(s) => {
                     s.listed.store(false, Ordering::SeqCst);
+                    if s.needs_sweep() {
+                        // Swept here, by the allocator that needs it, outside the central lock
+                        // (`freed` may take it); owned meanwhile, so that `freed` does not list
+                        // it again.
+                        s.owned.store(true, Ordering::SeqCst);
+                        drop(central);
+                        s.sweep();
+                        central = lock(&CENTRAL[class]);
+                        s.owned.store(false, Ordering::SeqCst);
+                    }
                     if s.free_slots.load(Ordering::SeqCst) > 0 {
                         break s;
                     }
