@@ -18,7 +18,10 @@
 //!    If some dead value's drop runs user code, `Condemn` flags every listed object
 //!    (`FLAGGED`). Pass two (`Drop`) drops the listed values (a panicking `Drop` is caught and
 //!    reported). Pass three (`Free`) frees their slots, or leaks an object a `Drop` kept a handle
-//!    to.
+//!    to. When no dead value's drop ran user code (no handle can have been kept), pass three is
+//!    lazy instead: each span keeps its dead slots (`Span::sweep_later`) for the allocator that
+//!    next takes it to free, and the workers free the rest in the background after the cycle
+//!    (`PassKind::Sweep`), which ends before the next cycle begins.
 //! 5. Back to **Idle**; the pacer sets the next goal: `marked * (1 + GOGC/100)` (Go's formula),
 //!    at least 4 MiB, with the next cycle triggered at 7/8 of the runway.
 //!
@@ -452,8 +455,9 @@ fn for_each_object(span: &Arc<heap::Span>, mut f: impl FnMut(usize, &Header)) {
     for i in 0..span.slots() {
         if span.state(i) == ALLOC {
             // SAFETY: an ALLOC slot holds an initialized object (published with release, read
-            // with acquire above), and objects are freed only by the sweep's pass three, which
-            // never runs alongside another pass.
+            // with acquire above), and the sweep frees objects only in pass three or lazily
+            // after it (`Span::sweep_later`), which the collector finishes before its next
+            // cycle's first pass: never alongside another pass.
             let h = unsafe { &*span.slot_ptr(i).cast::<Header>() };
             f(i, h);
         }

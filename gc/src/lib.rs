@@ -134,7 +134,9 @@
 //! drops each dead value (allocating goroutines help with the values whose drop is *plain*,
 //! `Trace::plain_drop`: it runs no user code). Pass three frees each dead slot whose `handles`
 //! count is back to zero (checked only when some dead value's drop is not plain: plain drops
-//! cannot move a handle anywhere). When no dead value's drop runs user code, pass two skips the
+//! cannot move a handle anywhere). Without that check, pass three is *lazy*, as Go's sweep: each
+//! span keeps its list of dead slots, the allocator that next takes the span frees them first,
+//! and the collector's workers free the rest in the background before the next cycle. When no dead value's drop runs user code, pass two skips the
 //! values whose drop would only drop handles to other dead objects
 //! (`Trace::drop_is_handles_only`): their counts are never read again.
 //!
@@ -152,7 +154,7 @@
 //!
 //! # Allocation and pacing
 //! Like Go's: per-P caches of spans over 39 size classes (`heap.rs`), a central free list per
-//! class, objects over 32 KiB in spans of their own. Each thread allocates from a *magazine* of 32
+//! class, objects over 32 KiB in spans of their own, and a lazy sweep (*Safe destruction*). Each thread allocates from a *magazine* of 32
 //! slots it reserves through its P's cache, so the runtime's per-P hook is paid once per 32
 //! objects. New objects are published unmarked, even while marking: marks are bits valid for
 //! one cycle, and a stale phase read must not leave an object marked into the next.
