@@ -195,6 +195,11 @@
 //! * Dereferencing and cloning a `Gc` read the object's counts word (the dead flag) first.
 //! * An object's header is two words (a binary-trees node, two handles, is 32 bytes); marking
 //!   finds a target's marks byte through the span map (two loads) rather than in the header.
+//! * A collected value's `Drop` (and `Trace` during marking) runs on a worker goroutine, so
+//!   within a goroutine stack (256 KiB unless `GORT_STACK_SIZE` says otherwise): a value whose
+//!   drop recurses thousands of levels deep (a long `Box` list, say) needs a larger one, or an
+//!   iterative `Drop`. Overflowing it stops the process with a `goroutine N stack overflow`
+//!   report, as in any goroutine.
 //! * `Gc<T>` needs `T: Sized + Send + 'static` (the collector's workers drop values);
 //!   there is no `Gc<dyn Trait>` yet.
 //!
