@@ -265,3 +265,32 @@ fn a_user_drop_blocked_on_a_std_mutex_held_by_a_goroutine() {
     holder.join().unwrap();
     assert_eq!(drops.load(Ordering::SeqCst), 100);
 }
+
+/// Back-to-back cycles (collect() from several threads at once): each cycle's workers exit, none
+/// is left behind parked or confused by the next cycle's board.
+#[test]
+fn workers_exit_across_back_to_back_cycles() {
+    let _t = turn();
+    let keep: Vec<Gc<Blob>> = (0..5_000).map(|_| blob()).collect();
+    gc::collect();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let base = gort::runtime::num_goroutine();
+    let threads: Vec<_> = (0..3)
+        .map(|_| {
+            std::thread::spawn(|| {
+                for _ in 0..100 {
+                    gc::collect();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while gort::runtime::num_goroutine() > base && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    drop(keep);
+    assert_eq!(gort::runtime::num_goroutine(), base, "workers left behind");
+}
