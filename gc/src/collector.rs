@@ -313,11 +313,23 @@ fn trace_gray(o: ObjPtr, gray: &mut Vec<ObjPtr>) {
     let mut t = Tracer::new(Mode::Mark { gray });
     // SAFETY: `h` heads a live object of the vtable's type.
     let r = catch_unwind(AssertUnwindSafe(|| unsafe { (h.vtable.trace)(h, &mut t) }));
-    if r.is_err() && !TRACE_PANICKED.swap(true, Ordering::SeqCst) {
-        eprintln!(
-            "gort: Trace::trace of {} panicked during marking; this collection frees nothing",
-            (h.vtable.type_name)()
-        );
+    if let Err(e) = r {
+        discard_panic(e);
+        if !TRACE_PANICKED.swap(true, Ordering::SeqCst) {
+            eprintln!(
+                "gort: Trace::trace of {} panicked during marking; this collection frees nothing",
+                (h.vtable.type_name)()
+            );
+        }
+    }
+}
+
+/// Drops a caught panic's payload without letting a panic in the payload's own `Drop` unwind
+/// into the collector (a worker goroutine that unwinds leaves its span or its `busy` count
+/// unfinished, and the cycle waits for it forever); such a payload is leaked.
+fn discard_panic(e: Box<dyn std::any::Any + Send>) {
+    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(e))) {
+        std::mem::forget(again);
     }
 }
 
@@ -587,7 +599,8 @@ fn flag_span(pass: &SpanPass, at: usize) {
         // SAFETY: `h` heads a live object of the vtable's type (its value is dropped only in
         // pass two); nothing but the sweep can reach it (it is dead).
         let r = catch_unwind(AssertUnwindSafe(|| unsafe { (h.vtable.trace)(h, &mut t) }));
-        if r.is_err() {
+        if let Err(e) = r {
+            discard_panic(e);
             // Flagged at once: it is dead either way, and its handles must panic.
             h.flag_dead();
             eprintln!(
@@ -665,6 +678,7 @@ pub(crate) fn report_drop_panic(name: &str, e: Box<dyn std::any::Any + Send>) {
         .map(|s| s.to_string())
         .or_else(|| e.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "<non-string panic>".into());
+    discard_panic(e);
     eprintln!("gort: the Drop of a collected {name} panicked ({msg}); the collector goes on");
 }
 
