@@ -32,8 +32,8 @@
 //! Invariants: an `ALLOC` slot's header and value are valid; a `DEAD` slot's header is valid
 //! until pass three; gray objects are marked in the current cycle; workers and assists take gray
 //! work only while the cycle's marking is open for them (`GrayQueue::helping`, `ASSIST_GATE`);
-//! the collector thread runs user code only for a `Drop` span deferred after the workers left
-//! its pass.
+//! the collector thread runs no user code but `Trace` (a `Drop` span an allocator defers after
+//! the workers left its pass is posted to them again).
 //!
 //! A `Trace` that panics during marking makes the cycle free nothing (every scanned object is
 //! marked before the sweep), so no object reachable from the panicking one can be lost.
@@ -174,7 +174,7 @@ fn collector_main() {
         // The background sweep, still on this cycle's workers; the next cycle waits for it
         // (Go's `finishsweep_m`), as every span must be swept before the next clear pass.
         if !unswept.is_empty() {
-            run_pass(PassKind::Sweep, &unswept, &mut Vec::new(), None);
+            run_pass(PassKind::Sweep, &unswept, None);
         }
         stop_workers();
     }
@@ -322,11 +322,23 @@ fn trace_gray(o: ObjPtr, gray: &mut Vec<ObjPtr>) {
     let mut t = Tracer::new(Mode::Mark { gray });
     // SAFETY: `h` heads a live object of the vtable's type.
     let r = catch_unwind(AssertUnwindSafe(|| unsafe { (h.vtable.trace)(h, &mut t) }));
-    if r.is_err() && !TRACE_PANICKED.swap(true, Ordering::SeqCst) {
-        eprintln!(
-            "gort: Trace::trace of {} panicked during marking; this collection frees nothing",
-            (h.vtable.type_name)()
-        );
+    if let Err(e) = r {
+        discard_panic(e);
+        if !TRACE_PANICKED.swap(true, Ordering::SeqCst) {
+            eprintln!(
+                "gort: Trace::trace of {} panicked during marking; this collection frees nothing",
+                (h.vtable.type_name)()
+            );
+        }
+    }
+}
+
+/// Drops a caught panic's payload without letting a panic in the payload's own `Drop` unwind
+/// into the collector (a worker goroutine that unwinds leaves its span or its `busy` count
+/// unfinished, and the cycle waits for it forever); such a payload is leaked.
+fn discard_panic(e: Box<dyn std::any::Any + Send>) {
+    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(e))) {
+        std::mem::forget(again);
     }
 }
 
@@ -498,6 +510,8 @@ struct SpanPass {
     next: AtomicUsize,
     /// `Drop` spans claimed by allocators but left to the workers (not plain).
     deferred: Mutex<Vec<usize>>,
+    /// Spans ever pushed onto `deferred` (so the collector can tell a new deferral).
+    deferrals: AtomicUsize,
     /// Spans finished (their effects, gray objects included, published).
     done: AtomicUsize,
     /// The sweep's dead objects, per span (indices into `spans`): listed by `Flag`, read by
@@ -601,7 +615,8 @@ fn flag_span(pass: &SpanPass, at: usize) {
         // SAFETY: `h` heads a live object of the vtable's type (its value is dropped only in
         // pass two); nothing but the sweep can reach it (it is dead).
         let r = catch_unwind(AssertUnwindSafe(|| unsafe { (h.vtable.trace)(h, &mut t) }));
-        if r.is_err() {
+        if let Err(e) = r {
+            discard_panic(e);
             // Flagged at once: it is dead either way, and its handles must panic.
             h.flag_dead();
             eprintln!(
@@ -679,6 +694,7 @@ pub(crate) fn report_drop_panic(name: &str, e: Box<dyn std::any::Any + Send>) {
         .map(|s| s.to_string())
         .or_else(|| e.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "<non-string panic>".into());
+    discard_panic(e);
     eprintln!("gort: the Drop of a collected {name} panicked ({msg}); the collector goes on");
 }
 
@@ -726,7 +742,7 @@ fn free_span(pass: &SpanPass, at: usize) {
 /// goroutines may not.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Worker {
-    /// A worker goroutine (`worker_main`), or the collector thread finishing deferred spans.
+    /// A worker goroutine (`worker_main`).
     Background,
     Allocator,
 }
@@ -746,6 +762,7 @@ fn work_on(pass: &SpanPass, max: usize, gray: &mut Vec<ObjPtr>, who: Worker) -> 
             let plain = pass.dead.as_ref().map_or(true, |lists| lock(&lists[i]).1);
             if !plain {
                 lock(&pass.deferred).push(i);
+                pass.deferrals.fetch_add(1, Ordering::Release);
                 notify_collector();
                 continue;
             }
@@ -788,8 +805,8 @@ fn span_done(pass: &SpanPass) {
 // at least one), posts each span pass and the marking on the job board, and waits: the workers
 // (and allocating goroutines' assists) do the cycle's work, on Ps, scheduled like any goroutine
 // and yielding at safe points when sysmon asks. The collector thread itself only moves the phases,
-// traces the last few gray objects in mark termination (the pause), and drops the rare `Drop`
-// spans an allocator deferred after the workers had finished the pass. Workers exit at the end of
+// traces the last few gray objects in mark termination (the pause), and posts a pass again when an
+// allocator deferred a `Drop` span after the workers had finished it. Workers exit at the end of
 // their cycle, so between cycles the collector owns no goroutine.
 
 /// What the workers are asked to do.
@@ -944,7 +961,6 @@ fn wait_for_workers(mut done: impl FnMut() -> bool) {
 fn run_pass(
     kind: PassKind,
     spans: &[Arc<heap::Span>],
-    gray: &mut Vec<ObjPtr>,
     dead: Option<&Arc<DeadLists>>,
 ) -> Arc<SpanPass> {
     let pass = Arc::new(SpanPass {
@@ -952,6 +968,7 @@ fn run_pass(
         spans: spans.to_vec(),
         next: AtomicUsize::new(0),
         deferred: Mutex::new(Vec::new()),
+        deferrals: AtomicUsize::new(0),
         done: AtomicUsize::new(0),
         dead: dead.cloned(),
         freed_objects: AtomicU64::new(0),
@@ -960,20 +977,23 @@ fn run_pass(
     });
     *lock(&PASS) = Some(pass.clone());
     post_job(HelpJob::Pass(pass.clone()));
+    // Deferrals already handed back to the workers.
+    let mut handed = 0;
     loop {
         wait_for_workers(|| {
             pass.done.load(Ordering::Acquire) >= pass.spans.len()
                 || (pass.next.load(Ordering::Relaxed) >= pass.spans.len()
-                    && !lock(&pass.deferred).is_empty())
+                    && pass.deferrals.load(Ordering::Acquire) > handed)
         });
-        // Once every span is claimed, an allocator may still defer one it claimed; the workers
-        // may have left the pass by then.
-        let Some(i) = lock(&pass.deferred).pop() else {
+        if pass.done.load(Ordering::Acquire) >= pass.spans.len() {
             break;
-        };
-        process_span(&pass, i, gray);
-        push_gray(std::mem::take(gray));
-        span_done(&pass);
+        }
+        // Once every span is claimed, an allocator may still defer one it claimed; the workers
+        // may have left the pass by then. Post the pass again: the workers come back for the
+        // deferred spans (`work_on`'s last loop), so user `Drop`s run only on them, never on
+        // this thread.
+        handed = pass.deferrals.load(Ordering::Acquire);
+        post_job(HelpJob::Pass(pass.clone()));
     }
     *lock(&PASS) = None;
     post_job(HelpJob::Nothing);
@@ -1029,14 +1049,14 @@ fn run_cycle(n: u32) -> Vec<Arc<heap::Span>> {
     PHASES.advance(n, Phase::Clear);
     let spans = heap::spans();
     let mut gray = Vec::new();
-    run_pass(PassKind::Clear, &spans, &mut gray, None);
+    run_pass(PassKind::Clear, &spans, None);
 
     // 2. Mark: the snapshot point is when this returns.
     let cleared_at = started.elapsed();
     PHASES.advance(n, Phase::Mark);
     open_marking(n);
     let spans = heap::spans();
-    run_pass(PassKind::Scan, &spans, &mut gray, None);
+    run_pass(PassKind::Scan, &spans, None);
     // Mark until nothing gray is left, then stop assists (they finish their batches while still
     // in Mark) and mark what they left: termination only has the last moment's shading by GcCell
     // writes and upgrades left to trace.
@@ -1084,18 +1104,18 @@ fn run_cycle(n: u32) -> Vec<Arc<heap::Span>> {
             .collect(),
     );
     SWEEP_RUNS_USER_DROPS.store(false, Ordering::Relaxed);
-    let flag = run_pass(PassKind::Flag, &spans, &mut gray, Some(&dead));
+    let flag = run_pass(PassKind::Flag, &spans, Some(&dead));
     let pass_one_at = started.elapsed();
     // Every dead object is flagged before any user `Drop` runs. Plain drops never dereference,
     // clone or downgrade a handle (they only drop them), so a sweep without user drops needs no
     // flags: nothing can reach a dead object, and pass three checks no counts.
     if SWEEP_RUNS_USER_DROPS.load(Ordering::Relaxed) {
-        run_pass(PassKind::Condemn, &spans, &mut gray, Some(&dead));
+        run_pass(PassKind::Condemn, &spans, Some(&dead));
     }
-    run_pass(PassKind::Drop, &spans, &mut gray, Some(&dead));
+    run_pass(PassKind::Drop, &spans, Some(&dead));
     let mut unswept = Vec::new();
     let (freed_objects, freed_bytes) = if SWEEP_RUNS_USER_DROPS.load(Ordering::Relaxed) {
-        let free = run_pass(PassKind::Free, &spans, &mut gray, Some(&dead));
+        let free = run_pass(PassKind::Free, &spans, Some(&dead));
         (
             free.freed_objects.load(Ordering::Relaxed),
             free.freed_bytes.load(Ordering::Relaxed),
