@@ -81,6 +81,9 @@ static LEAKED_OBJECTS: AtomicU64 = AtomicU64::new(0);
 const MIN_GOAL: u64 = 4 << 20;
 /// Gray objects mark termination traces itself; with more, it returns to marking first.
 const TERMINATION_BACKLOG: usize = 256;
+/// Past this many times its goal, an allocating goroutine does all the cycle's work it can take
+/// (see `on_refill`).
+const OVERRUN_FACTOR: u64 = 3;
 /// Gray objects an assist traces per refill.
 const ASSIST_BATCH: usize = 128;
 
@@ -156,8 +159,13 @@ fn collector_main() {
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
             }
             c.kicked = false;
-            c.running = true;
         }
+        if !requested_or_wait_out_deferred() {
+            KICKED.store(false, Ordering::SeqCst);
+            continue;
+        }
+        // Set before the snapshot: a `collect()` that sees it waits for the next cycle too.
+        lock(&CONTROL).running = true;
         // Cycle numbers start at 1 (0: none yet).
         cycle = cycle.wrapping_add(1).max(1);
         let unswept = run_cycle(cycle);
@@ -178,6 +186,38 @@ fn collector_main() {
         }
         stop_workers();
     }
+}
+
+/// How long the pacer's next cycle waits for threads to reclaim what they kept during the last
+/// one (`reclaim::DEFERRED_THREADS`).
+const DEFERRED_GRACE: Duration = Duration::from_millis(2);
+
+/// Whether to run the cycle the collector was just woken for: always when `collect()` asked.
+/// When the pacer did, it first gives the threads that kept objects during the last cycle
+/// (`reclaim.rs`: last handles dropped after its snapshot) up to `DEFERRED_GRACE` to reclaim
+/// them at their next allocation, and runs the cycle only if the heap is still past the
+/// trigger. Otherwise a cycle begun at once would take that garbage as its own, and under
+/// steady allocation each cycle would leave the next more of it, the heap growing cycle after
+/// cycle.
+fn requested_or_wait_out_deferred() -> bool {
+    {
+        let c = lock(&CONTROL);
+        if c.requested > c.completed {
+            return true;
+        }
+    }
+    let start = Instant::now();
+    while crate::reclaim::DEFERRED_THREADS.load(Ordering::SeqCst) > 0
+        && start.elapsed() < DEFERRED_GRACE
+    {
+        std::thread::sleep(Duration::from_micros(50));
+    }
+    if in_use().1 >= TRIGGER.load(Ordering::Relaxed) {
+        return true;
+    }
+    // `collect()` may have asked meanwhile.
+    let c = lock(&CONTROL);
+    c.requested > c.completed
 }
 
 /// `(objects, bytes)` in use now.
@@ -228,17 +268,28 @@ pub(crate) fn on_refill() {
         return;
     }
     let goal = HEAP_GOAL.load(Ordering::Relaxed).max(1);
-    if live <= goal {
+    if live / OVERRUN_FACTOR > goal {
+        // Far past the goal: garbage is piling up faster than the cycle frees it (objects whose
+        // last handle goes during a cycle wait for its end). Do all of the cycle's work this
+        // goroutine may take before allocating on, so that allocation pays for the collection
+        // instead of growing the heap without bound; that is work, never a wait.
+        while help_pass(64) > 0 || (state.phase == Phase::Mark && assist()) {}
         return;
     }
-    // Proportional help (Go's assist ratio, simplified): the further past the goal, the more of
-    // the collector's work each span of allocation pays for.
-    let rounds = (live / goal).min(16) as usize;
-    help_pass(4 * rounds);
+    // Proportional help (Go's assists, which start with the cycle): every span taken during a
+    // cycle pays for one span of the current pass and a batch of marking, and for more the
+    // further the heap is past its goal. So the cycle moves on with allocation even while its
+    // workers wait for a P.
+    let rounds = if live <= goal {
+        1
+    } else {
+        4 * (live / goal).min(16) as usize
+    };
+    help_pass(rounds);
     if state.phase == Phase::Mark {
         // A span of small objects holds over a thousand of them: trace a comparable number,
         // so marking keeps ahead of allocation.
-        for _ in 0..8 * rounds {
+        for _ in 0..2 * rounds {
             if !assist() {
                 break;
             }
@@ -441,7 +492,7 @@ fn help_mark(cycle: u32) {
                 // Registered under the queue's lock, before anyone can add to it: no lost wake.
                 register_parked_worker();
                 drop(g);
-                gort_goroutine::park::park();
+                park_worker();
                 continue;
             }
             let n = g.objs.len().min(SHARE_BATCH);
@@ -739,12 +790,14 @@ fn free_span(pass: &SpanPass, at: usize) {
 }
 
 /// Who is working on a pass: the collector's workers may run user `Drop`s; allocating
-/// goroutines may not.
+/// goroutines and the collector thread may not.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Worker {
     /// A worker goroutine (`worker_main`).
     Background,
     Allocator,
+    /// The collector thread, while no worker runs (`RUNNING_WORKERS`).
+    Bridge,
 }
 
 /// Claims and processes up to `max` spans of `pass`. Gray objects go to the global queue before
@@ -758,7 +811,7 @@ fn work_on(pass: &SpanPass, max: usize, gray: &mut Vec<ObjPtr>, who: Worker) -> 
         if i >= pass.spans.len() {
             break;
         }
-        if who == Worker::Allocator && pass.kind == PassKind::Drop {
+        if who != Worker::Background && pass.kind == PassKind::Drop {
             let plain = pass.dead.as_ref().map_or(true, |lists| lock(&lists[i]).1);
             if !plain {
                 lock(&pass.deferred).push(i);
@@ -804,9 +857,11 @@ fn span_done(pass: &SpanPass) {
 // collector thread starts `worker_count()` worker goroutines on the runtime (a quarter of its Ps,
 // at least one), posts each span pass and the marking on the job board, and waits: the workers
 // (and allocating goroutines' assists) do the cycle's work, on Ps, scheduled like any goroutine
-// and yielding at safe points when sysmon asks. The collector thread itself only moves the phases,
-// traces the last few gray objects in mark termination (the pause), and posts a pass again when an
-// allocator deferred a `Drop` span after the workers had finished it. Workers exit at the end of
+// and yielding at safe points when sysmon asks. The collector thread itself moves the phases,
+// traces the last few gray objects in mark termination (the pause), posts a pass again when an
+// allocator deferred a `Drop` span after the workers had finished it, and works itself (spans
+// and gray batches, never a user `Drop`) only while no worker runs (`RUNNING_WORKERS`): when
+// every P is busy, a worker may wait many milliseconds for one, and a cycle must not. Workers exit at the end of
 // their cycle, so between cycles the collector owns no goroutine.
 
 /// What the workers are asked to do.
@@ -904,17 +959,20 @@ fn stop_workers() {
 /// collector never needs a particular worker to see a job) until its cycle ends.
 fn worker_main(cycle: u32) {
     ON_COLLECTOR.with(|c| c.set(true));
+    worker_running(true);
     let mut seen = 0u64;
     loop {
         let job = {
             let b = lock(&BOARD);
             if b.cycle != cycle {
+                drop(b);
+                worker_running(false);
                 return;
             }
             if b.seq == seen {
                 register_parked_worker();
                 drop(b);
-                gort_goroutine::park::park();
+                park_worker();
                 continue;
             }
             seen = b.seq;
@@ -929,6 +987,26 @@ fn worker_main(cycle: u32) {
             HelpJob::Mark(c) => help_mark(c),
         }
     }
+}
+
+/// Workers running now (started, on a P, not parked): while there is none (every P busy, or the
+/// workers not started yet), the collector thread does the cycle's work itself, so that a cycle
+/// never waits for a P (`run_pass`, `mark_on_workers`).
+static RUNNING_WORKERS: AtomicUsize = AtomicUsize::new(0);
+
+fn worker_running(running: bool) {
+    if running {
+        RUNNING_WORKERS.fetch_add(1, Ordering::SeqCst);
+    } else if RUNNING_WORKERS.fetch_sub(1, Ordering::SeqCst) == 1 {
+        notify_collector();
+    }
+}
+
+/// Parks a worker that registered its waker, counting it out of `RUNNING_WORKERS` meanwhile.
+fn park_worker() {
+    worker_running(false);
+    gort_goroutine::park::park();
+    worker_running(true);
 }
 
 /// The collector thread's wait for its workers: `notify_collector` is called after each change
@@ -979,14 +1057,22 @@ fn run_pass(
     post_job(HelpJob::Pass(pass.clone()));
     // Deferrals already handed back to the workers.
     let mut handed = 0;
+    let mut gray = Vec::new();
     loop {
+        let unclaimed = || pass.next.load(Ordering::Relaxed) < pass.spans.len();
         wait_for_workers(|| {
             pass.done.load(Ordering::Acquire) >= pass.spans.len()
-                || (pass.next.load(Ordering::Relaxed) >= pass.spans.len()
-                    && pass.deferrals.load(Ordering::Acquire) > handed)
+                || (!unclaimed() && pass.deferrals.load(Ordering::Acquire) > handed)
+                || (unclaimed() && RUNNING_WORKERS.load(Ordering::SeqCst) == 0)
         });
         if pass.done.load(Ordering::Acquire) >= pass.spans.len() {
             break;
+        }
+        if unclaimed() {
+            // No worker runs: bridge the wait for a P with a span (deferring a `Drop` span
+            // with user code, which only workers drop).
+            work_on(&pass, 1, &mut gray, Worker::Bridge);
+            continue;
         }
         // Once every span is claimed, an allocator may still defer one it claimed; the workers
         // may have left the pass by then. Post the pass again: the workers come back for the
@@ -1001,13 +1087,15 @@ fn run_pass(
 }
 
 /// An allocating goroutine's share of the current span pass (see [`PassKind`]).
-fn help_pass(spans: usize) {
-    let pass = lock(&PASS).clone();
-    if let Some(pass) = pass {
-        let mut gray = Vec::new();
-        let k = work_on(&pass, spans, &mut gray, Worker::Allocator);
-        SPAN_ASSISTS.fetch_add(k as u64, Ordering::Relaxed);
-    }
+/// Returns the number of spans it processed.
+fn help_pass(spans: usize) -> usize {
+    let Some(pass) = lock(&PASS).clone() else {
+        return 0;
+    };
+    let mut gray = Vec::new();
+    let k = work_on(&pass, spans, &mut gray, Worker::Allocator);
+    SPAN_ASSISTS.fetch_add(k as u64, Ordering::Relaxed);
+    k
 }
 
 /// Marks on the workers until nothing gray is left anywhere and no worker holds gray work; the
@@ -1017,10 +1105,26 @@ fn mark_on_workers(n: u32, gray: &mut Vec<ObjPtr>) {
     loop {
         set_helping(n);
         post_job(HelpJob::Mark(n));
-        wait_for_workers(|| {
-            let g = lock(&GRAY);
-            g.objs.is_empty() && g.busy == 0
-        });
+        loop {
+            wait_for_workers(|| {
+                let g = lock(&GRAY);
+                (g.objs.is_empty() && g.busy == 0)
+                    || (!g.objs.is_empty() && RUNNING_WORKERS.load(Ordering::SeqCst) == 0)
+            });
+            // No worker runs: bridge the wait for a P with a batch of marking.
+            let mut local = {
+                let mut g = lock(&GRAY);
+                if g.objs.is_empty() {
+                    break;
+                }
+                let n = g.objs.len().min(SHARE_BATCH);
+                let at = g.objs.len() - n;
+                g.busy += 1;
+                g.objs.split_off(at)
+            };
+            trace_local(&mut local, false);
+            lock(&GRAY).busy -= 1;
+        }
         set_helping(0);
         // A worker may have taken work between the check and `helping` changing: it is counted
         // in `busy`, and what it gives back lands in the queue.

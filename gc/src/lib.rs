@@ -161,20 +161,24 @@
 //!
 //! A cycle's work runs on the runtime's Ps, as in Go: the collector thread starts *worker
 //! goroutines* for each cycle, a quarter of the Ps (Go's 25% background utilization), at least
-//! one, and posts every span pass and the marking to them; it only moves the phases and traces the
-//! few gray objects left for mark termination. Workers are scheduled like any goroutine, yield at
-//! safe points when sysmon asks, and exit with their cycle. Values whose drop runs user code are
+//! one, and posts every span pass and the marking to them; it moves the phases and traces the few
+//! gray objects left for mark termination, and works itself only while no worker runs (every P
+//! busy, or the workers not scheduled yet), so that a cycle never waits for a P. Workers are
+//! scheduled like any goroutine, yield at safe points when sysmon asks, and exit with their
+//! cycle. Values whose drop runs user code are
 //! dropped only by the workers (user `Drop` code must not run inside an unrelated `Gc::new`;
 //! `Trace` impls may, in assists). The
 //! pacer uses Go's heap goal, `marked * (1 + GOGC/100)` with a 4 MiB floor, where `marked` is
 //! what the last cycle found live at its snapshot; a cycle starts at 7/8 of the way to the goal.
-//! A goroutine that takes a span while the heap is past the goal helps, more the further past it
-//! is: it processes spans of the collector's current pass (Go's proportional sweep; in the drop
+//! A goroutine that takes a span during a cycle helps it, more the further the heap is past its
+//! goal: it processes spans of the collector's current pass (Go's proportional sweep; in the drop
 //! pass, only spans whose dead values are all plain), and while marking it also traces batches of
 //! gray objects (a mark assist; the workers share their work through the global gray queue).
+//! Past three times the goal it does all of the cycle's work it can take before allocating on.
 //! Allocation never waits for the collector: when no work is left for the goroutine to take, it
-//! goes on allocating (so when allocation outruns the workers and assists, the heap grows past
-//! its goal rather than the program stopping). [`set_percent`] is `GOGC` (env
+//! goes on allocating. Objects whose last handle goes during a cycle are kept for the idle time
+//! after it (*Prompt reclamation*), so before the pacer starts the next cycle the collector gives
+//! the threads holding such objects a moment (2 ms at most) to reclaim them. [`set_percent`] is `GOGC` (env
 //! `GORT_GC`); `GORT_GCTRACE=1` prints one line per cycle, like Go's `GODEBUG=gctrace=1`.
 //!
 //! # Costs and limits

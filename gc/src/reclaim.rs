@@ -33,6 +33,7 @@
 use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::collector::{self, PHASES};
 use crate::header::{Header, VTable};
@@ -55,6 +56,20 @@ struct Cascade {
     /// follows that cycle, and only then.
     deferred: RefCell<Vec<ObjPtr>>,
     deferred_cycle: Cell<u32>,
+}
+
+/// Threads whose `deferred` list is not empty: the collector gives them a moment to reclaim
+/// before it lets the pacer start the next cycle (`collector::collector_main`), as a cycle
+/// that began first would turn all of it into its own garbage.
+pub(crate) static DEFERRED_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+impl Drop for Cascade {
+    fn drop(&mut self) {
+        // Thread exit: what it kept becomes the collector's.
+        if !self.deferred.get_mut().is_empty() {
+            DEFERRED_THREADS.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
 }
 
 thread_local!(static CASCADE: Cascade = const {
@@ -103,6 +118,9 @@ pub(crate) fn last_handle_dropped(h: NonNull<Header>, before: State) {
         );
         if keep {
             let mut deferred = c.deferred.borrow_mut();
+            if deferred.is_empty() {
+                DEFERRED_THREADS.fetch_add(1, Ordering::SeqCst);
+            }
             if c.deferred_cycle.get() != before.cycle {
                 // Kept for an earlier cycle and not reclaimed in time: the collector's garbage now.
                 deferred.clear();
@@ -153,6 +171,9 @@ fn cascade(c: &Cascade, first: Option<ObjPtr>, pin: Pin<'_>) {
     let mut releases = std::mem::take(&mut *c.releases.borrow_mut());
     {
         let mut deferred = c.deferred.borrow_mut();
+        if !deferred.is_empty() {
+            DEFERRED_THREADS.fetch_sub(1, Ordering::SeqCst);
+        }
         if c.deferred_cycle.get() == pin.state.cycle {
             ready.append(&mut deferred);
         } else {

@@ -149,6 +149,7 @@ impl<'a> Tracer<'a> {
     }
 
     /// Visits one handle (the pointer inside a `Gc`).
+    #[inline]
     pub(crate) fn visit_handle(&mut self, target: NonNull<Header>) {
         // SAFETY: a handle that is ever visited has a target header that is still allocated: the
         // target is live, or dead and not yet freed, or leaked for good. The sweep frees a dead
