@@ -100,10 +100,10 @@ unsafe fn drop_value<T>(h: *mut Header) {
 impl<T: Trace + Send + 'static> Gc<T> {
     /// Moves `value` into the heap and returns the first handle to it.
     ///
-    /// Allocates from the current P's cache. When the heap is past its goal it helps the
-    /// collector (processes spans of the current pass, drops plain dead values, traces gray
-    /// objects: an *assist*, which may run other types' `Trace` impls); it never waits for the
-    /// collector. It is a goroutine safe point once every few dozen allocations.
+    /// Allocates from the current P's cache. While a collection runs it helps the collector,
+    /// more the further the heap is past its goal (processes spans of the current pass, drops
+    /// plain dead values, traces gray objects: an *assist*, which may run other types' `Trace`
+    /// impls); it never waits for the collector. It is a goroutine safe point once every few dozen allocations.
     ///
     /// # Panics
     /// If `value`'s `Trace` impl panics (the value is then leaked, never dropped).

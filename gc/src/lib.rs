@@ -51,7 +51,7 @@
 //! | `Deref`, `GcCell::borrow` | read | read | read | read |
 //! | `clone` | `handles += 1` | same | same | same |
 //! | `drop` | `handles -= 1`, set `DIRTY` (one CAS); if no handle is left, *reclaim* (below) in Idle | same; if none is left, keep it for the Idle after the cycle, in Clear leave it to the collector | same as Mark | same as Mark, unless found dead |
-//! | `Gc::new` | allocate (unstamped, unmarked), publish, *then* adopt the value's handles (`internal += 1`, `DIRTY`); past the goal, help the current span pass (never wait) | same, may also assist marking | same | same |
+//! | `Gc::new` | allocate (unstamped, unmarked), publish, *then* adopt the value's handles (`internal += 1`, `DIRTY`); during a cycle, help it (more past the goal; never wait) | same, may also assist marking | same | same |
 //! | `borrow_mut` | disown contents | disown and **shade** contents | wait | disown contents |
 //! | guard drop (pinned) | adopt contents, unlock | same | same | same |
 //! | `Weak::upgrade` | `handles += 1` | `handles += 1`, **shade** | wait | `None` if dead, else `handles += 1` |
