@@ -1,7 +1,8 @@
 //! The collector's work runs on the runtime's Ps, in worker goroutines (the crate docs,
 //! *Allocation and pacing*): a user `Drop` run by the sweep runs in a goroutine that holds a P,
-//! and a collection finishes while every P is busy with other goroutines. In its own test binary,
-//! so that no other test's allocations take part in these cycles.
+//! also for spans an allocator deferred; cycles finish (and their workers exit) while every P is
+//! busy, under mixed load, with a sweep `Drop` blocked on a lock a goroutine holds, and back to
+//! back. Tests take turns, so that each looks at its own collections.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use gort::gc::{self, Gc, GcCell};
 use gort::Trace;
 
-/// Tests in this binary take turns: each looks at its own collections.
 static TURN: Mutex<()> = Mutex::new(());
 
 fn turn() -> std::sync::MutexGuard<'static, ()> {
@@ -17,7 +17,6 @@ fn turn() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Where the sweep dropped it: in a goroutine, on a P?
 #[derive(Default)]
 struct Seen {
     drops: AtomicUsize,
@@ -25,7 +24,6 @@ struct Seen {
     off_p: AtomicUsize,
 }
 
-/// A node of a two-node cycle (so only a collection frees it) with a user `Drop`.
 #[derive(Trace)]
 struct Witness {
     peer: GcCell<Option<Gc<Witness>>>,
@@ -55,6 +53,261 @@ fn witness_cycle(seen: &Arc<Seen>) {
         seen: seen.clone(),
     });
     *a.peer.borrow_mut() = Some(b);
+}
+
+#[derive(Trace)]
+struct Blob {
+    #[gc(skip)]
+    _data: [u64; 30],
+}
+
+fn blob() -> Gc<Blob> {
+    Gc::new(Blob { _data: [7; 30] })
+}
+
+/// The crate docs: "Values whose drop runs user code are dropped only by the workers". An
+/// allocator past the goal that claims a `Drop` span with user drops defers it; `run_pass` then
+/// lets the collector *thread* (not a goroutine) drop it as soon as every span is claimed.
+#[test]
+fn deferred_user_drops_run_in_goroutines() {
+    let _t = turn();
+    let old = gc::set_percent(10);
+    // A live set above the 4 MiB floor, so that a little allocation puts the heap past its goal.
+    let live: Vec<Gc<Blob>> = (0..40_000).map(|_| blob()).collect();
+    gc::collect();
+    let seen = Arc::new(Seen::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    // A plain thread that allocates all the time: past the goal, it helps every span pass.
+    let churn = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut keep = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                keep.push(blob());
+                if keep.len() > 20_000 {
+                    keep.clear();
+                }
+            }
+        })
+    };
+    for _ in 0..10 {
+        for _ in 0..5_000 {
+            witness_cycle(&seen);
+        }
+        gc::collect();
+    }
+    stop.store(true, Ordering::SeqCst);
+    churn.join().unwrap();
+    gc::collect();
+    drop(live);
+    gc::set_percent(old);
+    assert_eq!(seen.drops.load(Ordering::SeqCst), 100_000);
+    assert_eq!(
+        seen.off_goroutine.load(Ordering::SeqCst),
+        0,
+        "user Drops ran on the collector thread"
+    );
+}
+
+/// A node with a user `Drop` that parks its goroutine (a worker, in the sweep).
+#[derive(Trace)]
+struct Parker {
+    next: GcCell<Option<Gc<Parker>>>,
+    #[gc(skip)]
+    drops: Arc<AtomicUsize>,
+}
+
+impl Drop for Parker {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, Ordering::SeqCst);
+        if self.drops.load(Ordering::Relaxed) % 64 == 0 {
+            gort::yield_now();
+            gort::time::sleep(std::time::Duration::from_micros(50));
+        }
+    }
+}
+
+fn parker_ring(n: usize, drops: &Arc<AtomicUsize>) -> Gc<Parker> {
+    let first = Gc::new(Parker {
+        next: GcCell::new(None),
+        drops: drops.clone(),
+    });
+    let mut last = first.clone();
+    for _ in 1..n {
+        let p = Gc::new(Parker {
+            next: GcCell::new(None),
+            drops: drops.clone(),
+        });
+        *last.next.borrow_mut() = Some(p.clone());
+        last = p;
+    }
+    *last.next.borrow_mut() = Some(first.clone());
+    first
+}
+
+/// Liveness under load: goroutines that write cells, upgrade weak handles, make rings with
+/// parking user `Drop`s and call `collect`, hogs on every P, and a plain thread collecting in a
+/// loop. Run it with `GORT_MAXPROCS=1` too. It must finish (the harness runs it under `timeout`).
+#[test]
+fn collections_finish_under_mixed_load() {
+    let _t = turn();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let procs = gort::runtime::max_procs();
+    let hogs: Vec<_> = (0..procs)
+        .map(|_| {
+            let stop = stop.clone();
+            gort::go!(move || {
+                let mut x = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                    gort::runtime::safe_point();
+                }
+                x
+            })
+        })
+        .collect();
+    let thread_collector = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                gc::collect();
+                n += 1;
+            }
+            n
+        })
+    };
+    let shared = Gc::new(Parker {
+        next: GcCell::new(None),
+        drops: drops.clone(),
+    });
+    let weak = Gc::downgrade(&shared);
+    let made = Arc::new(AtomicUsize::new(0));
+    let mutators: Vec<_> = (0..6)
+        .map(|w| {
+            let (drops, made, weak) = (drops.clone(), made.clone(), weak.clone());
+            gort::go!(move || {
+                for round in 0..60 {
+                    let ring = parker_ring(50, &drops);
+                    made.fetch_add(50, Ordering::SeqCst);
+                    if let Some(s) = weak.upgrade() {
+                        *s.next.borrow_mut() = Some(ring.clone());
+                    }
+                    drop(ring);
+                    if (round + w) % 10 == 0 {
+                        gc::collect();
+                    }
+                    gort::yield_now();
+                }
+            })
+        })
+        .collect();
+    for m in mutators {
+        m.join().unwrap();
+    }
+    *shared.next.borrow_mut() = None;
+    drop(shared);
+    gc::collect();
+    gc::collect();
+    stop.store(true, Ordering::SeqCst);
+    assert!(thread_collector.join().unwrap() > 0);
+    for h in hogs {
+        h.join().unwrap();
+    }
+    // The shared node (kept while `weak` lives? no: `weak` is not a root) and every ring.
+    assert!(drops.load(Ordering::SeqCst) >= made.load(Ordering::SeqCst));
+}
+
+static SHARED_LOCK: Mutex<u64> = Mutex::new(0);
+
+/// A node whose user `Drop` takes a std `Mutex` (blocking its thread, not parking).
+#[derive(Trace)]
+struct Locker {
+    peer: GcCell<Option<Gc<Locker>>>,
+    #[gc(skip)]
+    drops: Arc<AtomicUsize>,
+}
+
+impl Drop for Locker {
+    fn drop(&mut self) {
+        *SHARED_LOCK
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
+        self.drops.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A sweep's user `Drop` (on a worker, holding a P) blocks its thread on a std `Mutex` held by a
+/// goroutine that needs a P to release it. With one P only sysmon's retake can break the tie.
+#[test]
+fn a_user_drop_blocked_on_a_std_mutex_held_by_a_goroutine() {
+    let _t = turn();
+    let drops = Arc::new(AtomicUsize::new(0));
+    for _ in 0..50 {
+        let a = Gc::new(Locker {
+            peer: GcCell::new(None),
+            drops: drops.clone(),
+        });
+        let b = Gc::new(Locker {
+            peer: GcCell::new(Some(a.clone())),
+            drops: drops.clone(),
+        });
+        *a.peer.borrow_mut() = Some(b);
+    }
+    let holding = Arc::new(AtomicBool::new(false));
+    let holder = {
+        let holding = holding.clone();
+        gort::go!(move || {
+            let g = SHARED_LOCK
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            holding.store(true, Ordering::SeqCst);
+            // Keep the lock across a few reschedules: the worker may block on it meanwhile.
+            for _ in 0..20 {
+                gort::yield_now();
+                gort::time::sleep(std::time::Duration::from_millis(1));
+            }
+            drop(g);
+        })
+    };
+    while !holding.load(Ordering::SeqCst) {
+        std::thread::yield_now();
+    }
+    let t = std::time::Instant::now();
+    gc::collect();
+    eprintln!("collect() with a blocked Drop took {:?}", t.elapsed());
+    holder.join().unwrap();
+    assert_eq!(drops.load(Ordering::SeqCst), 100);
+}
+
+/// Back-to-back cycles (collect() from several threads at once): each cycle's workers exit, none
+/// is left behind parked or confused by the next cycle's board.
+#[test]
+fn workers_exit_across_back_to_back_cycles() {
+    let _t = turn();
+    let keep: Vec<Gc<Blob>> = (0..5_000).map(|_| blob()).collect();
+    gc::collect();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let base = gort::runtime::num_goroutine();
+    let threads: Vec<_> = (0..3)
+        .map(|_| {
+            std::thread::spawn(|| {
+                for _ in 0..100 {
+                    gc::collect();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while gort::runtime::num_goroutine() > base && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    drop(keep);
+    assert_eq!(gort::runtime::num_goroutine(), base, "workers left behind");
 }
 
 #[test]
