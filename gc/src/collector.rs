@@ -305,12 +305,7 @@ fn assist() -> bool {
     if !ASSIST_GATE.is_open() || ASSIST_GATE.enter().is_none() {
         return false;
     }
-    let mut batch = {
-        let mut g = lock(&GRAY);
-        let n = g.objs.len().min(ASSIST_BATCH);
-        let at = g.objs.len() - n;
-        g.objs.split_off(at)
-    };
+    let mut batch = lock(&GRAY).take(ASSIST_BATCH);
     let found = !batch.is_empty();
     if found {
         ASSISTS.fetch_add(1, Ordering::Relaxed);
@@ -404,6 +399,15 @@ struct GrayQueue {
     busy: usize,
 }
 
+impl GrayQueue {
+    /// Takes up to `max` gray objects, the most recently added (the deepest in a depth-first
+    /// trace, so the least likely to be shared with other markers' work).
+    fn take(&mut self, max: usize) -> Vec<ObjPtr> {
+        let at = self.objs.len() - self.objs.len().min(max);
+        self.objs.split_off(at)
+    }
+}
+
 /// Gray objects shared between the collector, its workers, mark assists, and mutators'
 /// shading (GcCell writes, upgrades).
 static GRAY: Mutex<GrayQueue> = Mutex::new(GrayQueue {
@@ -481,9 +485,8 @@ fn set_helping(cycle: u32) {
 /// collector stops marking for `cycle`. Parks while the queue is empty; whoever adds to it wakes
 /// the parked workers, and the last worker to go idle with the queue empty tells the collector.
 fn help_mark(cycle: u32) {
-    let mut local = Vec::new();
     loop {
-        {
+        let mut local = {
             let mut g = lock(&GRAY);
             if g.helping != cycle {
                 return;
@@ -495,11 +498,9 @@ fn help_mark(cycle: u32) {
                 park_worker();
                 continue;
             }
-            let n = g.objs.len().min(SHARE_BATCH);
-            let at = g.objs.len() - n;
-            local.extend(g.objs.drain(at..));
             g.busy += 1;
-        }
+            g.take(SHARE_BATCH)
+        };
         trace_local(&mut local, true);
         let quiet = {
             let mut g = lock(&GRAY);
@@ -1117,10 +1118,8 @@ fn mark_on_workers(n: u32, gray: &mut Vec<ObjPtr>) {
                 if g.objs.is_empty() {
                     break;
                 }
-                let n = g.objs.len().min(SHARE_BATCH);
-                let at = g.objs.len() - n;
                 g.busy += 1;
-                g.objs.split_off(at)
+                g.take(SHARE_BATCH)
             };
             trace_local(&mut local, false);
             lock(&GRAY).busy -= 1;
