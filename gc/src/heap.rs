@@ -30,7 +30,7 @@
 //!   (`Span::sweep_later`). The allocator that next takes the span (from its central list, or as
 //!   its cached span) frees them first (`Span::sweep`); the collector's workers sweep the rest in
 //!   the background, and the collector finishes that before its next cycle begins. Exactly one
-//!   of them frees each span's list (`needs_sweep` is claimed by a swap).
+//!   of them frees each span's list (it claims `sweep_state` from `UNSWEPT` to `SWEEPING`).
 //! * Larger objects (or alignment above 16) get a span of their own, also in the span map, freed
 //!   to the system when the object dies (by the sweep only).
 //!
@@ -239,8 +239,13 @@ impl Span {
             registry.retain(|s| !std::ptr::eq(Arc::as_ptr(s), self));
             return;
         }
-        // The common case when objects die one by one (`reclaim.rs`): a cache holds the span or it
-        // is listed already, and the lock is not needed.
+        self.list_unless_held();
+    }
+
+    /// Puts a small span on its central list unless a cache holds it or it is listed already.
+    /// The check before the lock is the common case when objects die one by one
+    /// (`reclaim.rs`): the lock is not needed.
+    fn list_unless_held(&self) {
         if self.owned.load(Ordering::SeqCst) || self.listed.load(Ordering::SeqCst) {
             return;
         }
@@ -271,13 +276,8 @@ impl Span {
     pub(crate) fn sweep_later(&self, dead: Vec<u16>) {
         *lock(&self.unswept) = dead;
         self.sweep_state.store(UNSWEPT, Ordering::Release);
-        if self.class == LARGE || self.owned.load(Ordering::SeqCst) {
-            return;
-        }
-        let mut central = lock(&CENTRAL[self.class]);
-        if !self.owned.load(Ordering::SeqCst) && !self.listed.load(Ordering::SeqCst) {
-            self.listed.store(true, Ordering::SeqCst);
-            central.push(self.as_static());
+        if self.class != LARGE {
+            self.list_unless_held();
         }
     }
 
