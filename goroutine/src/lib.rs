@@ -5,7 +5,8 @@
 //! (`sched`, `runq`, `futex`), the parking core every blocking operation waits through (`park`),
 //! goroutine creation and join (`spawn`, `join`), panic reporting (`panic`), the user-facing runtime
 //! API (`runtime`), goroutine-aware synchronization (`sync`), the network poller (`netpoll`: one
-//! `mio::Poll` that idle Ms block in, polled by the scheduler and sysmon too), the sockets built on
+//! `mio::Poll` that idle Ms block in, polled by the scheduler and sysmon too; `cpuload`: whether
+//! the machine has a CPU to spare for sharing what a poll readies), the sockets built on
 //! it (`net`: TCP, UDP, Unix, parking `Read`/`Write` and `futures::io` traits) and adapters for
 //! other async ecosystems (`compat`: hyper behind feature `hyper`, tokio-reactor futures behind
 //! `tokio-compat`). Users normally reach it through the `gort` facade crate.
@@ -43,6 +44,7 @@
 #![warn(missing_docs)]
 
 pub mod compat;
+mod cpuload;
 mod erased;
 mod fence;
 pub mod futex;

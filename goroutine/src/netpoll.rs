@@ -29,8 +29,8 @@
 //!   `startm` hands Ps to other idle Ms (or a new one) before the poller's; handing it a P, or
 //!   adding an earlier timer, breaks the poll through a `mio::Waker` (Go's `netpollBreak`). When the
 //!   poll returns with events, the M takes an idle P first, so the goroutines it readies land in
-//!   that P's `runnext`/run queue and run on it; the first one readied wakes no other M (see
-//!   `sched.rs`, "A readied G does not wake an M"), a second one does.
+//!   that P's `runnext`/run queue and run on it; whether another M is woken to share them is
+//!   decided once for the batch (see `sched.rs`, "Network poll batches").
 //! * **A P that runs out of work** (`find_runnable`) polls without blocking before it steals, and
 //!   a busy P polls every 61 schedule ticks: the readied goroutines go to its own run queue (Go's
 //!   `netpoll(0)` in `findRunnable`; the periodic poll is tokio's `event_interval`) and start a new
@@ -578,12 +578,12 @@ pub(crate) fn has_waiters() -> bool {
     get().is_some_and(|n| n.registered.load(Ordering::SeqCst) > 0)
 }
 
-/// `find_runnable`'s non-blocking poll. The readied goroutines go to the calling M's P (the
-/// scheduler loop holds it locked). Returns whether anything was readied.
-pub(crate) fn poll_nonblocking() -> bool {
+/// `find_runnable`'s non-blocking poll: the wakers of the goroutines it readies, which the
+/// scheduler wakes as one batch onto the calling M's P (`Sched::netpoll_ready`).
+pub(crate) fn poll_nonblocking() -> Vec<Waker> {
     match get() {
-        Some(n) if !n.blocked.load(Ordering::Relaxed) => wake_all(n.poll_now()),
-        _ => false,
+        Some(n) if !n.blocked.load(Ordering::Relaxed) => n.poll_now(),
+        _ => Vec::new(),
     }
 }
 

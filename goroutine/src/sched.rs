@@ -35,7 +35,8 @@
 //! always parks or yields next (a channel hand-off, a poll that readied one goroutine), and this M
 //! then runs the readied one at once; a woken M would only spin, find nothing it may take, and
 //! sleep again — a futex wake and a context switch per hand-off. A second readied G kicks the
-//! first into the ring, which does call `wakep`, so a batch still gets parallelism. If the readying
+//! first into the ring, which does call `wakep`, so a batch still gets parallelism (a network
+//! poll's batch decides once instead, below). If the readying
 //! G runs on instead, the readied one is not stranded. The wake is only put off
 //! (`MLocal::deferred_wake`): the readying operation's own safe point (a send that woke its
 //! receiver ends with one) passes, but the next safe point of a goroutine that went on running (a
@@ -43,6 +44,21 @@
 //! (`steal_into_if`). For code that makes no runtime call, sysmon wakes an M for a P whose queue
 //! holds work while it has switched to nothing else for a round (`retake`). Spawning (`newproc`) still always calls
 //! `wakep`: a parent usually goes on running, and Go programs expect the child to run in parallel.
+//!
+//! **Network poll batches** (`netpoll_ready`). The goroutines one poll readies are queued on the
+//! polling M's P as a batch, with no `wakep` per goroutine, and the M decides once, at the end,
+//! whether to wake another. Only a batch of more than one goroutine can be shared, and it is:
+//! * while the machine has a CPU to spare (`cpuload::spare_cpu`): the woken M runs on it, and the
+//!   batch finishes sooner (Go and tokio always share);
+//! * otherwise only when the batch is worth parallelism however busy the machine is: this M's
+//!   goroutines run long on average (`SHARE_RUN_NS`), or the batch queues a lot of work
+//!   (`SHARE_BATCH_NS`).
+//!
+//! Why: on a machine whose CPUs are all busy (a load client beside the server, other programs), a
+//! woken M has nowhere to run. The two Ms take turns being descheduled, and the goroutines queued
+//! on whichever is off its CPU wait out a kernel time slice: that, not the work, made the tail
+//! latency of the network benchmarks. The average run is measured per M for free
+//! (`RunCostMeter`): the time between two of its polls over the goroutines it ran meanwhile.
 //!
 //! **Which M.** `startm` leaves the M blocked in the network poller there while another idle M or a
 //! new thread can take the P (`mget`); an M that gets a P wakes sysmon if it deep-sleeps (`got_p`),
@@ -103,6 +119,19 @@ use crate::runq::{LocalQueue, LOCAL_QUEUE_CAPACITY};
 use crate::stack::{self, Stack, StackAllocator};
 use crate::sysmon::{PRecord, Sysmon, FORCE_PREEMPT_NS, PREEMPT_GRACE_NS};
 use crate::timer::{self, TimerHandle, TimerHeap, NEVER};
+
+/// Goroutines that run this long on average (on the polling M) are worth another M even on a busy
+/// machine: a poll that readies more than one of them wakes one (see "Network poll batches").
+const SHARE_RUN_NS: u64 = 30_000;
+/// A network poll whose goroutines queue at least this much work on the polling M's P (its queue's
+/// length, `runnext` included, times the M's average goroutine run) wakes another M however short
+/// they are and however busy the machine is. Below it, on a busy machine, the queue waits for this
+/// M: 1 ms is about the p99 latency the benchmark servers reach, and lower values (0.1 and 0.3 ms
+/// were measured) woke the second M often enough to double it.
+const SHARE_BATCH_NS: u64 = 1_000_000;
+/// Cap on one sample of an M's average goroutine run: the time between two of its polls also
+/// counts any time the OS kept the M off its CPU.
+const RUN_COST_CAP_NS: u64 = 1_000_000;
 
 /// The most Ps a runtime can have.
 pub const MAX_PROCS: usize = 256;
@@ -420,11 +449,51 @@ pub(crate) struct MLocal {
     /// the ready, `DEFER_DUE` once the readying goroutine passed one safe point without parking; the
     /// next safe point wakes an M. Cleared whenever the running goroutine switches out.
     deferred_wake: Cell<u8>,
+    /// Set while this M readies the goroutines of a network poll (`netpoll_ready`).
+    in_poll_batch: Cell<bool>,
+    /// Set when a goroutine of the current poll batch went into the ring (more than one readied).
+    batch_spilled: Cell<bool>,
+    /// How long this M's goroutines run, on average (see "Network poll batches").
+    run_cost: RunCostMeter,
 }
 
 const DEFER_NONE: u8 = 0;
 const DEFER_ARMED: u8 = 1;
 const DEFER_DUE: u8 = 2;
+
+/// An M's estimate of how long one goroutine run takes on it, sampled at its network polls for
+/// free: the time since its previous poll over the goroutines its P switched to meanwhile (the
+/// P's `nswitch`), averaged over about eight polls. Time the M spent idle does not count: going
+/// idle pauses the meter, and a poll after a change of P only restarts the interval.
+#[derive(Default)]
+struct RunCostMeter {
+    /// The previous poll: the P the M held, that P's `nswitch`, and the time.
+    last: Cell<Option<(usize, u32, u64)>>,
+    avg_ns: Cell<u64>,
+}
+
+impl RunCostMeter {
+    /// Takes a sample at a poll by an M that holds P `pid`, which has switched `nswitch` times;
+    /// returns the average.
+    fn sample(&self, pid: usize, nswitch: u32) -> u64 {
+        let now = timer::clock_ns();
+        if let Some((last_p, last_switch, at)) = self.last.get() {
+            let ran = nswitch.wrapping_sub(last_switch);
+            if last_p == pid && ran > 0 {
+                let per = (now.saturating_sub(at) / u64::from(ran)).min(RUN_COST_CAP_NS);
+                let avg = self.avg_ns.get();
+                self.avg_ns.set(avg - avg / 8 + per / 8);
+            }
+        }
+        self.last.set(Some((pid, nswitch, now)));
+        self.avg_ns.get()
+    }
+
+    /// The M goes idle: the next interval starts at its next poll.
+    fn pause(&self) {
+        self.last.set(None);
+    }
+}
 
 impl MLocal {
     /// This M's id (what `G::locked_m` records).
@@ -734,6 +803,14 @@ impl Sched {
 
     fn ready_with(&'static self, item: RunItem, next: bool) {
         let alone = match self.current_p() {
+            // A network poll's goroutine: `netpoll_ready` decides about waking an M once the
+            // whole batch is queued.
+            Some(here) if here.ml.in_poll_batch.get() => {
+                if !self.runqput(here.p, item, next) {
+                    here.ml.batch_spilled.set(true);
+                }
+                return;
+            }
             Some(here) => {
                 let alone = self.runqput(here.p, item, next);
                 if alone {
@@ -753,6 +830,35 @@ impl Sched {
         if !alone {
             self.wakep();
         }
+    }
+
+    /// Netpoll hook: readies the goroutines of one network poll (`wakers`) onto this M's P as a
+    /// batch, with no `wakep` per goroutine, then decides once whether another M should share
+    /// them (see "Network poll batches"). Returns whether there were any.
+    fn netpoll_ready(&'static self, ml: &MLocal, wakers: Vec<std::task::Waker>) -> bool {
+        if wakers.is_empty() {
+            return false;
+        }
+        let pid = ml.p.get();
+        if pid == NO_P {
+            // No P to keep them on (the poll in `stopm` found none idle): they go to the global
+            // queue, each with its `wakep`.
+            wakers.into_iter().for_each(std::task::Waker::wake);
+            return true;
+        }
+        let p = self.p(pid);
+        let cost = ml.run_cost.sample(pid, p.nswitch.load(Ordering::Relaxed));
+        ml.in_poll_batch.set(true);
+        wakers.into_iter().for_each(std::task::Waker::wake);
+        ml.in_poll_batch.set(false);
+        if ml.batch_spilled.replace(false)
+            && (crate::cpuload::spare_cpu()
+                || cost >= SHARE_RUN_NS
+                || p.runq.len() as u64 * cost >= SHARE_BATCH_NS)
+        {
+            self.wakep();
+        }
+        true
     }
 
     /// The safe point's half of a put-off `wakep` (see `MLocal::deferred_wake`): the first safe
@@ -1010,6 +1116,9 @@ impl Sched {
             curg: Cell::new(std::ptr::null()),
             handed: Cell::new(None),
             deferred_wake: Cell::new(DEFER_NONE),
+            in_poll_batch: Cell::new(false),
+            batch_spilled: Cell::new(false),
+            run_cost: RunCostMeter::default(),
         };
         CURRENT_M.with(|c| c.set(&ml));
         self.got_p();
@@ -1049,6 +1158,7 @@ impl Sched {
     /// none after a timer wake-up (the caller then looks for an idle P).
     fn stopm(&'static self, ml: &MLocal) {
         debug_assert_eq!(ml.p.get(), NO_P);
+        ml.run_cost.pause();
         self.lock().midle.push(ml.m.clone());
         self.count_idle_m();
         loop {
@@ -1136,7 +1246,7 @@ impl Sched {
                 ml.spinning.set(ml.m.next_spinning.load(Ordering::Relaxed));
                 self.got_p();
                 // Goroutines the poll readied go to the P just handed to us.
-                ready.into_iter().for_each(std::task::Waker::wake);
+                self.netpoll_ready(ml, ready);
                 return;
             }
             // A timer is due (or a new earlier one was added), or the poll readied goroutines:
@@ -1157,7 +1267,7 @@ impl Sched {
                 if ml.p.get() != NO_P {
                     self.got_p();
                 }
-                ready.into_iter().for_each(std::task::Waker::wake);
+                self.netpoll_ready(ml, ready);
                 return;
             }
             drop(l);
@@ -1391,7 +1501,7 @@ impl Sched {
                 // What it readies starts a new slice (`netpoll_tick`), which also moves the tick
                 // off this multiple of 61: a P fed only by these polls would otherwise stay on it,
                 // poll at every schedule, and look to sysmon like a hog to preempt.
-                if crate::netpoll::poll_nonblocking() {
+                if self.netpoll_ready(ml, crate::netpoll::poll_nonblocking()) {
                     Self::netpoll_tick(p);
                 }
             }
@@ -1406,7 +1516,7 @@ impl Sched {
 
             // Netpoll hook: readiness that arrived while every M was busy (Go's `netpoll(0)` in
             // `findRunnable`); the readied goroutines go to this P's run queue.
-            if crate::netpoll::poll_nonblocking() {
+            if self.netpoll_ready(ml, crate::netpoll::poll_nonblocking()) {
                 Self::netpoll_tick(p);
                 continue 'top;
             }
@@ -1781,9 +1891,10 @@ impl Sched {
     pub(crate) fn schedtrace_line(&self) -> String {
         let s = self.stats();
         format!(
-            "gomaxprocs={} idleprocs={} threads={} spinningthreads={} idlethreads={} runqueue={} [{}]",
+            "gomaxprocs={} idleprocs={} threads={} spinningthreads={} idlethreads={} runqueue={} [{}] {}",
             s.procs, s.idle_procs, s.threads, s.spinning_threads, s.idle_threads, s.global_queue,
-            s.local_queues.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(" ")
+            s.local_queues.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(" "),
+            crate::cpuload::trace()
         )
     }
 

@@ -32,6 +32,10 @@
 //!   and readies what it finds onto the global queue (`netpoll::sysmon_poll`).
 //! * **Waiting work.** A goroutine readied into a `runnext` wakes no M (`sched.rs`); if its P has
 //!   switched to nothing else for a round while a P is idle, sysmon wakes an M for it.
+//! * **The machine's load.** While sockets are registered and a P is busy, sysmon samples the
+//!   kernel's count of runnable threads at most once a millisecond (`cpuload::sample`): whether a
+//!   CPU is spare decides how network work spreads over the Ms (`sched.rs`, "Network poll
+//!   batches").
 //!
 //! sysmon never takes a P whose M is in runtime code (its `in_user` flag clear): that M may be
 //! using the P's local state.
@@ -234,6 +238,10 @@ fn run(sched: &'static Sched) {
             continue;
         }
         idle_since = None;
+        // Whether a CPU is spare decides how network work spreads over the Ms (`cpuload.rs`).
+        if crate::netpoll::has_waiters() {
+            crate::cpuload::sample(now);
+        }
         // Netpoll hook: with a P idle, an M polls the network when nobody has for
         // `POLL_STALE_NS` (the woken M polls when it finds no work, and blocks in the poller if it
         // stays idle); with every P busy, sysmon polls itself when nobody has for 10 ms.
