@@ -46,12 +46,14 @@
 //! `wakep`: a parent usually goes on running, and Go programs expect the child to run in parallel.
 //!
 //! **Network poll batches** (`netpoll_ready`). The goroutines one poll readies are queued on the
-//! polling M's P as a batch, with no `wakep` per goroutine, and the M decides once, at the end,
-//! whether to wake another. Only a batch of more than one goroutine can be shared, and it is:
+//! polling M's P as a batch: at the back of its queue, in the order the poll found them (Go's
+//! `injectglist`; not `runnext`, where each would push the one before it, the next due, to the
+//! back and stretch the tail latency), with no `wakep` per goroutine. The M then decides once
+//! whether to wake another. Only a queue of more than one goroutine can be shared, and it is:
 //! * while the machine has a CPU to spare (`cpuload::spare_cpu`): the woken M runs on it, and the
-//!   batch finishes sooner (Go and tokio always share);
-//! * otherwise only when the batch is worth parallelism however busy the machine is: this M's
-//!   goroutines run long on average (`SHARE_RUN_NS`), or the batch queues a lot of work
+//!   work finishes sooner (Go and tokio always share);
+//! * otherwise only when the work is worth parallelism however busy the machine is: this M's
+//!   goroutines run long on average (`SHARE_RUN_NS`), or the queue holds a lot of work
 //!   (`SHARE_BATCH_NS`).
 //!
 //! Why: on a machine whose CPUs are all busy (a load client beside the server, other programs), a
@@ -129,9 +131,12 @@ const SHARE_RUN_NS: u64 = 30_000;
 /// M: 1 ms is about the p99 latency the benchmark servers reach, and lower values (0.1 and 0.3 ms
 /// were measured) woke the second M often enough to double it.
 const SHARE_BATCH_NS: u64 = 1_000_000;
-/// Cap on one sample of an M's average goroutine run: the time between two of its polls also
-/// counts any time the OS kept the M off its CPU.
-const RUN_COST_CAP_NS: u64 = 1_000_000;
+/// Cap on one sample of an M's average goroutine run. The time between two of its polls also
+/// counts any time the OS kept the M off its CPU, often milliseconds on a busy machine; uncapped,
+/// one such interval would lift the average past `SHARE_RUN_NS` for a dozen polls and wake an M at
+/// each, on exactly the machine with no CPU to give it. Goroutines that really run longer still
+/// average above `SHARE_RUN_NS`.
+const RUN_COST_CAP_NS: u64 = 4 * SHARE_RUN_NS;
 
 /// The most Ps a runtime can have.
 pub const MAX_PROCS: usize = 256;
@@ -451,8 +456,8 @@ pub(crate) struct MLocal {
     deferred_wake: Cell<u8>,
     /// Set while this M readies the goroutines of a network poll (`netpoll_ready`).
     in_poll_batch: Cell<bool>,
-    /// Set when a goroutine of the current poll batch went into the ring (more than one readied).
-    batch_spilled: Cell<bool>,
+    /// How many goroutines and tasks the current poll batch queued on this M's P.
+    batch_len: Cell<u32>,
     /// How long this M's goroutines run, on average (see "Network poll batches").
     run_cost: RunCostMeter,
 }
@@ -804,11 +809,13 @@ impl Sched {
     fn ready_with(&'static self, item: RunItem, next: bool) {
         let alone = match self.current_p() {
             // A network poll's goroutine: `netpoll_ready` decides about waking an M once the
-            // whole batch is queued.
+            // whole batch is queued. It goes to the back of the queue, in the order the poll
+            // found it ready: none of a batch is about to be handed anything by a running
+            // goroutine, so none should overtake work already waiting (or, through `runnext`,
+            // push the next goroutine due to the back).
             Some(here) if here.ml.in_poll_batch.get() => {
-                if !self.runqput(here.p, item, next) {
-                    here.ml.batch_spilled.set(true);
-                }
+                self.runqput(here.p, item, false);
+                here.ml.batch_len.set(here.ml.batch_len.get() + 1);
                 return;
             }
             Some(here) => {
@@ -851,10 +858,13 @@ impl Sched {
         ml.in_poll_batch.set(true);
         wakers.into_iter().for_each(std::task::Waker::wake);
         ml.in_poll_batch.set(false);
-        if ml.batch_spilled.replace(false)
+        // Something to share: more than the one goroutine this M runs next.
+        let queued = p.runq.len() as u64;
+        if ml.batch_len.replace(0) > 0
+            && queued > 1
             && (crate::cpuload::spare_cpu()
                 || cost >= SHARE_RUN_NS
-                || p.runq.len() as u64 * cost >= SHARE_BATCH_NS)
+                || queued * cost >= SHARE_BATCH_NS)
         {
             self.wakep();
         }
@@ -1117,7 +1127,7 @@ impl Sched {
             handed: Cell::new(None),
             deferred_wake: Cell::new(DEFER_NONE),
             in_poll_batch: Cell::new(false),
-            batch_spilled: Cell::new(false),
+            batch_len: Cell::new(0),
             run_cost: RunCostMeter::default(),
         };
         CURRENT_M.with(|c| c.set(&ml));
