@@ -488,3 +488,71 @@ fn the_network_is_polled_after_the_busy_processor_blocks() {
     assert_eq!(join_within(reader), 9);
     join_within(blocker);
 }
+
+#[test]
+fn goroutines_a_poll_readies_that_compute_get_a_second_processor() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    // A network poll's goroutines stay on the polling M's processor unless they are worth another
+    // one (sched.rs, "Network poll batches"): ones that compute 200 us per message are, busy
+    // machine or not. They run in short pieces (each parks on its socket between messages), so
+    // no preemption spreads them; after the warm-up rounds, the spawns' own wake-ups are behind
+    // them too. Whatever spreads them (the poll's share decision, or at worst sysmon noticing
+    // the network unpolled), they must not all stay on one processor.
+    const CONNS: usize = 4;
+    const WARM_UP: usize = 50;
+    const WORK: Duration = Duration::from_micros(200);
+    let rt = gort::runtime::Builder::new().max_procs(2).build();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let acceptor = {
+        let (running, most) = (running.clone(), most.clone());
+        rt.spawn(move || {
+            for _ in 0..CONNS {
+                let (mut c, _) = listener.accept().unwrap();
+                let (running, most) = (running.clone(), most.clone());
+                gort::go!(move || {
+                    let mut b = [0u8; 1];
+                    while c.read_exact(&mut b).is_ok() {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        let start = Instant::now();
+                        while start.elapsed() < WORK {
+                            std::hint::spin_loop();
+                        }
+                        running.fetch_sub(1, Ordering::SeqCst);
+                        if c.write_all(&b).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        })
+    };
+    let mut conns: Vec<std::net::TcpStream> = (0..CONNS)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    join_within(acceptor);
+    let start = Instant::now();
+    for round in 0.. {
+        if round == WARM_UP {
+            most.store(0, Ordering::SeqCst);
+        }
+        if round > WARM_UP && (most.load(Ordering::SeqCst) >= 2 || start.elapsed() > GUARD) {
+            break;
+        }
+        for c in &mut conns {
+            c.write_all(&[7]).unwrap();
+        }
+        for c in &mut conns {
+            let mut b = [0u8; 1];
+            c.read_exact(&mut b).unwrap();
+        }
+    }
+    assert!(
+        most.load(Ordering::SeqCst) >= 2,
+        "goroutines that compute 200 us per message never ran on two processors at once in {GUARD:?}"
+    );
+}
