@@ -28,8 +28,8 @@
 //!   failing that, sleeps 1 ms and tries again, so the blocking poller is never lost to a race.
 //!   `startm` hands Ps to other idle Ms (or a new one) before the poller's; handing it a P, or
 //!   adding an earlier timer, breaks the poll through a `mio::Waker` (Go's `netpollBreak`). When the
-//!   poll returns with events, the M takes an idle P first, so the goroutines it readies land in
-//!   that P's `runnext`/run queue and run on it; whether another M is woken to share them is
+//!   poll returns with events, the M takes an idle P first, so the goroutines it readies land at
+//!   the back of that P's run queue and run on it; whether another M is woken to share them is
 //!   decided once for the batch (see `sched.rs`, "Network poll batches").
 //! * **A P that runs out of work** (`find_runnable`) polls without blocking before it steals, and
 //!   a busy P polls every 61 schedule ticks: the readied goroutines go to its own run queue (Go's

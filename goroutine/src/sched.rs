@@ -32,12 +32,12 @@
 //!
 //! **A readied G does not wake an M** (tokio's LIFO-slot rule): `ready` on an M skips `wakep` when
 //! the G went into an empty `runnext` and nothing was kicked into the ring. The readying G almost
-//! always parks or yields next (a channel hand-off, a poll that readied one goroutine), and this M
-//! then runs the readied one at once; a woken M would only spin, find nothing it may take, and
-//! sleep again — a futex wake and a context switch per hand-off. A second readied G kicks the
-//! first into the ring, which does call `wakep`, so a batch still gets parallelism (a network
-//! poll's batch decides once instead, below). If the readying
-//! G runs on instead, the readied one is not stranded. The wake is only put off
+//! always parks or yields next (a channel hand-off, a mutex unlock), and this M then runs the
+//! readied one at once; a woken M would only spin, find nothing it may take, and sleep again — a
+//! futex wake and a context switch per hand-off. A second readied G kicks the first into the ring,
+//! which does call `wakep`, so a batch still gets parallelism (a network poll's batch is queued
+//! and decided on differently, below). If the readying G runs on instead, the readied one is not
+//! stranded. The wake is only put off
 //! (`MLocal::deferred_wake`): the readying operation's own safe point (a send that woke its
 //! receiver ends with one) passes, but the next safe point of a goroutine that went on running (a
 //! producer's next send) calls `wakep`, and the spinning M may take `runnext` from the P
