@@ -1,7 +1,7 @@
 //! A one-shot wake-up flag on a Linux futex: how an idle M sleeps; and the futex calls themselves,
 //! which the channel crate's lock uses too (one place for the syscall).
 //!
-//! Go parks an M that has no work on a `note` (`notesleep`/`notewakeup` over a futex). [`Note`] is the
+//! Go parks an M that has no work on a `note` (`notesleep`/`notewakeup` over a futex). `Note` is the
 //! same idea: one sleeper, any number of wakers, and a token so that a wake which arrives before the
 //! sleep is not lost. An idle M sits in `futex(FUTEX_WAIT)` and burns no CPU.
 //!

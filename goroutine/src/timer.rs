@@ -1,6 +1,6 @@
 //! Timers: per-P heaps that the scheduler runs and idle Ms sleep on (no timer thread).
 //!
-//! Every P owns a [`TimerHeap`]: a min-heap of `(deadline, waker)` entries under a small lock, plus
+//! Every P owns a `TimerHeap`: a min-heap of `(deadline, waker)` entries under a small lock, plus
 //! the earliest deadline mirrored in an atomic so that the scheduler can ask "is anything due?"
 //! without locking. A timer is added to the heap of the P that creates it (from a plain thread: a P
 //! picked round-robin). Firing a timer means waking its `Waker`: a sleeping goroutine is readied,
@@ -28,7 +28,7 @@
 //! The state word also guarantees that a timer fires at most once and that `cancel` tells the
 //! truth: `true` means the waker was not and will not be woken by this timer.
 //!
-//! Deadlines are nanoseconds since a process-wide epoch ([`clock_ns`]), so they fit in a `u64` and
+//! Deadlines are nanoseconds since a process-wide epoch (`clock_ns`), so they fit in a `u64` and
 //! an atomic.
 
 use std::cmp::Reverse;
