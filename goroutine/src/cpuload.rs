@@ -16,7 +16,7 @@
 //! # The estimate
 //! The kernel's count of runnable threads, machine-wide (`/proc/loadavg`, fourth field: the
 //! instantaneous `nr_running`), sampled by sysmon at most once per [`SAMPLE_NS`] while a P is busy,
-//! and smoothed (an exponential average over about eight samples, so a few milliseconds). A CPU is
+//! and smoothed (`crate::smooth`: about the last eight samples, so a few milliseconds). A CPU is
 //! spare when the average leaves at least half a CPU of the machine unused. sysmon does not count
 //! itself.
 //!
@@ -36,8 +36,6 @@ use std::sync::{Mutex, OnceLock};
 pub(crate) const SAMPLE_NS: u64 = 1_000_000;
 /// Fixed-point scale of the averaged count of running threads.
 const ONE: u64 = 256;
-/// Weight of a new sample in the average: 1 / `SMOOTHING`.
-const SMOOTHING: u64 = 8;
 
 struct CpuLoad {
     /// `/proc/loadavg`, kept open: procfs regenerates it on every read at offset 0.
@@ -96,8 +94,7 @@ pub(crate) fn sample(now: u64) {
     };
     // The sampling sysmon is one of the runnable threads.
     let others = runnable.saturating_sub(1) * ONE;
-    let avg = load.running.load(Ordering::Relaxed);
-    let avg = avg - avg / SMOOTHING + others / SMOOTHING;
+    let avg = crate::smooth(load.running.load(Ordering::Relaxed), others);
     load.running.store(avg, Ordering::Relaxed);
     load.spare
         .store(avg + ONE / 2 <= load.cpus * ONE, Ordering::Relaxed);

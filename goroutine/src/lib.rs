@@ -74,6 +74,13 @@ pub(crate) fn lock<T: ?Sized>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGu
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The runtime's running averages (timer lateness, an M's goroutine run time, the machine's
+/// runnable threads): `avg` moved an eighth of the way to `sample`, so about the last eight
+/// samples count. Integer arithmetic: callers scale small quantities up first.
+pub(crate) fn smooth(avg: u64, sample: u64) -> u64 {
+    avg - avg / 8 + sample / 8
+}
+
 pub use g::GoroutineId;
 pub use join::{JoinError, JoinHandle};
 pub use park::block_on;

@@ -468,7 +468,7 @@ const DEFER_DUE: u8 = 2;
 
 /// An M's estimate of how long one goroutine run takes on it, sampled at its network polls for
 /// free: the time since its previous poll over the goroutines its P switched to meanwhile (the
-/// P's `nswitch`), averaged over about eight polls. Time the M spent idle does not count: going
+/// P's `nswitch`), averaged over about eight polls (`crate::smooth`). Time the M spent idle does not count: going
 /// idle pauses the meter, and a poll after a change of P only restarts the interval.
 #[derive(Default)]
 struct RunCostMeter {
@@ -486,8 +486,7 @@ impl RunCostMeter {
             let ran = nswitch.wrapping_sub(last_switch);
             if last_p == pid && ran > 0 {
                 let per = (now.saturating_sub(at) / u64::from(ran)).min(RUN_COST_CAP_NS);
-                let avg = self.avg_ns.get();
-                self.avg_ns.set(avg - avg / 8 + per / 8);
+                self.avg_ns.set(crate::smooth(self.avg_ns.get(), per));
             }
         }
         self.last.set(Some((pid, nswitch, now)));
@@ -1406,7 +1405,7 @@ impl Sched {
     fn note_timer_lateness(&self, late: u64) {
         let avg = self.timer_lateness.load(Ordering::Relaxed);
         self.timer_lateness
-            .store(avg - avg / 8 + late / 8, Ordering::Relaxed);
+            .store(crate::smooth(avg, late), Ordering::Relaxed);
     }
 
     /// Spins until the timer deadline `next`, or until the M's note is woken.
